@@ -1,0 +1,49 @@
+"""Where Fleetdeck keeps its data and how it binds; every field has an env override.
+
+Fields read `FLEETDECK_<NAME>` from the environment (for instance
+`FLEETDECK_DATA_DIR`); command-line options win over both.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "fleetdeck"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLEETDECK_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    host: str = "127.0.0.1"
+    port: int = 8787
+    policy_file: Path | None = None
+    # Traces are acknowledged once written to the spool; this bounds what a power cut
+    # (not a crash: the kernel keeps written pages) can take. 0 turns fsync off.
+    spool_fsync_interval_s: float = Field(default=1.0, ge=0)
+    recorder_flush_interval_s: float = Field(default=0.1, gt=0)
+    recorder_batch_traces: int = Field(default=1000, gt=0)
+    local_cost_per_hour: float = Field(default=0.40, ge=0)
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "fleetdeck.duckdb"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+
+def load_settings(data_dir: Path | None = None) -> Settings:
+    """Settings from the environment, with `--data-dir` applied when given."""
+    settings = Settings()
+    if data_dir is not None:
+        settings = settings.model_copy(update={"data_dir": data_dir})
+    return settings

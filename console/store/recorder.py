@@ -1,0 +1,279 @@
+"""The recorder: traces are acknowledged on the spool, then moved into DuckDB in batches.
+
+`record()` appends one JSON line to the current spool segment with a single
+`write(2)` and returns: the trace is acknowledged, and survives the process being
+killed from then on. One writer thread rotates the segment every flush interval (or
+sooner, once a batch is full), loads the closed segment into DuckDB through Arrow in
+one transaction, and deletes it only after the commit. At start, segments left by
+a crashed process are replayed first; inserts ignore request_ids already stored, so
+replaying a segment twice changes nothing.
+
+A row DuckDB refuses is never dropped: it is written to `spool/rejected/` with the
+reason, and the rest of its batch is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from console.store.db import Database
+from console.store.trace import Payload, Trace
+
+log = logging.getLogger("fleetdeck.recorder")
+
+# Spooled tables, their key, and the columns that hold timestamps or JSON documents.
+KEYS = {"traces": "request_id", "payloads": "payload_ref"}
+TABLE_OF = {Trace: "traces", Payload: "payloads"}
+SEGMENT_SUFFIX = ".jsonl"
+BATCH_ERRORS = (duckdb.Error, pa.ArrowException, ValueError, TypeError)
+
+
+class Recorder:
+    def __init__(
+        self,
+        db: Database,
+        spool_dir: Path,
+        *,
+        flush_interval_s: float = 0.1,
+        batch_traces: int = 1000,
+        fsync_interval_s: float = 1.0,
+    ) -> None:
+        self._db = db
+        self._spool_dir = spool_dir
+        self._rejected_dir = spool_dir / "rejected"
+        self._flush_interval_s = flush_interval_s
+        self._batch_traces = batch_traces
+        self._fsync_interval_s = fsync_interval_s
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stored = threading.Condition()
+        self._fd: int | None = None
+        self._segment_seq = 0
+        self._pending = 0
+        self._recorded = 0
+        self._stored_count = 0
+        self._stopping = False
+        self._writer: threading.Thread | None = None
+        self._columns: dict[str, _Columns] = {}
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> int:
+        """Replay segments a previous process left, then start the writer.
+
+        Returns how many spooled records were replayed.
+        """
+        self._spool_dir.mkdir(parents=True, exist_ok=True)
+        cur = self._db.cursor()
+        self._columns = {table: _Columns.of(cur, table) for table in KEYS}
+        leftovers = self._segments()
+        replayed = sum(self._store_segment(path) for path in leftovers)
+        if leftovers:
+            log.info("replayed %d spooled records from %d segments", replayed, len(leftovers))
+        self._segment_seq = _segment_number(leftovers[-1]) if leftovers else 0
+        self._open_segment()
+        self._writer = threading.Thread(target=self._run_writer, name="fleetdeck-recorder", daemon=True)
+        self._writer.start()
+        return replayed
+
+    def stop(self) -> None:
+        """Store everything recorded so far, then stop the writer."""
+        if self._writer is None:
+            return
+        self.flush()
+        self._stopping = True
+        self._wake.set()
+        self._writer.join()
+        self._writer = None
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    # -- the caller's side -----------------------------------------------------------
+
+    def record(self, trace: Trace, payload: Payload | None = None) -> None:
+        """Acknowledge a trace (and its payload) once it is on the spool."""
+        line = _spool_line("traces", trace)
+        if payload is not None:
+            line += _spool_line("payloads", payload)
+        with self._lock:
+            if self._fd is None:
+                raise RuntimeError("the recorder is not running")
+            os.write(self._fd, line)
+            self._pending += 1
+            self._recorded += 1
+            full = self._pending >= self._batch_traces
+        if full:
+            self._wake.set()
+
+    def flush(self, timeout_s: float = 30.0) -> bool:
+        """Wait until every trace recorded before this call is in DuckDB."""
+        with self._lock:
+            target = self._recorded
+        self._wake.set()
+        with self._stored:
+            return self._stored.wait_for(lambda: self._stored_count >= target, timeout_s)
+
+    # -- the writer ------------------------------------------------------------------
+
+    def _run_writer(self) -> None:
+        last_fsync = time.monotonic()
+        while True:
+            self._wake.wait(self._flush_interval_s)
+            self._wake.clear()
+            with self._lock:
+                pending, closed = self._pending, None
+                if pending:
+                    closed = self._rotate()
+            if closed is not None:
+                self._close_and_store(*closed, pending)
+            elif self._fsync_interval_s and time.monotonic() - last_fsync >= self._fsync_interval_s:
+                with self._lock:
+                    if self._fd is not None:
+                        os.fsync(self._fd)
+                last_fsync = time.monotonic()
+            if self._stopping and not pending:
+                return
+
+    def _close_and_store(self, path: Path, fd: int, records: int) -> None:
+        os.close(fd)
+        try:
+            self._store_segment(path)
+        except (OSError, duckdb.Error):
+            # The segment stays on disk and is replayed at the next start.
+            log.exception("could not store spool segment %s; it will be replayed at start", path.name)
+            return
+        with self._stored:
+            self._stored_count += records
+            self._stored.notify_all()
+
+    def _rotate(self) -> tuple[Path, int]:
+        """Swap in a fresh segment (caller holds the lock); returns the closed one."""
+        assert self._fd is not None
+        closed = (self._segment_path(self._segment_seq), self._fd)
+        self._open_segment()
+        self._pending = 0
+        return closed
+
+    def _open_segment(self) -> None:
+        self._segment_seq += 1
+        path = self._segment_path(self._segment_seq)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def _segment_path(self, seq: int) -> Path:
+        return self._spool_dir / f"{seq:012d}{SEGMENT_SUFFIX}"
+
+    def _segments(self) -> list[Path]:
+        return sorted(self._spool_dir.glob(f"*{SEGMENT_SUFFIX}"), key=_segment_number)
+
+    def _store_segment(self, path: Path) -> int:
+        """Load one closed segment into DuckDB, then delete it. Returns its records."""
+        rows: dict[str, list[dict[str, Any]]] = {table: [] for table in KEYS}
+        for table, row in _read_segment(path):
+            rows[table].append(row)
+        cur = self._db.cursor()
+        for table, table_rows in rows.items():
+            if table_rows:
+                self._insert(cur, table, table_rows, path.name)
+        path.unlink()
+        return len(rows["traces"])
+
+    def _insert(
+        self, cur: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]], segment: str
+    ) -> None:
+        columns = self._columns[table]
+        try:
+            _insert_batch(cur, table, columns.arrow(rows))
+        except BATCH_ERRORS:
+            for row in rows:
+                try:
+                    _insert_batch(cur, table, columns.arrow([row]))
+                except BATCH_ERRORS as exc:
+                    self._reject(table, row, segment, exc)
+
+    def _reject(self, table: str, row: dict[str, Any], segment: str, exc: Exception) -> None:
+        self._rejected_dir.mkdir(exist_ok=True)
+        key = row.get(KEYS[table])
+        log.error("DuckDB refused %s row %s from spool segment %s: %s", table, key, segment, exc)
+        entry = {"table": table, "row": row, "segment": segment, "error": str(exc)}
+        with (self._rejected_dir / f"{table}.jsonl").open("ab") as f:
+            f.write(orjson.dumps(entry, default=str) + b"\n")
+
+
+def _insert_batch(cur: duckdb.DuckDBPyConnection, table: str, batch: pa.Table) -> None:
+    cur.register("spool_batch", batch)
+    try:
+        cur.execute(f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM spool_batch")
+    finally:
+        cur.unregister("spool_batch")
+
+
+def _spool_line(table: str, record: Trace | Payload) -> bytes:
+    return orjson.dumps({"t": table, "r": record}, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def _read_segment(path: Path) -> Iterable[tuple[str, dict[str, Any]]]:
+    """Decode a segment's lines; a torn last line (killed mid-write) was never acknowledged."""
+    lines = path.read_bytes().split(b"\n")
+    for number, line in enumerate(lines, start=1):
+        if not line:
+            continue
+        try:
+            entry = orjson.loads(line)
+            yield entry["t"], entry["r"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            if number < len(lines) - 1:
+                log.error("spool segment %s: line %d is corrupt and was skipped", path.name, number)
+
+
+def _segment_number(path: Path) -> int:
+    return int(path.stem)
+
+
+class _Columns:
+    """The Arrow schema of a table, and which of its columns need converting from JSON."""
+
+    def __init__(self, schema: pa.Schema, json_columns: set[str]) -> None:
+        self.schema = schema
+        self.timestamps = {f.name for f in schema if pa.types.is_timestamp(f.type)}
+        self.json = json_columns
+
+    @classmethod
+    def of(cls, cur: duckdb.DuckDBPyConnection, table: str) -> _Columns:
+        schema = cur.sql(f"SELECT * FROM {table} LIMIT 0").to_arrow_table().schema
+        json_columns = {
+            name
+            for (name,) in cur.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = ? AND data_type = 'JSON'",
+                [table],
+            ).fetchall()
+        }
+        return cls(schema, json_columns)
+
+    def arrow(self, rows: list[dict[str, Any]]) -> pa.Table:
+        return pa.Table.from_pylist([self._prepare(row) for row in rows], schema=self.schema)
+
+    def _prepare(self, row: dict[str, Any]) -> dict[str, Any]:
+        prepared = dict(row)
+        for name in self.timestamps:
+            value = prepared.get(name)
+            if isinstance(value, str):
+                prepared[name] = datetime.fromisoformat(value)
+        for name in self.json:
+            value = prepared.get(name)
+            if value is not None:
+                prepared[name] = orjson.dumps(value).decode()
+        return prepared

@@ -1,0 +1,87 @@
+"""The records the recorder takes: one Trace per request, and its redacted Payload.
+
+Field names and meanings follow the `traces` and `payloads` tables (DESIGN.md).
+Timestamps are naive UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from typing import Any
+
+from ulid import ULID
+
+JSONValue = Any
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def new_request_id() -> str:
+    return str(ULID())
+
+
+@dataclass(slots=True, kw_only=True)
+class Trace:
+    request_id: str = field(default_factory=new_request_id)
+    ts_start: datetime = field(default_factory=utc_now)
+    status: str = "ok"
+    trace_id: str | None = None
+    parent_id: str | None = None
+    ts_end: datetime | None = None
+    environment: str | None = None
+    key_id: str | None = None
+    workflow_id: str | None = None
+    intent: str | None = None
+    tier: str | None = None
+    user_role: str | None = None
+    tenant: str | None = None
+    task_id: str | None = None
+    step: int | None = None
+    prompt_name: str | None = None
+    prompt_version: str | None = None
+    operation: str | None = None
+    route: str | None = None
+    request_model: str | None = None
+    response_model: str | None = None
+    provider: str | None = None
+    reason_code: str | None = None
+    attempts: int | None = None
+    attempt_log: JSONValue = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    context_tokens: int | None = None
+    cost_usd: float | None = None
+    price_source: str | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    error_type: str | None = None
+    http_status: int | None = None
+    finish_reasons: list[str] | None = None
+    stream: bool | None = None
+    cache: str | None = None
+    cache_similarity: float | None = None
+    guard_results: JSONValue = None
+    pii_redactions: int | None = None
+    injection_score: float | None = None
+    schema_valid: bool | None = None
+    tool_calls: JSONValue = None
+    retrieval_doc_ids: list[str] | None = None
+    request_hash: str | None = None
+    payload_ref: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class Payload:
+    payload_ref: str
+    request_id: str
+    ts: datetime = field(default_factory=utc_now)
+    request: JSONValue = None
+    response: JSONValue = None
+
+
+TRACE_FIELDS = tuple(f.name for f in fields(Trace))
