@@ -69,19 +69,21 @@ class Recorder:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def start(self) -> int:
-        """Replay segments a previous process left, then start the writer.
-
-        Returns how many spooled records were replayed.
-        """
+    def replay(self) -> int:
+        """Store the segments a previous process left behind; returns their traces."""
         self._spool_dir.mkdir(parents=True, exist_ok=True)
         cur = self._db.cursor()
         self._columns = {table: _Columns.of(cur, table) for table in KEYS}
         leftovers = self._segments()
         replayed = sum(self._store_segment(path) for path in leftovers)
         if leftovers:
-            log.info("replayed %d spooled records from %d segments", replayed, len(leftovers))
-        self._segment_seq = _segment_number(leftovers[-1]) if leftovers else 0
+            log.info("replayed %d spooled traces from %d segments", replayed, len(leftovers))
+            self._segment_seq = max(self._segment_seq, _segment_number(leftovers[-1]))
+        return replayed
+
+    def start(self) -> int:
+        """Replay what a previous process left, then start the writer; returns the replayed."""
+        replayed = self.replay()
         self._open_segment()
         self._writer = threading.Thread(target=self._run_writer, name="fleetdeck-recorder", daemon=True)
         self._writer.start()

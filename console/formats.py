@@ -1,0 +1,69 @@
+"""Write a query result (an Arrow table) as a terminal table, CSV, JSON or Parquet."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import IO
+
+import orjson
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    parquet = "parquet"
+
+
+def write(result: pa.Table, fmt: Format, out: Path | None) -> None:
+    """Write to `out`, or to stdout when it is None (Parquet needs a file)."""
+    if fmt is Format.parquet:
+        if out is None:
+            raise ValueError("--format parquet needs --out FILE")
+        pq.write_table(result, out, compression="zstd")
+        return
+    if out is None:
+        _write_text(result, fmt, sys.stdout)
+        return
+    with out.open("w", encoding="utf-8", newline="") as f:
+        _write_text(result, fmt, f)
+
+
+def _write_text(result: pa.Table, fmt: Format, stream: IO[str]) -> None:
+    if fmt is Format.json:
+        stream.write(orjson.dumps(result.to_pylist(), default=str, option=orjson.OPT_INDENT_2).decode())
+        stream.write("\n")
+        return
+    if fmt is Format.csv:
+        stream.write(_frame(_nested_as_json(result)).write_csv())
+        return
+    frame = _frame(result)
+    width = shutil.get_terminal_size((160, 40)).columns
+    config = pl.Config(
+        tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=width, tbl_hide_dataframe_shape=True
+    )
+    with config:
+        stream.write(f"{frame}\n({frame.height} rows)\n")
+
+
+def _frame(result: pa.Table) -> pl.DataFrame:
+    frame = pl.from_arrow(result)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _nested_as_json(result: pa.Table) -> pa.Table:
+    """CSV has no lists or structs: such columns are written as JSON text."""
+    for index, field in enumerate(result.schema):
+        if pa.types.is_nested(field.type):
+            values = [
+                None if v is None else orjson.dumps(v).decode() for v in result.column(index).to_pylist()
+            ]
+            result = result.set_column(index, field.name, pa.array(values, pa.string()))
+    return result

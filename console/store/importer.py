@@ -1,0 +1,302 @@
+"""Import traces, payloads, outcomes, evals and audit rows from Parquet or JSONL files.
+
+Every file is checked whole before anything is written: its table (from the file
+name, else from its columns), unknown or missing columns, values that do not cast to
+the column's type, values outside a column's vocabulary, and keys repeated inside
+the file. The first problem found is reported with its file, row and column, and
+the database is left untouched. A clean set is inserted in one transaction; rows
+whose key is already stored are skipped, so importing a file twice changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from console.store.trace import utc_now
+
+KEYS = {
+    "traces": ("request_id",),
+    "payloads": ("payload_ref",),
+    "outcomes": ("task_id",),
+    "evals": ("eval_id",),
+    "audit_log": ("seq",),
+}
+VOCABULARY = {
+    ("traces", "status"): ("ok", "partial", "error", "blocked", "over_budget", "cached"),
+    ("traces", "cache"): ("miss", "exact", "semantic"),
+    ("traces", "operation"): ("chat", "text_completion", "embeddings"),
+    ("outcomes", "status"): ("resolved", "failed", "abandoned"),
+    ("evals", "verdict"): ("correct", "partial", "incorrect"),
+    ("audit_log", "actor_kind"): ("human", "key", "system"),
+}
+SUFFIXES = {".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+ROW = "_fleetdeck_row"
+
+
+class ImportRefused(Exception):
+    """A file that cannot be imported; names the file and, when known, row and column."""
+
+    def __init__(self, path: Path, problem: str, row: int | None = None, column: str | None = None):
+        self.path, self.problem, self.row, self.column = path, problem, row, column
+        where = "".join([f", row {row}" if row is not None else "", f", column {column!r}" if column else ""])
+        super().__init__(f"{path}{where}: {problem}")
+
+
+@dataclass(frozen=True)
+class FileImport:
+    path: Path
+    table: str
+    rows: int
+    inserted: int = 0
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool
+
+
+def expand(paths: Iterable[Path]) -> list[Path]:
+    """Files to import: the paths given, with folders replaced by their data files."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir() if p.suffix in SUFFIXES))
+        else:
+            files.append(path)
+    return files
+
+
+def import_files(
+    cur: duckdb.DuckDBPyConnection, paths: Sequence[Path], *, rebase_to_now: bool = False
+) -> list[FileImport]:
+    """Check every file, then insert them all in one transaction (or nothing at all)."""
+    staged = [_stage(cur, path, index) for index, path in enumerate(expand(paths))]
+    shift = _shift_to_now(cur, staged) if rebase_to_now else timedelta(0)
+    cur.execute("BEGIN")
+    try:
+        done = [_insert(cur, stage, shift) for stage in staged]
+        cur.execute("COMMIT")
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
+    finally:
+        for stage in staged:
+            cur.unregister(stage.view)
+    return done
+
+
+@dataclass(frozen=True)
+class _Staged:
+    path: Path
+    table: str
+    view: str
+    columns: list[Column]
+    rows: int
+
+
+def _stage(cur: duckdb.DuckDBPyConnection, path: Path, index: int) -> _Staged:
+    if not path.is_file():
+        raise ImportRefused(path, "no such file")
+    kind = SUFFIXES.get(path.suffix.lower())
+    if kind is None:
+        raise ImportRefused(path, f"unknown file type {path.suffix!r}: use .parquet, .jsonl or .ndjson")
+    data = _read_parquet(path) if kind == "parquet" else _read_jsonl(path)
+    table = _table_for(cur, path, data.column_names)
+    columns = table_columns(cur, table)
+    view = f"import_{index}"
+    data = data.append_column(ROW, pa.array(range(1, data.num_rows + 1), pa.int64()))
+    cur.register(view, data)
+    try:
+        _check(cur, path, table, view, columns, data.column_names)
+    except BaseException:
+        cur.unregister(view)
+        raise
+    present = [c for c in columns if c.name in data.column_names]
+    return _Staged(path, table, view, present, data.num_rows)
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise ImportRefused(path, f"not a readable Parquet file ({exc})") from exc
+
+
+def _read_jsonl(path: Path) -> pa.Table:
+    """One JSON object per line; every value kept as text so that casting finds bad rows."""
+    records: list[dict[str, str | None]] = []
+    with path.open("rb") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise ImportRefused(path, f"malformed JSON ({exc})", row=number) from exc
+            if not isinstance(obj, dict):
+                raise ImportRefused(path, "each line must be a JSON object", row=number)
+            records.append({k: _as_text(v) for k, v in obj.items()})
+    names = list(dict.fromkeys(k for record in records for k in record))
+    return pa.table({n: pa.array([r.get(n) for r in records], pa.string()) for n in names})
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
+
+
+def table_columns(cur: duckdb.DuckDBPyConnection, table: str) -> list[Column]:
+    rows = cur.execute(
+        "SELECT column_name, data_type, is_nullable = 'YES' FROM information_schema.columns "
+        "WHERE table_name = ? ORDER BY ordinal_position",
+        [table],
+    ).fetchall()
+    return [Column(name, type_, nullable) for name, type_, nullable in rows]
+
+
+def _table_for(cur: duckdb.DuckDBPyConnection, path: Path, names: list[str]) -> str:
+    stem = path.name.split(".")[0]
+    for table in KEYS:
+        if stem == table or stem.startswith((f"{table}-", f"{table}_")):
+            return table
+    fits = [
+        table
+        for table in KEYS
+        if set(KEYS[table]) <= set(names) and set(names) <= {c.name for c in table_columns(cur, table)}
+    ]
+    if len(fits) != 1:
+        raise ImportRefused(
+            path,
+            "cannot tell which table this file holds; name it after its table "
+            f"({', '.join(KEYS)}), e.g. traces.parquet",
+        )
+    return fits[0]
+
+
+def _check(
+    cur: duckdb.DuckDBPyConnection,
+    path: Path,
+    table: str,
+    view: str,
+    columns: list[Column],
+    names: list[str],
+) -> None:
+    known = {c.name for c in columns}
+    for name in names:
+        if name != ROW and name not in known:
+            raise ImportRefused(path, f"{table} has no column {name!r}", column=name)
+    for column in columns:
+        if not column.nullable and column.name not in names:
+            raise ImportRefused(path, f"required column of {table} is missing", column=column.name)
+    present = [c for c in columns if c.name in names]
+    problems = [_first_bad_row(cur, view, table, c) for c in present]
+    found = [p for p in problems if p is not None]
+    if found:
+        row, name, problem = min(found, key=lambda p: p[0])
+        raise ImportRefused(path, problem, row=row, column=name)
+    _check_unique_keys(cur, path, table, view)
+
+
+def _first_bad_row(
+    cur: duckdb.DuckDBPyConnection, view: str, table: str, column: Column
+) -> tuple[int, str, str] | None:
+    """The first row whose value is missing, uncastable or outside the vocabulary."""
+    col = _quote(column.name)
+    cast = _cast(col, column.type)
+    allowed = VOCABULARY.get((table, column.name))
+    checks = [f"({col} IS NOT NULL AND {cast} IS NULL)"]
+    if not column.nullable:
+        checks.append(f"{col} IS NULL")
+    if allowed:
+        checks.append(f"{cast} NOT IN ({', '.join(repr(v) for v in allowed)})")
+    rows = cur.execute(
+        f"SELECT {ROW}, CAST({col} AS VARCHAR), {cast} IS NULL FROM {view} "
+        f"WHERE {' OR '.join(checks)} ORDER BY {ROW} LIMIT 1"
+    ).fetchall()
+    if not rows:
+        return None
+    number, value, uncastable = rows[0]
+    if value is None:
+        return number, column.name, "a value is required"
+    shown = value if len(value) <= 60 else value[:57] + "..."
+    if uncastable:
+        return number, column.name, f"{shown!r} is not a valid {column.type}"
+    return number, column.name, f"{shown!r} is not one of {', '.join(allowed or ())}"
+
+
+def _check_unique_keys(cur: duckdb.DuckDBPyConnection, path: Path, table: str, view: str) -> None:
+    key = ", ".join(_quote(k) for k in KEYS[table])
+    repeated = cur.execute(
+        f"SELECT {ROW}, first_row FROM (SELECT {ROW}, min({ROW}) OVER (PARTITION BY {key}) AS first_row "
+        f"FROM {view}) WHERE {ROW} <> first_row ORDER BY {ROW} LIMIT 1"
+    ).fetchall()
+    if repeated:
+        row, first = repeated[0]
+        raise ImportRefused(path, f"repeats the key of row {first}", row=row, column=KEYS[table][0])
+
+
+def _cast(expr: str, type_: str) -> str:
+    """A cast that gives NULL instead of failing; JSON text is parsed for JSON and list columns."""
+    if type_ == "JSON":
+        return (
+            f"CASE WHEN typeof({expr}) <> 'VARCHAR' THEN TRY_CAST({expr} AS JSON) "
+            f"WHEN json_valid({expr}::VARCHAR) THEN {expr}::VARCHAR::JSON END"
+        )
+    if type_.endswith("[]"):
+        return (
+            f"CASE WHEN typeof({expr}) <> 'VARCHAR' THEN TRY_CAST({expr} AS {type_}) "
+            f"WHEN json_valid({expr}::VARCHAR) THEN TRY_CAST({expr}::VARCHAR::JSON AS {type_}) END"
+        )
+    if type_ in ("INTEGER", "BIGINT"):  # TRY_CAST would round '1.5' to 2
+        return f"CASE WHEN TRY_CAST({expr} AS DOUBLE) % 1 = 0 THEN TRY_CAST({expr} AS {type_}) END"
+    return f"TRY_CAST({expr} AS {type_})"
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _timestamp_columns(stage: _Staged) -> list[str]:
+    return [c.name for c in stage.columns if c.type == "TIMESTAMP"]
+
+
+def _shift_to_now(cur: duckdb.DuckDBPyConnection, staged: list[_Staged]) -> timedelta:
+    latest: datetime | None = None
+    for stage in staged:
+        for name in _timestamp_columns(stage):
+            row = cur.execute(
+                f"SELECT max(TRY_CAST({_quote(name)} AS TIMESTAMP)) FROM {stage.view}"
+            ).fetchone()
+            if row and row[0] is not None and (latest is None or row[0] > latest):
+                latest = row[0]
+    return utc_now() - latest if latest else timedelta(0)
+
+
+def _insert(cur: duckdb.DuckDBPyConnection, stage: _Staged, shift: timedelta) -> FileImport:
+    before = _count(cur, stage.table)
+    selected = []
+    for column in stage.columns:
+        expr = _cast(_quote(column.name), column.type)
+        if column.type == "TIMESTAMP" and shift:
+            expr = f"{expr} + INTERVAL ({shift.total_seconds() * 1e6:.0f}) MICROSECONDS"
+        selected.append(f"{expr} AS {_quote(column.name)}")
+    cur.execute(f"INSERT OR IGNORE INTO {stage.table} BY NAME SELECT {', '.join(selected)} FROM {stage.view}")
+    return FileImport(stage.path, stage.table, stage.rows, _count(cur, stage.table) - before)
+
+
+def _count(cur: duckdb.DuckDBPyConnection, table: str) -> int:
+    row = cur.execute(f"SELECT count(*) FROM {table}").fetchone()
+    return int(row[0]) if row else 0
