@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shutil
 import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import IO
 
+import duckdb
 import orjson
 import polars as pl
 import pyarrow as pa
@@ -43,13 +46,13 @@ def _write_text(result: pa.Table, fmt: Format, stream: IO[str]) -> None:
     if fmt is Format.csv:
         stream.write(_frame(_nested_as_json(result)).write_csv())
         return
-    frame = _frame(result)
-    width = shutil.get_terminal_size((160, 40)).columns
-    config = pl.Config(
-        tbl_rows=-1, tbl_cols=-1, fmt_str_lengths=60, tbl_width_chars=width, tbl_hide_dataframe_shape=True
-    )
-    with config:
-        stream.write(f"{frame}\n({frame.height} rows)\n")
+    # DuckDB's box renderer, as analysts know it from the duckdb CLI: on a terminal it
+    # elides middle columns to fit; into a file it keeps every column.
+    width = shutil.get_terminal_size((160, 40)).columns if stream.isatty() else 100_000
+    rendered = io.StringIO()
+    with duckdb.connect() as conn, contextlib.redirect_stdout(rendered):
+        conn.from_arrow(result).show(max_width=width, max_rows=max(result.num_rows, 1), max_col_width=60)
+    stream.write(rendered.getvalue())
 
 
 def _frame(result: pa.Table) -> pl.DataFrame:

@@ -13,6 +13,7 @@ import pytest
 
 from console.store import queries
 from console.store.db import Database
+from console.store.importer import import_files
 from console.store.seed import sample_traces_dir
 
 NAMES = [query.name for query in queries.available()]
@@ -554,8 +555,6 @@ def test_overrides(audit: duckdb.DuckDBPyConnection) -> None:
 
 # --- cost_per_outcome on the shipped sample dataset, against polars -------------------------
 
-SAMPLE_TABLES = ("traces", "outcomes", "evals", "audit_log")
-
 
 def sample_files(table: str) -> list[Path]:
     return sorted(sample_traces_dir().glob(f"{table}*.parquet"))
@@ -563,11 +562,9 @@ def sample_files(table: str) -> list[Path]:
 
 @pytest.fixture
 def sample(cur: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    if not sample_files("traces") or not sample_files("outcomes"):
-        pytest.skip(f"no sample dataset yet: {sample_traces_dir()} has no traces/outcomes Parquet files")
-    for table in SAMPLE_TABLES:
-        for path in sample_files(table):
-            cur.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(path)])
+    """The shipped sample traces, loaded the way users load them: through the importer."""
+    assert sample_files("traces") and sample_files("outcomes"), f"no sample dataset in {sample_traces_dir()}"
+    import_files(cur, [sample_traces_dir()])
     return cur
 
 
