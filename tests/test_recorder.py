@@ -16,7 +16,7 @@ import pytest
 
 from console.engine import Engine
 from console.settings import Settings
-from console.store.trace import Payload, Trace
+from console.store.trace import Outcome, Payload, Trace
 
 CHILD = Path(__file__).with_name("recording_child.py")
 
@@ -128,3 +128,14 @@ def test_every_acknowledged_trace_survives_sigkill_exactly_once(tmp_path: Path, 
         ).fetchone()
     assert counts == (len(acks), len(acks)), f"lost acknowledged traces (killed after {kill_after:.2f}s)"
     assert duplicates == (0,)
+
+
+def test_a_later_outcome_of_a_task_replaces_the_earlier(engine: Engine) -> None:
+    engine.recorder.record_outcome(Outcome(task_id="t-1", status="failed", workflow_id="refund_agent"))
+    engine.recorder.record_outcome(Outcome(task_id="t-1", status="resolved", workflow_id="refund_agent"))
+    assert engine.recorder.flush()
+    engine.recorder.record_outcome(Outcome(task_id="t-1", status="abandoned", workflow_id="refund_agent"))
+    engine.recorder.record_outcome(Outcome(task_id="t-2", status="resolved", value=12.5))
+    assert engine.recorder.flush()
+    stored = engine.db.cursor().execute("SELECT task_id, status, value FROM outcomes ORDER BY 1").fetchall()
+    assert stored == [("t-1", "abandoned", None), ("t-2", "resolved", 12.5)]

@@ -28,13 +28,14 @@ import orjson
 import pyarrow as pa
 
 from console.store.db import Database
-from console.store.trace import Payload, Trace
+from console.store.trace import Outcome, Payload, Trace
 
 log = logging.getLogger("fleetdeck.recorder")
 
-# Spooled tables, their key, and the columns that hold timestamps or JSON documents.
-KEYS = {"traces": "request_id", "payloads": "payload_ref"}
-TABLE_OF = {Trace: "traces", Payload: "payloads"}
+# Spooled tables, their key, and what a row whose key is stored already does: a trace
+# is written once (replays skip it); a later outcome of a task replaces the earlier.
+KEYS = {"traces": "request_id", "payloads": "payload_ref", "outcomes": "task_id"}
+ON_CONFLICT = {"traces": "IGNORE", "payloads": "IGNORE", "outcomes": "REPLACE"}
 SEGMENT_SUFFIX = ".jsonl"
 BATCH_ERRORS = (duckdb.Error, pa.ArrowException, ValueError, TypeError)
 
@@ -110,6 +111,13 @@ class Recorder:
         line = _spool_line("traces", trace)
         if payload is not None:
             line += _spool_line("payloads", payload)
+        self._append(line)
+
+    def record_outcome(self, outcome: Outcome) -> None:
+        """Acknowledge a task's outcome once it is on the spool."""
+        self._append(_spool_line("outcomes", outcome))
+
+    def _append(self, line: bytes) -> None:
         with self._lock:
             if self._fd is None:
                 raise RuntimeError("the recorder is not running")
@@ -196,6 +204,8 @@ class Recorder:
         self, cur: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]], segment: str
     ) -> None:
         columns = self._columns[table]
+        if ON_CONFLICT[table] == "REPLACE":  # one statement may not replace a row twice: last wins
+            rows = list({row.get(KEYS[table]): row for row in rows}.values())
         try:
             _insert_batch(cur, table, columns.arrow(rows))
         except BATCH_ERRORS:
@@ -217,12 +227,12 @@ class Recorder:
 def _insert_batch(cur: duckdb.DuckDBPyConnection, table: str, batch: pa.Table) -> None:
     cur.register("spool_batch", batch)
     try:
-        cur.execute(f"INSERT OR IGNORE INTO {table} BY NAME SELECT * FROM spool_batch")
+        cur.execute(f"INSERT OR {ON_CONFLICT[table]} INTO {table} BY NAME SELECT * FROM spool_batch")
     finally:
         cur.unregister("spool_batch")
 
 
-def _spool_line(table: str, record: Trace | Payload) -> bytes:
+def _spool_line(table: str, record: Trace | Payload | Outcome) -> bytes:
     return orjson.dumps({"t": table, "r": record}, option=orjson.OPT_APPEND_NEWLINE)
 
 

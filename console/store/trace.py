@@ -84,4 +84,16 @@ class Payload:
     response: JSONValue = None
 
 
+@dataclass(slots=True, kw_only=True)
+class Outcome:
+    """What became of a task: the denominator of cost per outcome."""
+
+    task_id: str
+    status: str  # resolved | failed | abandoned
+    workflow_id: str | None = None
+    value: float | None = None
+    ts: datetime = field(default_factory=utc_now)
+    reporter: str | None = None
+
+
 TRACE_FIELDS = tuple(f.name for f in fields(Trace))

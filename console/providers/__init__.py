@@ -1,0 +1,1 @@
+"""Providers: local llama.cpp, OpenAI-compatible HTTP APIs and Anthropic, behind one contract."""
