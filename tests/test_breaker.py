@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from console.gateway.breaker import Breaker, BreakerSettings, State
+from console.gateway.breaker import Breaker, State
+from console.policy import Breaker as BreakerSettings
 
 
 class Clock:

@@ -19,21 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from console.policy import Breaker as BreakerSettings
+
 
 class State(StrEnum):
     closed = "closed"
     open = "open"
     half_open = "half_open"
-
-
-@dataclass(frozen=True)
-class BreakerSettings:
-    consecutive_failures: int = 5
-    failure_ratio: float = 0.5
-    min_requests: int = 20
-    window_s: float = 30.0
-    base_ejection_s: float = 30.0
-    max_ejection_s: float = 300.0
 
 
 @dataclass
@@ -97,7 +89,7 @@ class Breaker:
 
     def _eject(self) -> None:
         self.ejections += 1
-        duration = min(self.settings.base_ejection_s * self.ejections, self.settings.max_ejection_s)
+        duration = self.settings.ejection_s(self.ejections)
         self.state, self.probing = State.open, False
         self.ejected_until = self.clock() + duration
         self.consecutive = 0

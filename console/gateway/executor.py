@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from console.gateway.breaker import Breakers
+from console.policy import Retry, Timeouts
 from console.providers.base import ErrorType, Provider, ProviderError
 
 T = TypeVar("T")
@@ -47,23 +48,9 @@ class Target:
 
 
 @dataclass(frozen=True, slots=True)
-class Timeouts:
-    first_token_s: float = 10.0
-    idle_s: float = 30.0
-    total_s: float = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class RetrySettings:
-    backoff_base_s: float = 0.25
-    backoff_max_s: float = 8.0
-    jitter: bool = True
-
-
-@dataclass(frozen=True, slots=True)
 class Plan:
     targets: tuple[Target, ...]
-    timeouts: Timeouts = Timeouts()
+    timeouts: Timeouts = field(default_factory=Timeouts)
     max_retries: int = 2
 
 
@@ -113,7 +100,7 @@ Call = Callable[[Provider, str, float], Awaitable[T]]
 class Executor:
     providers: Mapping[str, Provider]
     breakers: Breakers
-    retry: RetrySettings = RetrySettings()
+    retry: Retry = field(default_factory=Retry)
     rng: random.Random = field(default_factory=random.Random)
 
     async def run(self, plan: Plan, attempts: list[Attempt], call: Call[T]) -> Served[T]:
@@ -172,7 +159,7 @@ class Executor:
             self._failed(target, error, (loop.time() - started) * 1000, attempts)
             if not error.error_type.retryable or retry == plan.max_retries:
                 raise error
-            wait = self._backoff(retry, error.retry_after_s)
+            wait = max(self.retry.backoff_s(retry + 1, self.rng), error.retry_after_s or 0.0)
             if loop.time() + wait >= slice_end:
                 raise error
             await asyncio.sleep(wait)
@@ -189,8 +176,3 @@ class Executor:
         attempts.append(
             Attempt(target, "error", latency_ms, error.error_type.value, error.status, error.retry_after_s)
         )
-
-    def _backoff(self, retry: int, retry_after_s: float | None) -> float:
-        ceiling = min(self.retry.backoff_max_s, self.retry.backoff_base_s * 2**retry)
-        wait = self.rng.uniform(0, ceiling) if self.retry.jitter else ceiling
-        return max(wait, retry_after_s or 0.0)

@@ -1,0 +1,345 @@
+"""One request through the gateway: parse, route, execute, settle, record.
+
+Every request yields exactly one trace, whatever happens to it: `_Call` owns the
+trace from the first byte of the request and records it once, when the response
+(or, for streams, the last event) is done. Authentication, guards, cache and budget
+(DESIGN.md steps 1–3 and 5) hook in here as they land.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from console.gateway import openai_api
+from console.gateway.executor import Attempt, ExecutionFailed, Executor, Served, Target
+from console.gateway.openai_api import ApiError
+from console.gateway.pricing import PriceBook
+from console.gateway.router import Decision, Router
+from console.providers.base import Body, ErrorType, Provider, ProviderError, Usage
+from console.store.recorder import Recorder
+from console.store.trace import Trace, utc_now
+
+CONTEXT_HEADERS = {
+    "x-fleetdeck-workflow": "workflow",
+    "x-fleetdeck-intent": "intent",
+    "x-fleetdeck-task": "task",
+    "x-fleetdeck-step": "step",
+    "x-fleetdeck-tier": "tier",
+    "x-fleetdeck-prompt": "prompt",
+}
+CONTEXT_KEYS = frozenset(CONTEXT_HEADERS.values())
+SSE_DONE = b"data: [DONE]\n\n"
+log = logging.getLogger("fleetdeck.gateway")
+
+Disconnected = Callable[[], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+
+
+class ClientDisconnected(Exception):
+    pass
+
+
+@dataclass
+class Gateway:
+    """What the pipeline needs from the Engine."""
+
+    router: Router
+    executor: Executor
+    providers: Mapping[str, Provider]
+    prices: PriceBook
+    recorder: Recorder
+
+    async def handle(
+        self, operation: str, raw: bytes, headers: Mapping[str, str], disconnected: Disconnected
+    ) -> Reply:
+        call = _Call(self, operation)
+        try:
+            return await call.run(raw, headers, disconnected)
+        finally:
+            if not call.streaming:
+                call.finish()
+
+
+@dataclass
+class _Call:
+    gateway: Gateway
+    operation: str
+    trace: Trace = field(init=False)
+    attempts: list[Attempt] = field(default_factory=list)
+    started: float = field(default_factory=time.perf_counter)
+    streaming: bool = False
+    recorded: bool = False
+
+    def __post_init__(self) -> None:
+        # "error" until a success says otherwise, so an unforeseen exit is never traced as ok.
+        self.trace = Trace(
+            operation=self.operation, ts_start=utc_now(), status="error", stream=False, cache="miss"
+        )
+
+    async def run(self, raw: bytes, headers: Mapping[str, str], disconnected: Disconnected) -> Reply:
+        trace = self.trace
+        trace.request_hash = hashlib.sha256(raw).hexdigest()
+        try:
+            body = openai_api.parse_body(raw)
+            openai_api.check_request(self.operation, body)
+            self._read_context(headers, body)
+            decision = self.gateway.router.decide(body.get("model"), trace.intent)
+            self._note_decision(decision, body)
+            if body.get("stream"):
+                return await self._open_stream(decision, body)
+            served = await _unless_disconnected(self._execute(decision, body), disconnected)
+            return self._reply(served)
+        except ApiError as error:
+            return self._refuse(error)
+        except ExecutionFailed as failed:
+            return self._refuse(openai_api.from_provider_error(failed.error, failed.target.name))
+        except ClientDisconnected:
+            self._fail("client_disconnected", 499)
+            return Reply(499, {})
+
+    # -- steps ------------------------------------------------------------------------
+
+    def _read_context(self, headers: Mapping[str, str], body: Body) -> None:
+        context = {key: headers[header] for header, key in CONTEXT_HEADERS.items() if header in headers}
+        metadata = body.get("metadata")
+        if isinstance(metadata, dict):
+            for key in CONTEXT_KEYS & metadata.keys():
+                context.setdefault(key, str(metadata.pop(key)))
+            if not metadata:
+                del body["metadata"]
+        trace = self.trace
+        trace.workflow_id = context.get("workflow")
+        trace.intent = context.get("intent")
+        trace.task_id = context.get("task")
+        trace.tier = context.get("tier")
+        trace.trace_id = headers.get("x-fleetdeck-trace") or trace.request_id
+        trace.parent_id = headers.get("x-fleetdeck-parent")
+        if "step" in context:
+            trace.step = _step(context["step"])
+        if "prompt" in context:
+            name, _, version = context["prompt"].partition("@")
+            trace.prompt_name, trace.prompt_version = name, version or None
+
+    def _note_decision(self, decision: Decision, body: Body) -> None:
+        trace = self.trace
+        trace.request_model = body.get("model")
+        trace.route = decision.route
+        trace.intent = trace.intent or decision.route
+        trace.tier = trace.tier or decision.tier
+        trace.reason_code = decision.reason_code
+
+    async def _execute(self, decision: Decision, body: Body) -> Served[Body]:
+        method = {"chat": "chat", "text_completion": "completion", "embeddings": "embeddings"}[self.operation]
+
+        async def call(provider: Provider, model: str, seconds_left: float) -> Body:
+            result: Body = await getattr(provider, method)(model, {**body, "model": model})
+            if not isinstance(result, dict):
+                raise ProviderError(
+                    ErrorType.bad_response, f"{provider.name} answered a {type(result).__name__}"
+                )
+            return result
+
+        return await self.gateway.executor.run(decision.plan, self.attempts, call)
+
+    def _reply(self, served: Served[Body]) -> Reply:
+        body = served.value
+        private = body.pop("_fleetdeck", None) or {}
+        self._settle(served.target, Usage.from_openai(body.get("usage")), private.get("compute_s"))
+        self._note_served(served)
+        choices = body.get("choices") or []
+        self.trace.finish_reasons = [str(c.get("finish_reason")) for c in choices if c.get("finish_reason")]
+        self.trace.tool_calls = _tool_calls(choices)
+        self.trace.status, self.trace.http_status = "ok", 200
+        return Reply(200, self._headers(served.target), orjson.dumps(body))
+
+    # -- streams ----------------------------------------------------------------------
+
+    async def _open_stream(self, decision: Decision, body: Body) -> Reply:
+        if self.operation != "chat":
+            raise openai_api.bad_request("only chat completions can be streamed", param="stream")
+        self.trace.stream = True
+        wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        upstream_body = {
+            **body,
+            "stream_options": {**(body.get("stream_options") or {}), "include_usage": True},
+        }
+        timeouts = decision.plan.timeouts
+
+        async def first_chunk(provider: Provider, model: str, seconds_left: float) -> tuple[Any, Body]:
+            chunks = provider.chat_stream(model, {**upstream_body, "model": model})
+            try:
+                async with asyncio.timeout(min(seconds_left, timeouts.first_token_s)):
+                    return chunks, await anext(chunks)
+            except StopAsyncIteration:
+                raise ProviderError(
+                    ErrorType.bad_response, "the stream ended before its first chunk"
+                ) from None
+            except BaseException:
+                await chunks.aclose()
+                raise
+
+        served = await self.gateway.executor.run(decision.plan, self.attempts, first_chunk)
+        self.trace.ttft_ms = (time.perf_counter() - self.started) * 1000
+        self._note_served(served)
+        self.streaming = True
+        chunks, first = served.value
+        deadline = self.started + timeouts.total_s
+        relay = self._relay(served.target, chunks, first, wants_usage, timeouts.idle_s, deadline)
+        headers = {**self._headers(served.target), "Cache-Control": "no-cache"}
+        return Reply(200, headers, stream=relay)
+
+    async def _relay(
+        self,
+        target: Target,
+        chunks: AsyncGenerator[Body, None],
+        first: Body,
+        wants_usage: bool,
+        idle_s: float,
+        deadline: float,
+    ) -> AsyncIterator[bytes]:
+        usage, compute_s, finish = Usage(), None, []
+        trace = self.trace
+        try:
+            chunk: Body | None = first
+            while chunk is not None:
+                private = chunk.pop("_fleetdeck", None)
+                if private:
+                    compute_s = private.get("compute_s", compute_s)
+                if chunk.get("usage"):
+                    usage = Usage.from_openai(chunk["usage"])
+                finish += [
+                    str(c["finish_reason"]) for c in chunk.get("choices") or () if c.get("finish_reason")
+                ]
+                if chunk.get("choices") or wants_usage:
+                    yield b"data: " + orjson.dumps(chunk) + b"\n\n"
+                chunk = await _next_chunk(chunks, min(idle_s, deadline - time.perf_counter()))
+            yield SSE_DONE
+            trace.status, trace.http_status = "ok", 200
+        except (ProviderError, Exception) as exc:
+            error = exc if isinstance(exc, ProviderError) else _unexpected(exc, target)
+            trace.status, trace.error_type, trace.http_status = "partial", error.error_type.value, 200
+            api = openai_api.from_provider_error(error, target.name)
+            yield b"data: " + orjson.dumps({"error": orjson.loads(api.envelope())["error"]}) + b"\n\n"
+        except (asyncio.CancelledError, GeneratorExit):
+            trace.status, trace.error_type, trace.http_status = "partial", "client_disconnected", 499
+            raise
+        finally:
+            await chunks.aclose()
+            trace.finish_reasons = finish
+            self._settle(target, usage, compute_s)
+            self.finish()
+
+    # -- the trace --------------------------------------------------------------------
+
+    def _note_served(self, served: Served[Any]) -> None:
+        trace = self.trace
+        trace.provider = served.target.provider
+        trace.response_model = served.target.name
+        if served.fell_back:
+            trace.reason_code = "provider-outage-fallback"
+
+    def _settle(self, target: Target, usage: Usage, compute_s: float | None) -> None:
+        trace = self.trace
+        trace.input_tokens, trace.output_tokens = usage.input_tokens, usage.output_tokens
+        trace.cache_read_tokens, trace.reasoning_tokens = usage.cache_read_tokens, usage.reasoning_tokens
+        provider = self.gateway.providers[target.provider]
+        price = self.gateway.prices.price(target.provider, provider.kind, target.model, usage, compute_s)
+        trace.cost_usd, trace.price_source = price.cost_usd, price.source
+
+    def _refuse(self, error: ApiError) -> Reply:
+        self._fail(error.error_type, error.status)
+        headers = {"Content-Type": "application/json", **error.headers, **self._headers(None)}
+        return Reply(error.status, headers, error.envelope())
+
+    def _fail(self, error_type: str, status: int) -> None:
+        self.trace.status, self.trace.error_type, self.trace.http_status = "error", error_type, status
+
+    def _headers(self, target: Target | None) -> dict[str, str]:
+        headers = {"X-Fleetdeck-Request-Id": self.trace.request_id}
+        if self.trace.route:
+            headers["X-Fleetdeck-Route"] = self.trace.route
+        if target is not None:
+            headers["X-Fleetdeck-Model"] = target.name
+        if self.trace.reason_code:
+            headers["X-Fleetdeck-Reason"] = self.trace.reason_code
+        return headers
+
+    def finish(self) -> None:
+        if self.recorded:
+            return
+        self.recorded = True
+        trace = self.trace
+        trace.ts_end = utc_now()
+        trace.latency_ms = (time.perf_counter() - self.started) * 1000
+        trace.attempts = sum(1 for a in self.attempts if a.status != "skipped")
+        trace.attempt_log = [a.as_json() for a in self.attempts]
+        self.gateway.recorder.record(trace)
+
+
+def _unexpected(exc: Exception, target: Target) -> ProviderError:
+    log.exception("provider %s failed unexpectedly", target.name, exc_info=exc)
+    return ProviderError(ErrorType.bad_response, f"{type(exc).__name__} in the provider")
+
+
+def _step(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise openai_api.bad_request(
+            f"X-Fleetdeck-Step must be an integer, not {value!r}", param="step"
+        ) from None
+
+
+def _tool_calls(choices: list[Body]) -> list[dict[str, Any]] | None:
+    """Names and ids of the tools the model called; arguments stay in the payload."""
+    calls = [
+        {"id": call.get("id"), "name": (call.get("function") or {}).get("name")}
+        for choice in choices
+        for call in (choice.get("message") or {}).get("tool_calls") or ()
+    ]
+    return calls or None
+
+
+async def _next_chunk(chunks: AsyncGenerator[Body, None], timeout_s: float) -> Body | None:
+    try:
+        async with asyncio.timeout(max(timeout_s, 0)):
+            return await anext(chunks)
+    except StopAsyncIteration:
+        return None
+    except TimeoutError:
+        raise ProviderError(ErrorType.timeout, f"the stream went quiet for {timeout_s:.1f}s") from None
+
+
+async def _unless_disconnected(work: Awaitable[Served[Body]], disconnected: Disconnected) -> Served[Body]:
+    """Await `work`, cancelling it (and so the upstream call) if the client goes away."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(disconnected())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        watcher.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    raise ClientDisconnected

