@@ -213,7 +213,7 @@ class _Call:
         idle_s: float,
         deadline: float,
     ) -> AsyncIterator[bytes]:
-        usage, compute_s, finish = Usage(), None, []
+        usage, compute_s, finish, deltas = None, None, [], 0
         trace = self.trace
         try:
             chunk: Body | None = first
@@ -223,6 +223,7 @@ class _Call:
                     compute_s = private.get("compute_s", compute_s)
                 if chunk.get("usage"):
                     usage = Usage.from_openai(chunk["usage"])
+                deltas += sum(1 for c in chunk.get("choices") or () if (c.get("delta") or {}).get("content"))
                 finish += [
                     str(c["finish_reason"]) for c in chunk.get("choices") or () if c.get("finish_reason")
                 ]
@@ -242,7 +243,11 @@ class _Call:
         finally:
             await chunks.aclose()
             trace.finish_reasons = finish
-            self._settle(target, usage, compute_s)
+            if usage is None:  # cut before the usage chunk: price what was relayed
+                elapsed = time.perf_counter() - self.started
+                self._settle(target, Usage(output_tokens=deltas), compute_s or elapsed, estimated=True)
+            else:
+                self._settle(target, usage, compute_s)
             self.finish()
 
     # -- the trace --------------------------------------------------------------------
@@ -254,13 +259,14 @@ class _Call:
         if served.fell_back:
             trace.reason_code = "provider-outage-fallback"
 
-    def _settle(self, target: Target, usage: Usage, compute_s: float | None) -> None:
+    def _settle(self, target: Target, usage: Usage, compute_s: float | None, estimated: bool = False) -> None:
         trace = self.trace
         trace.input_tokens, trace.output_tokens = usage.input_tokens, usage.output_tokens
         trace.cache_read_tokens, trace.reasoning_tokens = usage.cache_read_tokens, usage.reasoning_tokens
         provider = self.gateway.providers[target.provider]
         price = self.gateway.prices.price(target.provider, provider.kind, target.model, usage, compute_s)
-        trace.cost_usd, trace.price_source = price.cost_usd, price.source
+        trace.cost_usd = price.cost_usd
+        trace.price_source = f"{price.source} (estimated)" if estimated else price.source
 
     def _refuse(self, error: ApiError) -> Reply:
         self._fail(error.error_type, error.status)

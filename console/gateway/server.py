@@ -8,11 +8,12 @@ token from the 0600 file in the data dir; its DuckDB work runs in a thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -170,6 +171,20 @@ def _token_matches(request: Request, token: str) -> bool:
     return bool(given) and hmac.compare_digest(given, token)
 
 
+class _Uvicorn(uvicorn.Server):
+    """uvicorn that stops on SIGINT/SIGTERM without re-raising the signal afterwards.
+
+    uvicorn re-raises a captured signal once it has shut down; for SIGTERM that kills
+    the process before the Engine has flushed the recorder and withdrawn its admin file.
+    """
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            self._captured_signals.clear()
+
+
 class GatewayServer:
     """uvicorn serving the app, in the caller's thread (`serve`) or on its own (`start`)."""
 
@@ -184,7 +199,7 @@ class GatewayServer:
         config = uvicorn.Config(
             app, host=host, port=port, log_level="warning", access_log=False, lifespan="off", loop="asyncio"
         )
-        self._server = uvicorn.Server(config)
+        self._server = _Uvicorn(config)
         self._thread: threading.Thread | None = None
         self._on_started, self._on_shutdown = on_started, on_shutdown
         self.failed: BaseException | None = None
