@@ -69,7 +69,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def ingest_recorder(traces: list[Trace], threads: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, Engine(Settings(data_dir=Path(tmp))) as engine:
-        engine.start()
+        engine.start_recorder()
         latencies: list[float] = []
         chunks = [traces[i::threads] for i in range(threads)]
 

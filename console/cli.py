@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+import getpass
+import socket
+import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import duckdb
+import pyarrow as pa
 import typer
 
 from console import formats
+from console import policy as policies
 from console.engine import Engine
-from console.settings import load_settings
+from console.gateway.admin import AdminEndpoint
+from console.gateway.keys import SecretStoreUnavailable, set_provider_secret
+from console.gateway.openai_api import ApiError
+from console.settings import Settings, load_settings
 from console.store import adhoc, importer, queries, seed
 
 app = typer.Typer(
@@ -20,6 +29,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+policy_app = typer.Typer(help="Check routing policies (routes.yaml).", rich_markup_mode=None)
+app.add_typer(policy_app, name="policy")
+keys_app = typer.Typer(help="Virtual keys per environment, and provider secrets.", rich_markup_mode=None)
+app.add_typer(keys_app, name="keys")
 
 DataDir = Annotated[
     Path | None,
@@ -93,22 +106,167 @@ def query(
         return
     if (sql is None) == (name is None):
         fail('give either "SQL" or --name NAME (see --list)', code=2)
-    with Engine(load_settings(data_dir)) as engine:
-        cur = engine.db.cursor()
-        try:
-            if name is not None:
-                result = queries.run(cur, name, _params(param or []))
-            else:
-                assert sql is not None
-                result = adhoc.run_read_only(cur, sql)
-        except (queries.QueryError, adhoc.QueryRefused) as exc:
-            fail(str(exc), code=2)
-        except duckdb.Error as exc:
-            fail(f"query failed: {exc}")
+    settings = load_settings(data_dir)
+    request: dict[str, object] = (
+        {"name": name, "params": _params(param or [])} if name is not None else {"sql": sql}
+    )
+    result = _run_query(settings, request)
     try:
         formats.write(result, fmt, out)
     except ValueError as exc:
         fail(str(exc), code=2)
+
+
+def _run_query(settings: Settings, request: dict[str, object]) -> pa.Table:
+    """Through the running instance's admin API when one owns the database, else directly."""
+    instance = AdminEndpoint.find(settings.data_dir)
+    if instance is not None:
+        try:
+            return instance.query(request)
+        except ApiError as exc:
+            fail(exc.message, code=2 if exc.code == "query_refused" else 1)
+    with Engine(settings) as engine:
+        cur = engine.db.cursor()
+        try:
+            if isinstance(request.get("name"), str):
+                return queries.run(cur, str(request["name"]), request["params"])  # type: ignore[arg-type]
+            return adhoc.run_read_only(cur, str(request["sql"]))
+        except (queries.QueryError, adhoc.QueryRefused) as exc:
+            fail(str(exc), code=2)
+        except duckdb.Error as exc:
+            fail(f"query failed: {exc}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option("--host", help="Bind address (default 127.0.0.1).")] = None,
+    port: Annotated[
+        int | None, typer.Option("--port", help="Port (default 8787; 0 picks a free one).")
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="routes.yaml (default: the shipped one).")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run the gateway headless: an OpenAI-compatible API on http://HOST:PORT/v1."""
+    settings = load_settings(data_dir)
+    try:
+        chosen = policies.load_policy(policy) if policy else None
+    except policies.PolicyError as exc:
+        fail(str(exc), code=2)
+    with Engine(settings) as engine:
+        engine.open_gateway(chosen, host=host, port=port)
+        engine.on_listening = lambda url: typer.echo(
+            f"Fleetdeck gateway on {url}/v1 (data: {settings.data_dir})"
+        )
+        with contextlib.suppress(KeyboardInterrupt):
+            engine.serve()
+
+
+@policy_app.command("check")
+def policy_check(path: Annotated[Path, typer.Argument(help="The routes.yaml to check.")]) -> None:
+    """Validate a policy file; exit 2 naming file, line and field of every problem."""
+    try:
+        typer.echo(policies.check_policy_file(path))
+    except policies.PolicyError as exc:
+        fail(str(exc), code=2)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option("--name", help="A name for the key (never reused).")],
+    env: Annotated[str, typer.Option("--env", help="dev, staging or prod.")],
+    daily_cap: Annotated[float | None, typer.Option("--daily-cap", help="Hard cap, USD per UTC day.")] = None,
+    monthly_cap: Annotated[
+        float | None, typer.Option("--monthly-cap", help="Hard cap, USD per UTC month.")
+    ] = None,
+    routes: Annotated[
+        list[str] | None, typer.Option("--routes", help="Only these routes (repeatable; default: all).")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Create a virtual key and print it once; only a keyed hash is stored."""
+    answer = _keys_action(
+        load_settings(data_dir),
+        {
+            "action": "create",
+            "name": name,
+            "environment": env,
+            "daily_cap": daily_cap,
+            "monthly_cap": monthly_cap,
+            "routes": routes,
+            "actor": _operator(),
+        },
+    )
+    typer.echo(answer["token"])
+    typer.echo(f"Key {name!r} ({env}) created. It is shown this once: store it now.", err=True)
+
+
+@keys_app.command("list")
+def keys_list(
+    fmt: Annotated[formats.Format, typer.Option("--format", help="Output format.")] = formats.Format.table,
+    data_dir: DataDir = None,
+) -> None:
+    """The virtual keys (never the keys themselves): environment, caps, routes, revoked."""
+    rows = _keys_action(load_settings(data_dir), {"action": "list"})["keys"]
+    columns = [
+        "name",
+        "environment",
+        "key_hint",
+        "daily_cap",
+        "monthly_cap",
+        "routes",
+        "created_at",
+        "revoked_at",
+        "key_id",
+    ]
+    table = (
+        pa.Table.from_pylist([{c: row.get(c) for c in columns} for row in rows])
+        if rows
+        else pa.table({c: pa.array([], pa.string()) for c in columns})
+    )
+    formats.write(table, fmt, None)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    name: Annotated[str, typer.Argument(help="The key's name.")], data_dir: DataDir = None
+) -> None:
+    """Revoke a key; a running instance refuses it from the next request on."""
+    _keys_action(load_settings(data_dir), {"action": "revoke", "name": name, "actor": _operator()})
+    typer.echo(f"Key {name!r} revoked.")
+
+
+@keys_app.command("set-secret")
+def keys_set_secret(
+    name: Annotated[str, typer.Argument(help="The secret's name, as in the policy's `secret:`.")],
+) -> None:
+    """Store a provider's API key in keyring (read from stdin or a hidden prompt)."""
+    value = typer.prompt(f"Secret for {name!r}", hide_input=True) if sys.stdin.isatty() else sys.stdin.read()
+    value = value.strip()
+    if not value:
+        fail("no secret given", code=2)
+    try:
+        set_provider_secret(name, value)
+    except SecretStoreUnavailable as exc:
+        fail(str(exc), code=2)
+    typer.echo(f"Secret {name!r} stored in keyring (service 'fleetdeck').")
+
+
+def _keys_action(settings: Settings, request: dict[str, object]) -> dict[str, Any]:
+    """Through the running instance when one owns the database, so changes apply at once."""
+    instance = AdminEndpoint.find(settings.data_dir)
+    try:
+        if instance is not None:
+            return instance.call("keys", request)
+        with Engine(settings) as engine:
+            return engine.key_admin.answer(request)
+    except ApiError as exc:
+        fail(exc.message, code=2 if exc.status == 400 else 1)
+
+
+def _operator() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 def _params(pairs: list[str]) -> dict[str, str]:

@@ -1,13 +1,45 @@
-"""The Engine: owns the store and the recorder (and, as they land, the gateway,
-providers and evaluator). The console, `fleetdeck serve` and the CLI all drive one."""
+"""The Engine: owns the store, the recorder, the providers and the gateway.
+
+The console, `fleetdeck serve` and the CLI all drive one Engine. Opening it opens
+the database and replays a crashed predecessor's spool; `serve()` runs the gateway
+in the calling thread, `start()` on a thread of its own with its own event loop.
+"""
 
 from __future__ import annotations
 
+import itertools
+import logging
+import secrets
+from collections.abc import Callable, Mapping
 from types import TracebackType
+from typing import Any
 
+from console import policy as policy_file
+from console.gateway.admin import AdminEndpoint, answer_query
+from console.gateway.breaker import Breakers
+from console.gateway.budget import Ledger, TaskSteps
+from console.gateway.executor import Executor
+from console.gateway.key_admin import CONSOLE_KEY_NAME, CONSOLE_KEY_SECRET, KeyAdmin
+from console.gateway.keys import (
+    PEPPER_NAME,
+    local_secret,
+    provider_secret,
+    read_local_secret,
+    store_local_secret,
+)
+from console.gateway.pipeline import Gateway
+from console.gateway.pricing import ModelPrices, PriceBook
+from console.gateway.router import Router
+from console.gateway.server import GatewayServer, build_app
+from console.policy import Policy
+from console.providers.base import Provider
 from console.settings import Settings
+from console.store import queries
 from console.store.db import Database
 from console.store.recorder import Recorder
+
+log = logging.getLogger("fleetdeck.engine")
+REMOTE_TIMEOUT_S = 600.0  # one HTTP request's cap; the route's deadline is usually shorter
 
 
 class Engine:
@@ -21,19 +53,85 @@ class Engine:
             batch_traces=settings.recorder_batch_traces,
             fsync_interval_s=settings.spool_fsync_interval_s,
         )
-        self._running = False
+        self._recording = False
+        self._server: GatewayServer | None = None
+        self._admin: AdminEndpoint | None = None
+        self.providers: dict[str, Provider] = {}
+        self.on_listening: Callable[[str], None] | None = None
         # A crashed predecessor's spool is stored before anyone reads the database.
         self.replayed = self.recorder.replay()
+        self._key_admin: KeyAdmin | None = None
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def start_recorder(self) -> None:
+        if not self._recording:
+            self.recorder.start()
+            self._recording = True
+
+    def open_gateway(
+        self, policy: Policy | None = None, host: str | None = None, port: int | None = None
+    ) -> None:
+        """Build providers and the gateway from the policy (default: the settings' policy file)."""
+        self.policy = policy or self._load_policy()
+        self.start_recorder()
+        self.providers = build_providers(self.policy, self.settings)
+        gateway = Gateway(
+            router=Router(self.policy, self.providers),
+            executor=Executor(self.providers, Breakers(self.policy.breaker), self.policy.retry),
+            providers=self.providers,
+            prices=price_book(self.policy, self.settings),
+            recorder=self.recorder,
+            policy=self.policy,
+            keys=self.key_admin.registry if self.settings.auth_required else None,
+            ledger=self._ledger(),
+            steps=self._task_steps(),
+        )
+        self.gateway = gateway
+        self._host = host or self.settings.host
+        self._admin_token = secrets.token_urlsafe(32)
+        app = build_app(
+            gateway,
+            self.health,
+            self._admin_token,
+            {
+                "query": lambda request: answer_query(self.db, request),
+                "keys": self._answer_keys,
+            },
+        )
+        self._server = GatewayServer(
+            app,
+            self._host,
+            self.settings.port if port is None else port,
+            self._publish_admin,
+            self._close_providers,
+        )
+
+    def serve(self) -> None:
+        """Run the gateway in this thread until interrupted (`fleetdeck serve`)."""
+        assert self._server is not None, "open_gateway() first"
+        self._server.serve()
 
     def start(self) -> None:
-        """Start the background services: the recorder's writer."""
-        self.recorder.start()
-        self._running = True
+        """Run the gateway on its own thread (the console, tests)."""
+        assert self._server is not None, "open_gateway() first"
+        self._server.start()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://{self._host}:{self._server.port}"
 
     def stop(self) -> None:
-        if self._running:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        if self._admin is not None:
+            self._admin.withdraw(self.settings.data_dir)
+            self._admin = None
+        if self._recording:
             self.recorder.stop()
-            self._running = False
+            self._recording = False
         self.db.close()
 
     def __enter__(self) -> Engine:
@@ -43,3 +141,117 @@ class Engine:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+    # -- keys ---------------------------------------------------------------------------
+
+    @property
+    def key_admin(self) -> KeyAdmin:
+        """Key management; audit events need the recorder running."""
+        if self._key_admin is None:
+            self.start_recorder()
+            pepper = local_secret(PEPPER_NAME, self.settings.data_dir)
+            self._key_admin = KeyAdmin.open(self.db, self.recorder, pepper)
+        return self._key_admin
+
+    def console_key(self) -> tuple[str, bool]:
+        """The console's own dev key (made on first run, kept in keyring); (key, just made)."""
+        data_dir, registry = self.settings.data_dir, self.key_admin.registry
+        stored = read_local_secret(CONSOLE_KEY_SECRET, data_dir)
+        if stored and registry.accepts(stored):
+            return stored, False
+        taken = {key.name for key in registry.known()}
+        candidates = itertools.chain(
+            [CONSOLE_KEY_NAME], (f"{CONSOLE_KEY_NAME}-{n}" for n in itertools.count(2))
+        )
+        name = next(name for name in candidates if name not in taken)
+        _, token = self.key_admin.create(name, "dev", actor="console")
+        store_local_secret(CONSOLE_KEY_SECRET, token, data_dir)
+        return token, True
+
+    def _answer_keys(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        return self.key_admin.answer(request)
+
+    def _ledger(self) -> Ledger:
+        ledger = Ledger()
+        spent = queries.run(self.db.cursor(), "spend_to_date", {}).to_pylist()
+        ledger.load({(row["scope"], row["period_key"]): row["spend_usd"] for row in spent})
+        return ledger
+
+    def _task_steps(self) -> TaskSteps:
+        steps = TaskSteps()
+        rows = queries.run(self.db.cursor(), "task_steps", {}).to_pylist()
+        steps.load({row["task_id"]: row["steps"] for row in rows})
+        return steps
+
+    # -- views ------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        gateway = self.gateway
+        breakers = gateway.executor.breakers.states()
+        return {
+            "status": "ok",
+            "providers": {name: provider.describe() for name, provider in self.providers.items()},
+            "breakers": {target: state.value for target, state in breakers.items()},
+            "budgets": [
+                {
+                    "scope": b.scope,
+                    "period": b.period,
+                    "cap_usd": b.limit_usd,
+                    "spent_usd": b.spent_usd,
+                    "held_usd": b.held_usd,
+                }
+                for b in gateway.ledger.burn()
+            ],
+        }
+
+    def _publish_admin(self) -> None:
+        self._admin = AdminEndpoint.publish(self.settings.data_dir, self.url, self._admin_token)
+        if self.on_listening is not None:
+            self.on_listening(self.url)
+
+    async def _close_providers(self) -> None:
+        for provider in self.providers.values():
+            try:
+                await provider.aclose()
+            except Exception:
+                log.exception("could not close provider %s", provider.name)
+
+    def _load_policy(self) -> Policy:
+        path = self.settings.policy_file
+        return policy_file.load_policy(path) if path else policy_file.default_policy()
+
+
+def build_providers(policy: Policy, settings: Settings) -> dict[str, Provider]:
+    from console.providers.anthropic import AnthropicProvider
+    from console.providers.local import LocalProvider
+    from console.providers.openai_compat import OpenAICompatProvider
+
+    providers: dict[str, Provider] = {}
+    for name, config in policy.providers.items():
+        if config.kind == "local":
+            providers[name] = LocalProvider(
+                name, model_path=config.model_path, model_name=config.served_model(), n_ctx=config.n_ctx
+            )
+            continue
+        remote = OpenAICompatProvider if config.kind == "openai_compat" else AnthropicProvider
+        providers[name] = remote(
+            name,
+            str(config.base_url),
+            api_key=provider_secret(config.secret),
+            models=list(config.models),
+            timeout_s=config.timeout_s or REMOTE_TIMEOUT_S,
+        )
+    return providers
+
+
+def price_book(policy: Policy, settings: Settings) -> PriceBook:
+    overrides: dict[str, ModelPrices] = {}
+    local_rates: dict[str, float] = {}
+    for name, config in policy.providers.items():
+        if config.kind == "local":
+            rate = config.cost_per_hour
+            local_rates[name] = settings.local_cost_per_hour if rate is None else rate
+            continue
+        for model, price in config.prices.items():
+            overrides[f"{name}/{model}"] = ModelPrices(price.input, price.output, price.cache_read)
+    return PriceBook(overrides, local_rates)

@@ -113,6 +113,7 @@ def _check_http_url(url: str) -> str:
 Name = Annotated[str, Field(pattern=_NAME_PATTERN)]
 Token = Annotated[str, Field(pattern=_TOKEN_PATTERN)]
 HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
+DEFAULT_MAX_TOKENS = 1024
 Environment = Literal["dev", "staging", "prod"]
 
 
@@ -221,6 +222,10 @@ class Route(_Schema):
     context_budget_tokens: PositiveInt | None = None
     cache_ttl: PositiveInt | None = None  # seconds; None: responses are not cached
     max_budget_daily: NonNegativeFloat | None = None  # USD, hard
+    max_steps_per_task: PositiveInt | None = None  # calls per task_id: stops runaway agent loops
+    # Output tokens a request without max_tokens may use: bounds its reserved cost and is
+    # sent upstream, so the reservation holds.
+    default_max_tokens: PositiveInt = DEFAULT_MAX_TOKENS
     tools: ToolPolicy | None = None  # None: no tool restriction
     environments: list[Environment] | None = Field(default=None, min_length=1)  # None: every environment
 
@@ -276,9 +281,14 @@ class Retry(_Schema):
         return (rng or random).uniform(0, delay) if self.jitter else delay
 
 
+class Workflow(_Schema):
+    max_budget_daily: NonNegativeFloat | None = None  # USD, hard, over every route it uses
+
+
 class Policy(_Schema):
     providers: dict[Name, Provider] = Field(min_length=1)
     routes: list[Route] = Field(default_factory=list)
+    workflows: dict[Name, Workflow] = Field(default_factory=dict)
     default_route: Name | None = None  # intent for `route:default` and for requests naming no model
     breaker: Breaker = Field(default_factory=Breaker)
     retry: Retry = Field(default_factory=Retry)

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     recorder_flush_interval_s: float = Field(default=0.1, gt=0)
     recorder_batch_traces: int = Field(default=1000, gt=0)
     local_cost_per_hour: float = Field(default=0.40, ge=0)
+    # Requests need a virtual key (Authorization: Bearer …); off only on a trusted single-user box.
+    auth_required: bool = True
 
     @property
     def db_path(self) -> Path:

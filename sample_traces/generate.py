@@ -26,6 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from genai_prices import Usage, calc_price
 
+from console.store import audit
+
 ROOT = Path(__file__).resolve().parents[1]
 MIGRATIONS = ROOT / "console" / "store" / "migrations"
 TABLES = ("traces", "outcomes", "evals", "audit_log")
@@ -1395,35 +1397,31 @@ GENESIS = "0" * 64
 
 
 def audit_rows(events: list[AuditEvent]) -> list[dict[str, Any]]:
-    """Order events by time and chain them: hash = sha256(prev_hash + canonical JSON of the row)."""
+    """Order events by time and chain them as the recorder does (console/store/audit.py)."""
     rows: list[dict[str, Any]] = []
-    prev = GENESIS
+    prev = audit.GENESIS_HASH
     for seq, event in enumerate(sorted(events, key=lambda e: e.ts), start=1):
         payload = dict(event.payload)
         if event.action == "audit.checkpoint":
             payload = {"through_seq": seq - 1, "head_hash": prev}
-        row = {
-            "seq": seq,
-            "ts": event.ts,
-            "actor": event.actor,
-            "actor_kind": event.actor_kind,
-            "action": event.action,
-            "subject": event.subject,
-            "payload": payload,
-        }
-        digest = hashlib.sha256(prev.encode("ascii") + canonical(chain_record(row))).hexdigest()
-        row.update(payload=canonical(payload).decode(), prev_hash=prev, hash=digest)
+        entry = audit.chain(
+            audit.AuditEvent(
+                actor=event.actor,
+                actor_kind=event.actor_kind,
+                action=event.action,
+                subject=event.subject,
+                payload=payload,
+                ts=event.ts,
+                event_id=f"sample-{seq:06d}",  # fixed, so the dataset regenerates byte for byte
+            ),
+            seq,
+            prev,
+        )
+        row = entry.row()
+        row["payload"] = canonical(payload).decode()
         rows.append(row)
-        prev = digest
+        prev = entry.hash
     return rows
-
-
-def chain_record(row: dict[str, Any]) -> dict[str, Any]:
-    """What the hash covers: the row's fields, ts as ISO 8601 with microseconds, payload as JSON."""
-    keys = ("seq", "ts", "actor", "actor_kind", "action", "subject", "payload")
-    record = {k: row[k] for k in keys}
-    record["ts"] = row["ts"].isoformat(timespec="microseconds")
-    return record
 
 
 # --------------------------------------------------------------------------- tables

@@ -15,7 +15,7 @@ from console.store.trace import Payload, Trace
 
 def main(data_dir: str) -> None:
     engine = Engine(Settings(data_dir=Path(data_dir)))
-    engine.start()
+    engine.start_recorder()
     out = sys.stdout
     out.write("ready\n")
     out.flush()

@@ -15,6 +15,7 @@ from typing import Any
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+import rfc8785
 from ulid import ULID
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -282,24 +283,26 @@ def test_scenario_budget_breach_week_7(db: duckdb.DuckDBPyConnection, gen: Modul
 
 def test_audit_log_is_a_verifiable_hash_chain(db: duckdb.DuckDBPyConnection) -> None:
     rows = db.execute(
-        "SELECT seq, ts, actor, actor_kind, action, subject, payload, prev_hash, hash "
-        "FROM audit_log ORDER BY seq"
+        "SELECT seq, ts, actor, actor_kind, action, subject, payload, event_id, payload_hash, "
+        "prev_hash, canonical, hash FROM audit_log ORDER BY seq"
     ).fetchall()
     prev = "0" * 64
     last_ts = datetime.min
-    for index, (seq, ts, actor, kind, action, subject, payload, prev_hash, digest) in enumerate(
-        rows, start=1
-    ):
+    for index, row in enumerate(rows, start=1):
+        seq, ts, actor, kind, action, subject, payload, event_id, payload_hash, prev_hash, text, digest = row
         assert seq == index and ts >= last_ts and prev_hash == prev
-        record = {
+        assert hashlib.sha256(rfc8785.dumps(json.loads(payload))).hexdigest() == payload_hash
+        signed = {
             "seq": seq,
             "ts": ts.isoformat(timespec="microseconds"),
             "actor": actor,
             "actor_kind": kind,
             "action": action,
             "subject": subject,
-            "payload": json.loads(payload),
+            "event_id": event_id,
+            "payload_hash": payload_hash,
+            "prev_hash": prev,
         }
-        body = json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        assert hashlib.sha256((prev + body).encode()).hexdigest() == digest, seq
+        assert rfc8785.dumps(signed).decode() == text, seq
+        assert hashlib.sha256(text.encode()).hexdigest() == digest, seq
         prev, last_ts = digest, ts

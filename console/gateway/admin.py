@@ -58,8 +58,17 @@ class AdminEndpoint:
 
     def query(self, request: Mapping[str, Any], timeout_s: float = 300) -> pa.Table:
         """Run a query on the instance; raises ApiError with the instance's message."""
+        with pa.ipc.open_stream(self._post("query", request, timeout_s)) as reader:
+            return reader.read_all()
+
+    def call(self, action: str, request: Mapping[str, Any], timeout_s: float = 30) -> dict[str, Any]:
+        """A JSON admin action (`keys`, …) on the instance."""
+        answer: dict[str, Any] = orjson.loads(self._post(action, request, timeout_s))
+        return answer
+
+    def _post(self, action: str, request: Mapping[str, Any], timeout_s: float) -> bytes:
         response = httpx.post(
-            f"{self.url}/_admin/query",
+            f"{self.url}/_admin/{action}",
             content=orjson.dumps(request),
             headers={"Authorization": f"Bearer {self.token}"},
             timeout=timeout_s,
@@ -69,8 +78,7 @@ class AdminEndpoint:
             raise ApiError(
                 response.status_code, str(error.get("message", response.text)), code=error.get("code")
             )
-        with pa.ipc.open_stream(response.content) as reader:
-            return reader.read_all()
+        return response.content
 
 
 def answer_query(db: Database, request: Mapping[str, Any]) -> bytes:

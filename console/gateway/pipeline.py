@@ -2,8 +2,8 @@
 
 Every request yields exactly one trace, whatever happens to it: `_Call` owns the
 trace from the first byte of the request and records it once, when the response
-(or, for streams, the last event) is done. Authentication, guards, cache and budget
-(DESIGN.md steps 1–3 and 5) hook in here as they land.
+(or, for streams, the last event) is done. Guards and cache (DESIGN.md steps 2–3)
+hook in here as they land.
 """
 
 from __future__ import annotations
@@ -20,11 +20,15 @@ from typing import Any
 import orjson
 
 from console.gateway import openai_api
+from console.gateway.budget import Cap, Ledger, Refusal, Reservation, TaskSteps
 from console.gateway.executor import Attempt, ExecutionFailed, Executor, Served, Target
+from console.gateway.keys import KeyRegistry, VirtualKey
 from console.gateway.openai_api import ApiError
 from console.gateway.pricing import PriceBook
 from console.gateway.router import Decision, Router
+from console.policy import DEFAULT_MAX_TOKENS, Policy, Route
 from console.providers.base import Body, ErrorType, Provider, ProviderError, Usage
+from console.store.audit import AuditEvent
 from console.store.recorder import Recorder
 from console.store.trace import Trace, utc_now
 
@@ -64,6 +68,10 @@ class Gateway:
     providers: Mapping[str, Provider]
     prices: PriceBook
     recorder: Recorder
+    policy: Policy
+    keys: KeyRegistry | None  # None: no key needed (a trusted single-user box)
+    ledger: Ledger = field(default_factory=Ledger)
+    steps: TaskSteps = field(default_factory=TaskSteps)
 
     async def handle(
         self, operation: str, raw: bytes, headers: Mapping[str, str], disconnected: Disconnected
@@ -75,6 +83,36 @@ class Gateway:
             if not call.streaming:
                 call.finish()
 
+    def record_request(
+        self,
+        operation: str,
+        headers: Mapping[str, str],
+        error: ApiError | None = None,
+        task_id: str | None = None,
+        workflow_id: str | None = None,
+    ) -> dict[str, str]:
+        """The one trace of a request that calls no model (model list, outcome, unknown path)."""
+        call = _Call(self, operation)
+        with contextlib.suppress(ApiError):  # a bad context header must not hide the request
+            call._read_context(headers, {})
+        trace = call.trace
+        if self.keys is not None and (error is None or error.status != 401):
+            with contextlib.suppress(ApiError):
+                call._authenticate(headers)
+        trace.task_id = task_id or trace.task_id
+        trace.workflow_id = workflow_id or trace.workflow_id
+        if error is None:
+            trace.status, trace.http_status = "ok", 200
+        else:
+            call._fail(error.error_type, error.status)
+        call.finish()
+        return call._headers(None)
+
+    def authenticate(self, headers: Mapping[str, str]) -> None:
+        """Raise the 401 ApiError when keys are required and the request has no valid one."""
+        if self.keys is not None:
+            self.keys.authenticate(headers)
+
 
 @dataclass
 class _Call:
@@ -85,6 +123,8 @@ class _Call:
     started: float = field(default_factory=time.perf_counter)
     streaming: bool = False
     recorded: bool = False
+    key: VirtualKey | None = None
+    reservation: Reservation | None = None
 
     def __post_init__(self) -> None:
         # "error" until a success says otherwise, so an unforeseen exit is never traced as ok.
@@ -96,11 +136,16 @@ class _Call:
         trace = self.trace
         trace.request_hash = hashlib.sha256(raw).hexdigest()
         try:
+            self._authenticate(headers)
             body = openai_api.parse_body(raw)
             openai_api.check_request(self.operation, body)
             self._read_context(headers, body)
             decision = self.gateway.router.decide(body.get("model"), trace.intent)
             self._note_decision(decision, body)
+            route = self.gateway.router.route(decision.route)
+            self._check_access(route)
+            self._take_step(route)
+            self._reserve(decision, route, body)
             if body.get("stream"):
                 return await self._open_stream(decision, body)
             served = await _unless_disconnected(self._execute(decision, body), disconnected)
@@ -114,6 +159,113 @@ class _Call:
             return Reply(499, {})
 
     # -- steps ------------------------------------------------------------------------
+
+    def _authenticate(self, headers: Mapping[str, str]) -> None:
+        if self.gateway.keys is None:
+            return
+        self.key = key = self.gateway.keys.authenticate(headers)
+        self.trace.key_id, self.trace.environment = key.key_id, key.environment
+
+    def _check_access(self, route: Route | None) -> None:
+        key = self.key
+        if key is None:
+            return
+        if route is not None and not route.serves(key.environment):
+            reserved = ", ".join(route.environments or ())
+            raise ApiError(
+                403,
+                f"route {route.intent!r} serves {reserved} only; "
+                f"key {key.name!r} belongs to {key.environment}",
+                code="route_not_allowed",
+            )
+        if not key.may_use(route.intent if route else None):
+            allowed = ", ".join(key.routes or ())
+            raise ApiError(
+                403, f"key {key.name!r} may use the routes {allowed} only", code="route_not_allowed"
+            )
+
+    def _take_step(self, route: Route | None) -> None:
+        task = self.trace.task_id
+        if route is None or route.max_steps_per_task is None or task is None:
+            return
+        if not self.gateway.steps.take(task, route.max_steps_per_task):
+            self.trace.status = "blocked"
+            raise ApiError(
+                429,
+                f"task {task!r} has made the {route.max_steps_per_task} calls route {route.intent!r} "
+                "allows (max_steps_per_task): is an agent looping?",
+                type_="requests",
+                code="step_limit_exceeded",
+            )
+
+    def _reserve(self, decision: Decision, route: Route | None, body: Body) -> None:
+        caps = self._caps(route)
+        if not caps:
+            return
+        if self.operation != "embeddings" and not _max_tokens(body):
+            body["max_tokens"] = route.default_max_tokens if route else DEFAULT_MAX_TOKENS
+        amount = self._worst_case(decision, body)
+        held = self.gateway.ledger.reserve(caps, amount)
+        if isinstance(held, Refusal):
+            self._over_budget(held)
+        else:
+            self.reservation = held
+
+    def _caps(self, route: Route | None) -> list[Cap]:
+        caps, key = [], self.key
+        if key is not None and key.daily_cap is not None:
+            caps.append(Cap(f"key:{key.key_id}", "day", key.daily_cap))
+        if key is not None and key.monthly_cap is not None:
+            caps.append(Cap(f"key:{key.key_id}", "month", key.monthly_cap))
+        if route is not None and route.max_budget_daily is not None:
+            caps.append(Cap(f"route:{route.intent}", "day", route.max_budget_daily))
+        workflow = self.gateway.policy.workflows.get(self.trace.workflow_id or "")
+        if workflow is not None and workflow.max_budget_daily is not None:
+            caps.append(Cap(f"workflow:{self.trace.workflow_id}", "day", workflow.max_budget_daily))
+        return caps
+
+    def _worst_case(self, decision: Decision, body: Body) -> float:
+        bound = Usage(input_tokens=_prompt_token_bound(body), output_tokens=_max_tokens(body) or 0)
+        worst = 0.0
+        for target in decision.plan.targets:
+            provider = self.gateway.providers[target.provider]
+            cost = self.gateway.prices.worst_case(
+                target.provider, provider.kind, target.model, bound, decision.plan.timeouts.total_s
+            )
+            if cost is None:
+                raise ApiError(
+                    400,
+                    f"{target.name} has no known price, and this call is under a hard budget cap: "
+                    f"give it one under providers.{target.provider}.prices in the policy",
+                    param="model",
+                    code="model_unpriced",
+                )
+            worst = max(worst, cost)
+        return worst
+
+    def _over_budget(self, refusal: Refusal) -> None:
+        trace = self.trace
+        trace.status, trace.reason_code = "over_budget", "budget-exceeded"
+        key = self.key
+        self.gateway.recorder.record_audit(
+            AuditEvent(
+                actor=key.name if key else "anonymous",
+                actor_kind="key" if key else "system",
+                action="budget.exceeded",
+                subject=refusal.cap.scope,
+                payload={
+                    "request_id": trace.request_id,
+                    "period": refusal.cap.period,
+                    "cap_usd": refusal.cap.limit_usd,
+                    "spent_usd": refusal.spent_usd,
+                    "held_usd": refusal.held_usd,
+                    "asked_usd": refusal.asked_usd,
+                    "route": trace.route,
+                    "workflow_id": trace.workflow_id,
+                },
+            )
+        )
+        raise ApiError(429, refusal.message(), type_="insufficient_quota", code="budget_exceeded")
 
     def _read_context(self, headers: Mapping[str, str], body: Body) -> None:
         context = {key: headers[header] for header, key in CONTEXT_HEADERS.items() if header in headers}
@@ -160,7 +312,8 @@ class _Call:
     def _reply(self, served: Served[Body]) -> Reply:
         body = served.value
         private = body.pop("_fleetdeck", None) or {}
-        self._settle(served.target, Usage.from_openai(body.get("usage")), private.get("compute_s"))
+        answered = body.get("model") if isinstance(body.get("model"), str) else None
+        self._settle(served.target, Usage.from_openai(body.get("usage")), private.get("compute_s"), answered)
         self._note_served(served)
         choices = body.get("choices") or []
         self.trace.finish_reasons = [str(c.get("finish_reason")) for c in choices if c.get("finish_reason")]
@@ -213,7 +366,7 @@ class _Call:
         idle_s: float,
         deadline: float,
     ) -> AsyncIterator[bytes]:
-        usage, compute_s, finish, deltas = None, None, [], 0
+        usage, compute_s, finish, deltas, answered = None, None, [], 0, None
         trace = self.trace
         try:
             chunk: Body | None = first
@@ -223,6 +376,8 @@ class _Call:
                     compute_s = private.get("compute_s", compute_s)
                 if chunk.get("usage"):
                     usage = Usage.from_openai(chunk["usage"])
+                if isinstance(chunk.get("model"), str):
+                    answered = chunk["model"]
                 deltas += sum(1 for c in chunk.get("choices") or () if (c.get("delta") or {}).get("content"))
                 finish += [
                     str(c["finish_reason"]) for c in chunk.get("choices") or () if c.get("finish_reason")
@@ -245,9 +400,10 @@ class _Call:
             trace.finish_reasons = finish
             if usage is None:  # cut before the usage chunk: price what was relayed
                 elapsed = time.perf_counter() - self.started
-                self._settle(target, Usage(output_tokens=deltas), compute_s or elapsed, estimated=True)
+                usage = Usage(output_tokens=deltas)
+                self._settle(target, usage, compute_s or elapsed, answered, estimated=True)
             else:
-                self._settle(target, usage, compute_s)
+                self._settle(target, usage, compute_s, answered)
             self.finish()
 
     # -- the trace --------------------------------------------------------------------
@@ -259,17 +415,31 @@ class _Call:
         if served.fell_back:
             trace.reason_code = "provider-outage-fallback"
 
-    def _settle(self, target: Target, usage: Usage, compute_s: float | None, estimated: bool = False) -> None:
+    def _settle(
+        self,
+        target: Target,
+        usage: Usage,
+        compute_s: float | None,
+        answered: str | None = None,
+        estimated: bool = False,
+    ) -> None:
         trace = self.trace
         trace.input_tokens, trace.output_tokens = usage.input_tokens, usage.output_tokens
         trace.cache_read_tokens, trace.reasoning_tokens = usage.cache_read_tokens, usage.reasoning_tokens
         provider = self.gateway.providers[target.provider]
-        price = self.gateway.prices.price(target.provider, provider.kind, target.model, usage, compute_s)
+        price = self.gateway.prices.price(
+            target.provider, provider.kind, target.model, usage, compute_s, answered
+        )
         trace.cost_usd = price.cost_usd
         trace.price_source = f"{price.source} (estimated)" if estimated else price.source
+        if self.reservation is not None:
+            self.gateway.ledger.settle(self.reservation, price.cost_usd or 0.0)
 
     def _refuse(self, error: ApiError) -> Reply:
-        self._fail(error.error_type, error.status)
+        if self.trace.status in ("blocked", "over_budget"):
+            self.trace.error_type, self.trace.http_status = error.error_type, error.status
+        else:
+            self._fail(error.error_type, error.status)
         headers = {"Content-Type": "application/json", **error.headers, **self._headers(None)}
         return Reply(error.status, headers, error.envelope())
 
@@ -290,6 +460,8 @@ class _Call:
         if self.recorded:
             return
         self.recorded = True
+        if self.reservation is not None:  # a call that failed before it was priced
+            self.gateway.ledger.settle(self.reservation, 0.0)
         trace = self.trace
         trace.ts_end = utc_now()
         trace.latency_ms = (time.perf_counter() - self.started) * 1000
@@ -301,6 +473,20 @@ class _Call:
 def _unexpected(exc: Exception, target: Target) -> ProviderError:
     log.exception("provider %s failed unexpectedly", target.name, exc_info=exc)
     return ProviderError(ErrorType.bad_response, f"{type(exc).__name__} in the provider")
+
+
+def _max_tokens(body: Body) -> int | None:
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _prompt_token_bound(body: Body) -> int:
+    """An upper bound on prompt tokens without a tokenizer: a token is at least one byte,
+    and the JSON around each message outweighs the chat template's tokens."""
+    return sum(len(orjson.dumps(body.get(name))) for name in ("messages", "prompt", "input", "tools"))
 
 
 def _step(value: str) -> int:

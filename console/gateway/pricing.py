@@ -49,7 +49,16 @@ class PriceBook:
         self._local = dict(local_cost_per_hour)
         self._catalogue: dict[tuple[str, str], ModelPrices | None] = {}
 
-    def price(self, provider: str, kind: str, model: str, usage: Usage, compute_s: float | None) -> Price:
+    def price(
+        self,
+        provider: str,
+        kind: str,
+        model: str,
+        usage: Usage,
+        compute_s: float | None,
+        answered: str | None = None,
+    ) -> Price:
+        """`model` is the target asked for; `answered` the model the response names, priced first."""
         override = self._overrides.get(f"{provider}/{model}")
         if override is not None:
             return Price(override.cost(usage), "policy")
@@ -58,10 +67,19 @@ class PriceBook:
             if rate is None or compute_s is None:
                 return Price(None, "unpriced")
             return Price(compute_s * rate / 3600, "local-compute")
-        prices = self._from_catalogue(kind, model)
+        prices = (answered and self._from_catalogue(kind, answered)) or self._from_catalogue(kind, model)
         if prices is None:
             return Price(None, "unpriced")
         return Price(prices.cost(usage), "genai-prices")
+
+    def worst_case(
+        self, provider: str, kind: str, model: str, usage_bound: Usage, seconds_bound: float
+    ) -> float | None:
+        """The most a call can cost: token bounds at list prices, local calls by their deadline."""
+        if kind == "local" and f"{provider}/{model}" not in self._overrides:
+            rate = self._local.get(provider)
+            return None if rate is None else seconds_bound * rate / 3600
+        return self.price(provider, kind, model, usage_bound, None).cost_usd
 
     def is_priced(self, provider: str, kind: str, model: str) -> bool:
         if f"{provider}/{model}" in self._overrides or kind == "local":

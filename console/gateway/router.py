@@ -48,6 +48,9 @@ class Router:
             return self._direct(Target(owners[0], model), intent)
         raise self._unknown(model, ambiguous=len(owners) > 1)
 
+    def route(self, intent: str | None) -> Route | None:
+        return self._routes.get(intent) if intent else None
+
     def known_models(self) -> list[str]:
         """What GET /v1/models lists: every route and every provider/model."""
         served = [f"{provider}/{model}" for model, owners in self._by_model.items() for provider in owners]

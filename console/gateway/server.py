@@ -33,12 +33,17 @@ log = logging.getLogger("fleetdeck.gateway")
 JSON = "application/json"
 OUTCOME_STATUSES = ("resolved", "failed", "abandoned")
 
-AdminQuery = Callable[[Mapping[str, Any]], bytes]
+AdminHandler = Callable[[Mapping[str, Any]], bytes | dict[str, Any]]
 
 
 def build_app(
-    gateway: Gateway, health: Callable[[], dict[str, Any]], admin_token: str, admin_query: AdminQuery
+    gateway: Gateway,
+    health: Callable[[], dict[str, Any]],
+    admin_token: str,
+    admin_handlers: Mapping[str, AdminHandler],
 ) -> Starlette:
+    """`admin_handlers` by path under /_admin/: bytes answer as Arrow IPC, dicts as JSON."""
+
     def operation(name: str) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             raw = await _read_body(request)
@@ -48,6 +53,10 @@ def build_app(
         return endpoint
 
     async def models(request: Request) -> Response:
+        try:
+            gateway.authenticate(request.headers)
+        except ApiError as error:
+            return _error(error, gateway.record_request("models", request.headers, error))
         data = [
             {
                 "id": name,
@@ -57,28 +66,47 @@ def build_app(
             }
             for name in gateway.router.known_models()
         ]
-        return _json({"object": "list", "data": data})
+        traced = gateway.record_request("models", request.headers)
+        return _json({"object": "list", "data": data}, headers=traced)
 
     async def healthz(request: Request) -> Response:
         return _json(health())
 
     async def outcomes(request: Request) -> Response:
         try:
+            gateway.authenticate(request.headers)
             outcome = _outcome(parse_body(await _read_body(request)))
         except ApiError as error:
-            return _error(error)
+            return _error(error, gateway.record_request("outcome", request.headers, error))
         gateway.recorder.record_outcome(outcome)
-        return _json({"task_id": outcome.task_id, "status": outcome.status, "recorded": True})
+        traced = gateway.record_request(
+            "outcome", request.headers, task_id=outcome.task_id, workflow_id=outcome.workflow_id
+        )
+        body = {"task_id": outcome.task_id, "status": outcome.status, "recorded": True}
+        return _json(body, headers=traced)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+        error = ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}", code=code)
+        traced = {}
+        if request.url.path.startswith("/v1/"):  # a call of the user's apps, even a wrong one
+            traced = gateway.record_request("unknown", request.headers, error)
+        return _error(error, traced)
 
     async def admin(request: Request) -> Response:
         if not _loopback(request) or not _token_matches(request, admin_token):
             return _error(ApiError(403, "the admin API answers loopback clients with the admin token"))
+        handler = admin_handlers.get(request.path_params["action"])
+        if handler is None:
+            return _error(ApiError(404, f"no admin action {request.path_params['action']!r}"))
         try:
-            query = parse_body(await _read_body(request))
-            table = await run_in_threadpool(admin_query, query)
+            answer = await run_in_threadpool(handler, parse_body(await _read_body(request)))
         except ApiError as error:
             return _error(error)
-        return Response(table, media_type="application/vnd.apache.arrow.stream")
+        if isinstance(answer, bytes):
+            return Response(answer, media_type="application/vnd.apache.arrow.stream")
+        return _json(answer)
 
     routes = [
         Route("/v1/chat/completions", operation("chat"), methods=["POST"]),
@@ -87,9 +115,9 @@ def build_app(
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/outcomes", outcomes, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
-        Route("/_admin/query", admin, methods=["POST"]),
+        Route("/_admin/{action}", admin, methods=["POST"]),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _crash})
+    return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: _crash})
 
 
 async def _read_body(request: Request) -> bytes:
@@ -117,19 +145,13 @@ def _response(reply: Reply) -> Response:
     return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type=JSON)
 
 
-def _json(body: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type=JSON)
+def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=JSON)
 
 
-def _error(error: ApiError) -> Response:
-    return Response(error.envelope(), status_code=error.status, headers=error.headers, media_type=JSON)
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
-    message = f"{request.method} {request.url.path}: {exc.detail}"
-    return _error(ApiError(exc.status_code, message, code=code))
+def _error(error: ApiError, headers: Mapping[str, str] | None = None) -> Response:
+    merged = {**error.headers, **(headers or {})}
+    return Response(error.envelope(), status_code=error.status, headers=merged, media_type=JSON)
 
 
 async def _crash(request: Request, exc: Exception) -> Response:

@@ -10,6 +10,9 @@ replaying a segment twice changes nothing.
 
 A row DuckDB refuses is never dropped: it is written to `spool/rejected/` with the
 reason, and the rest of its batch is stored.
+
+Audit events travel the same way; the writer, the only thread that appends to the
+audit log, numbers and chains them as it stores them (console/store/audit.py).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from console.store import audit
 from console.store.db import Database
 from console.store.trace import Outcome, Payload, Trace
 
@@ -36,6 +40,7 @@ log = logging.getLogger("fleetdeck.recorder")
 # is written once (replays skip it); a later outcome of a task replaces the earlier.
 KEYS = {"traces": "request_id", "payloads": "payload_ref", "outcomes": "task_id"}
 ON_CONFLICT = {"traces": "IGNORE", "payloads": "IGNORE", "outcomes": "REPLACE"}
+AUDIT = "audit"
 SEGMENT_SUFFIX = ".jsonl"
 BATCH_ERRORS = (duckdb.Error, pa.ArrowException, ValueError, TypeError)
 
@@ -117,6 +122,10 @@ class Recorder:
         """Acknowledge a task's outcome once it is on the spool."""
         self._append(_spool_line("outcomes", outcome))
 
+    def record_audit(self, event: audit.AuditEvent) -> None:
+        """Acknowledge an audit event once it is on the spool; the writer chains it."""
+        self._append(_spool_line(AUDIT, event))
+
     def _append(self, line: bytes) -> None:
         with self._lock:
             if self._fd is None:
@@ -190,15 +199,45 @@ class Recorder:
 
     def _store_segment(self, path: Path) -> int:
         """Load one closed segment into DuckDB, then delete it. Returns its records."""
-        rows: dict[str, list[dict[str, Any]]] = {table: [] for table in KEYS}
+        rows: dict[str, list[dict[str, Any]]] = {table: [] for table in (*KEYS, AUDIT)}
         for table, row in _read_segment(path):
             rows[table].append(row)
         cur = self._db.cursor()
-        for table, table_rows in rows.items():
-            if table_rows:
-                self._insert(cur, table, table_rows, path.name)
+        for table in KEYS:
+            if rows[table]:
+                self._insert(cur, table, rows[table], path.name)
+        if rows[AUDIT]:
+            self._append_audit(cur, rows[AUDIT], path.name)
         path.unlink()
         return len(rows["traces"])
+
+    def _append_audit(
+        self, cur: duckdb.DuckDBPyConnection, events: list[dict[str, Any]], segment: str
+    ) -> None:
+        """Chain the events not stored yet after the log's head, in spool order, in one transaction."""
+        stored = audit.stored_event_ids(cur, [str(e.get("event_id")) for e in events])
+        cur.execute("BEGIN")
+        try:
+            seq, prev_hash = audit.head(cur)
+            for event in events:
+                if event.get("event_id") in stored:
+                    continue
+                try:
+                    entry = audit.chain(_audit_event(event), seq + 1, prev_hash)
+                except (TypeError, ValueError, KeyError) as exc:
+                    self._reject(AUDIT, event, segment, exc)
+                    continue
+                row = entry.row()
+                row["payload"] = orjson.dumps(row["payload"]).decode()
+                cur.execute(
+                    f"INSERT INTO audit_log ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                    list(row.values()),
+                )
+                seq, prev_hash = entry.seq, entry.hash
+            cur.execute("COMMIT")
+        except duckdb.Error:
+            cur.execute("ROLLBACK")
+            raise
 
     def _insert(
         self, cur: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]], segment: str
@@ -217,7 +256,7 @@ class Recorder:
 
     def _reject(self, table: str, row: dict[str, Any], segment: str, exc: Exception) -> None:
         self._rejected_dir.mkdir(exist_ok=True)
-        key = row.get(KEYS[table])
+        key = row.get(KEYS.get(table, "event_id"))
         log.error("DuckDB refused %s row %s from spool segment %s: %s", table, key, segment, exc)
         entry = {"table": table, "row": row, "segment": segment, "error": str(exc)}
         with (self._rejected_dir / f"{table}.jsonl").open("ab") as f:
@@ -232,7 +271,11 @@ def _insert_batch(cur: duckdb.DuckDBPyConnection, table: str, batch: pa.Table) -
         cur.unregister("spool_batch")
 
 
-def _spool_line(table: str, record: Trace | Payload | Outcome) -> bytes:
+def _audit_event(row: dict[str, Any]) -> audit.AuditEvent:
+    return audit.AuditEvent(**{**row, "ts": datetime.fromisoformat(row["ts"])})
+
+
+def _spool_line(table: str, record: Trace | Payload | Outcome | audit.AuditEvent) -> bytes:
     return orjson.dumps({"t": table, "r": record}, option=orjson.OPT_APPEND_NEWLINE)
 
 

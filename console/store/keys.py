@@ -1,0 +1,69 @@
+"""Rows of `virtual_keys`: what the gateway loads at start and the key commands change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from console.store.trace import utc_now
+
+COLUMNS = (
+    "key_id",
+    "name",
+    "environment",
+    "key_hash",
+    "key_hint",
+    "daily_cap",
+    "monthly_cap",
+    "routes",
+    "created_at",
+    "created_by",
+    "revoked_at",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRow:
+    key_id: str
+    name: str
+    environment: str
+    key_hash: str
+    key_hint: str
+    daily_cap: float | None
+    monthly_cap: float | None
+    routes: list[str] | None
+    created_at: datetime
+    created_by: str | None
+    revoked_at: datetime | None
+
+    def listing(self) -> dict[str, Any]:
+        """What `keys list` shows: everything but the hash."""
+        return {name: getattr(self, name) for name in COLUMNS if name != "key_hash"}
+
+
+def load(cur: duckdb.DuckDBPyConnection) -> list[KeyRow]:
+    rows = cur.execute(f"SELECT {', '.join(COLUMNS)} FROM virtual_keys ORDER BY name").fetchall()
+    return [KeyRow(*row) for row in rows]
+
+
+def insert(cur: duckdb.DuckDBPyConnection, row: KeyRow) -> None:
+    """Store a new key; ValueError when its name is taken (revoked names stay taken)."""
+    taken = cur.execute("SELECT 1 FROM virtual_keys WHERE name = ?", [row.name]).fetchall()
+    if taken:
+        raise ValueError(f"a key named {row.name!r} exists already; names are never reused")
+    values = [getattr(row, name) for name in COLUMNS]
+    cur.execute(f"INSERT INTO virtual_keys VALUES ({', '.join('?' * len(COLUMNS))})", values)
+
+
+def revoke(cur: duckdb.DuckDBPyConnection, name: str) -> KeyRow:
+    """Mark a key revoked; ValueError when there is no such key or it is revoked already."""
+    found = [row for row in load(cur) if row.name == name]
+    if not found:
+        raise ValueError(f"no key named {name!r} (see `fleetdeck keys list`)")
+    if found[0].revoked_at is not None:
+        raise ValueError(f"key {name!r} was revoked at {found[0].revoked_at:%Y-%m-%d %H:%M:%S} UTC")
+    cur.execute("UPDATE virtual_keys SET revoked_at = ? WHERE name = ?", [utc_now(), name])
+    return found[0]

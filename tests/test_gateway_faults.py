@@ -1,0 +1,192 @@
+"""The gateway against fake upstreams with injected faults, through a real `fleetdeck serve`."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import openai
+import orjson
+import pytest
+from fakes.openai_upstream import FakeOpenAI, Fault
+from gateway_process import Served, fleetdeck_serve, stored_traces, trace_of
+
+POLICY = """
+providers:
+  lab:
+    kind: openai_compat
+    base_url: {primary}
+    prices: {{mock-gpt: {{input: 1.0, output: 2.0}}}}
+  backup:
+    kind: openai_compat
+    base_url: {backup}
+    prices: {{mock-gpt: {{input: 1.0, output: 2.0}}}}
+routes:
+  - intent: support
+    primary: lab/mock-gpt
+    fallback: [backup/mock-gpt]
+    max_retries: 2
+    timeouts: {{first_token_s: 2, idle_s: 2, total_s: 3}}
+  - intent: alone
+    primary: lab/mock-gpt
+    max_retries: 1
+    timeouts: {{first_token_s: 2, idle_s: 2, total_s: 3}}
+breaker: {{consecutive_failures: 3, min_requests: 1000, base_ejection_s: {ejection_s}, max_ejection_s: 600}}
+retry: {{backoff_base_s: 0.01, backoff_max_s: 0.05}}
+"""
+HELLO = [{"role": "user", "content": "hello there"}]
+requests_sent = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[tuple[FakeOpenAI, FakeOpenAI]]:
+    with FakeOpenAI() as primary, FakeOpenAI() as backup:
+        yield primary, backup
+
+
+@pytest.fixture
+def gateway(upstreams: tuple[FakeOpenAI, FakeOpenAI], tmp_path: Path) -> Iterator[Served]:
+    yield from _serve(upstreams, tmp_path, ejection_s=600)
+
+
+def _serve(upstreams: tuple[FakeOpenAI, FakeOpenAI], tmp_path: Path, ejection_s: float) -> Iterator[Served]:
+    primary, backup = upstreams
+    primary.reset()
+    backup.reset()
+    policy = POLICY.format(primary=primary.base_url, backup=backup.base_url, ejection_s=ejection_s)
+    before = next(requests_sent)
+    with fleetdeck_serve(tmp_path / "data", policy) as served:
+        yield served
+    sent = next(requests_sent) - before - 1
+    assert len(stored_traces(served.data_dir, "request_id")) == sent, "one trace per request"
+
+
+def chat(served: Served, model: str = "route:support", **extra: object) -> httpx.Response:
+    next(requests_sent)
+    body = {"model": model, "messages": HELLO, **extra}
+    return httpx.post(f"{served.base_url}/chat/completions", json=body, headers=served.auth, timeout=30)
+
+
+def test_429_retry_after_is_honoured(gateway: Served, upstreams: tuple[FakeOpenAI, FakeOpenAI]) -> None:
+    primary, backup = upstreams
+    primary.fail_next(1, Fault(status=429, retry_after=1))
+    response = chat(gateway)
+    assert response.status_code == 200
+    first, second = primary.requests[-2:]
+    assert second.ts - first.ts >= 1.0, "the retry waited for Retry-After"
+    assert backup.request_count == 0
+    trace = trace_of(gateway, response.headers["x-fleetdeck-request-id"])
+    log = orjson.loads(str(trace["attempt_log"]))
+    assert [(a["status"], a.get("error_type"), a.get("retry_after_s")) for a in log] == [
+        ("error", "rate_limited", 1.0),
+        ("ok", None, None),
+    ]
+    assert trace["attempts"] == 2 and trace["reason_code"] == "primary"
+
+
+def test_a_503_storm_opens_the_breaker_and_the_fallback_serves(
+    gateway: Served, upstreams: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    primary, backup = upstreams
+    primary.fail_always(Fault(status=503))
+    with ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(lambda _: chat(gateway), range(1000)))
+    served_ok = [r for r in responses if r.status_code == 200]
+    assert len(served_ok) >= 999
+    assert all(r.headers["x-fleetdeck-model"] == "backup/mock-gpt" for r in served_ok)
+    assert backup.request_count == len(served_ok)
+    # Before the breaker opened, at most every in-flight request tried the primary 3 times.
+    assert primary.request_count <= 3 + 16 * 3, "the ejected primary got traffic"
+    tail = responses[-100:]
+    assert {r.headers["x-fleetdeck-reason"] for r in tail} == {"provider-outage-fallback"}
+    trace = trace_of(gateway, tail[-1].headers["x-fleetdeck-request-id"])
+    log = orjson.loads(str(trace["attempt_log"]))
+    assert log[0]["status"] == "skipped" and log[0]["error_type"] == "breaker_open"
+
+
+def test_an_ejected_primary_is_probed_back_after_recovery(
+    upstreams: tuple[FakeOpenAI, FakeOpenAI], tmp_path: Path
+) -> None:
+    primary, backup = upstreams
+    for served in _serve(upstreams, tmp_path, ejection_s=0.5):
+        primary.fail_always(Fault(status=503))
+        for _ in range(3):
+            chat(served)
+        assert primary.request_count == 3 and backup.request_count == 3, "ejected after 3 failures"
+        primary.clear_faults()
+        time.sleep(0.6)  # let the ejection lapse
+        probed = chat(served)
+        assert probed.headers["x-fleetdeck-model"] == "lab/mock-gpt"
+        assert chat(served).headers["x-fleetdeck-model"] == "lab/mock-gpt"
+
+
+def test_the_deadline_bounds_retries_and_fallbacks(
+    gateway: Served, upstreams: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    primary, backup = upstreams
+    primary.fail_always(Fault(delay_s=10))
+    backup.fail_always(Fault(delay_s=10))
+    response = chat(gateway)
+    assert response.status_code == 504
+    assert response.json()["error"]["code"] == "upstream_timeout"
+    trace = trace_of(gateway, response.headers["x-fleetdeck-request-id"])
+    assert trace["latency_ms"] <= 3000 + 500, "total_s is 3 s for every attempt together"
+    log = orjson.loads(str(trace["attempt_log"]))
+    assert {a["provider"] for a in log} == {"lab", "backup"}, "the primary's slice left time for the fallback"
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        (Fault(reset=True), "upstream_connection"),
+        (Fault(malformed=True), "upstream_bad_response"),
+        (Fault(cut_body=True), "upstream_connection"),
+    ],
+)
+def test_broken_upstreams_give_a_clean_502(
+    gateway: Served, upstreams: tuple[FakeOpenAI, FakeOpenAI], fault: Fault, code: str
+) -> None:
+    primary, _ = upstreams
+    primary.fail_always(fault)
+    response = chat(gateway, model="route:alone")
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == code
+    client = gateway.client()
+    with pytest.raises(openai.InternalServerError):
+        next(requests_sent)
+        client.chat.completions.create(model="route:alone", messages=HELLO)  # type: ignore[arg-type]
+
+
+def test_a_stream_cut_after_its_first_chunk_ends_with_an_error_event(
+    gateway: Served, upstreams: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    primary, backup = upstreams
+    primary.fail_always(Fault(cut_after=1, stream=True))
+    body = {"model": "route:support", "messages": HELLO, "stream": True}
+    next(requests_sent)
+    with httpx.stream(
+        "POST", f"{gateway.base_url}/chat/completions", json=body, headers=gateway.auth, timeout=30
+    ) as response:
+        events = [line for line in response.iter_lines() if line.startswith("data: ")]
+        request_id = response.headers["x-fleetdeck-request-id"]
+    assert response.status_code == 200
+    assert "data: [DONE]" not in events
+    assert '"error"' in events[-1]
+    assert backup.request_count == 0, "no fallback after the first byte"
+    trace = trace_of(gateway, request_id)
+    assert trace["status"] == "partial" and trace["error_type"] == "connection"
+
+
+def test_a_stream_failing_before_its_first_chunk_falls_back(
+    gateway: Served, upstreams: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    primary, _ = upstreams
+    primary.fail_always(Fault(status=500, stream=True))
+    client = gateway.client()
+    next(requests_sent)
+    chunks = list(client.chat.completions.create(model="route:support", messages=HELLO, stream=True))  # type: ignore[arg-type]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hello there"
