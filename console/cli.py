@@ -156,6 +156,12 @@ def serve(
         fail(str(exc), code=2)
     with Engine(settings) as engine:
         engine.open_gateway(chosen, host=host, port=port)
+        if settings.auth_required and not any(not key.revoked for key in engine.key_admin.registry.known()):
+            typer.echo(
+                "fleetdeck: no virtual keys yet, and requests need one: "
+                "fleetdeck keys create --name app --env dev",
+                err=True,
+            )
         engine.on_listening = lambda url: typer.echo(
             f"Fleetdeck gateway on {url}/v1 (data: {settings.data_dir})"
         )
