@@ -36,7 +36,7 @@ providers:
   lab:
     kind: openai_compat
     base_url: "{url}"
-    models: [mock-gpt, gpt-4o-mini, unpriced-model]
+    models: [mock-gpt, gpt-4o-mini, gpt-4o, gpt-4.1-nano, unpriced-model]
     prices: {{mock-gpt: {{input: 0, output: {output}}}}}
 routes:
   - {{intent: capped, primary: lab/mock-gpt, max_retries: 0, timeouts: {{total_s: 60}}}}
@@ -44,7 +44,6 @@ routes:
   - {{intent: looping, primary: lab/mock-gpt, max_steps_per_task: 3}}
   - {{intent: route_capped, primary: lab/mock-gpt, max_budget_daily: {cap}}}
   - {{intent: unpriced, primary: lab/unpriced-model, max_budget_daily: 1}}
-  - {{intent: catalogue, primary: lab/gpt-4o-mini}}
 default_route: capped
 """
 KEYS = {
@@ -257,23 +256,24 @@ def test_keys_of_one_environment_and_revoked_keys_are_refused(lab: tuple[Served,
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
 
 
+@pytest.mark.parametrize("model", ["gpt-4o-mini", "gpt-4o", "gpt-4.1-nano"])
 def test_streamed_and_plain_calls_cost_the_same_and_match_genai_prices(
-    lab: tuple[Served, dict[str, str]],
+    lab: tuple[Served, dict[str, str]], model: str
 ) -> None:
     served, _ = lab
     client = served.client()
     plain = client.chat.completions.with_raw_response.create(
-        model="route:catalogue", messages=LONG_PROMPT, max_tokens=7
+        model=f"lab/{model}", messages=LONG_PROMPT, max_tokens=7
     )
     with client.chat.completions.with_streaming_response.create(
-        model="route:catalogue", messages=LONG_PROMPT, max_tokens=7, stream=True
+        model=f"lab/{model}", messages=LONG_PROMPT, max_tokens=7, stream=True
     ) as streamed:
         list(streamed.iter_lines())
     traces = [trace_of(served, r.headers["x-fleetdeck-request-id"]) for r in (plain, streamed)]
     assert traces[0]["input_tokens"] == traces[1]["input_tokens"] > 0
     assert traces[0]["output_tokens"] == traces[1]["output_tokens"] == 7
     expected = calc_price(
-        Usage(input_tokens=int(traces[0]["input_tokens"]), output_tokens=7), "gpt-4o-mini"
+        Usage(input_tokens=int(traces[0]["input_tokens"]), output_tokens=7), model
     ).total_price
     assert traces[0]["cost_usd"] == traces[1]["cost_usd"] == pytest.approx(float(expected), rel=1e-9)
     assert {t["price_source"] for t in traces} == {"genai-prices"}
