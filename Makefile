@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint bench venv clean
+.PHONY: run test lint bench venv clean scorecard-png
 
 # The venv is rebuilt only when pyproject.toml changes; pip's wheel cache keeps
 # llama-cpp-python from being compiled again.
@@ -34,3 +34,17 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# The sample traces' scorecard as HTML, rendered to a PNG by headless Chromium (Debian's
+# `chromium`; `make test` never needs it). Output: build/scorecard.html and build/scorecard.png.
+CHROMIUM ?= chromium
+SCORECARD_DATA := build/scorecard-data
+
+scorecard-png: $(STAMP)
+	rm -rf $(SCORECARD_DATA) && mkdir -p $(SCORECARD_DATA)
+	$(BIN)/fleetdeck import sample_traces/ --data-dir $(SCORECARD_DATA) > /dev/null
+	$(BIN)/fleetdeck scorecard --to 2026-11-02 --policy examples/routes.yaml --format html \
+		--out build/scorecard.html --data-dir $(SCORECARD_DATA)
+	$(CHROMIUM) --headless --no-sandbox --disable-gpu --hide-scrollbars --window-size=1100,7600 \
+		--screenshot=$(CURDIR)/build/scorecard.png file://$(CURDIR)/build/scorecard.html 2> build/chromium.log
+	@echo "wrote build/scorecard.png"

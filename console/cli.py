@@ -33,6 +33,8 @@ policy_app = typer.Typer(help="Check routing policies (routes.yaml).", rich_mark
 app.add_typer(policy_app, name="policy")
 keys_app = typer.Typer(help="Virtual keys per environment, and provider secrets.", rich_markup_mode=None)
 app.add_typer(keys_app, name="keys")
+audit_app = typer.Typer(help="The tamper-evident audit trail.", rich_markup_mode=None)
+app.add_typer(audit_app, name="audit")
 
 DataDir = Annotated[
     Path | None,
@@ -259,6 +261,23 @@ def keys_set_secret(
     typer.echo(f"Secret {name!r} stored in keyring (service 'fleetdeck').")
 
 
+@audit_app.command("verify")
+def audit_verify(data_dir: DataDir = None) -> None:
+    """Check the audit chain and its signed checkpoints; exit 1 naming the first bad entry."""
+    settings = load_settings(data_dir)
+    instance = AdminEndpoint.find(settings.data_dir)
+    if instance is not None:
+        found = instance.call("audit_verify", {}, timeout_s=600)
+        ok, report = found["problem"] is None, str(found["report"])
+    else:
+        with Engine(settings) as engine:
+            verification = engine.verify_audit()
+        ok, report = verification.ok, verification.report()
+    typer.echo(report, err=not ok)
+    if not ok:
+        raise typer.Exit(1)
+
+
 def _keys_action(settings: Settings, request: dict[str, object]) -> dict[str, Any]:
     """Through the running instance when one owns the database, so changes apply at once."""
     instance = AdminEndpoint.find(settings.data_dir)
@@ -273,6 +292,55 @@ def _keys_action(settings: Settings, request: dict[str, object]) -> dict[str, An
 
 def _operator() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+@app.command()
+def scorecard(
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="html, md, json or csv (default: from --out, else md).")
+    ] = None,
+    period: Annotated[
+        str | None, typer.Option("--period", help="Length ending at --to: 30d (default), 2w, 12h.")
+    ] = None,
+    from_: Annotated[str | None, typer.Option("--from", help="Start of the period (UTC), inclusive.")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="End (UTC), exclusive; default now.")] = None,
+    workflow: Annotated[
+        list[str] | None, typer.Option("--workflow", help="Only this workflow (repeatable; default: all).")
+    ] = None,
+    slo: Annotated[
+        list[str] | None, typer.Option("--slo", help="route=ms latency SLO (repeatable; default 2000).")
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option("--policy", help="routes.yaml whose caps are budgets (default: in use).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Write to FILE instead of stdout.")] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """The executive AI scorecard, per workflow and overall, against the previous period."""
+    from console.reports import command as scorecards
+
+    try:
+        text = scorecards.make(
+            load_settings(data_dir),
+            scorecards.Request(
+                period=period,
+                start=from_,
+                end=to,
+                workflows=workflow or (),
+                slo=slo or (),
+                policy_file=policy,
+                fmt=scorecards.ReportFormat(fmt) if fmt else None,
+                out=out,
+            ),
+        )
+    except ValueError:
+        fail(f"--format {fmt!r}: expected html, md, json or csv", code=2)
+    except scorecards.ScorecardError as exc:
+        fail(str(exc), code=2)
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
 
 
 def _params(pairs: list[str]) -> dict[str, str]:

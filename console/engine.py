@@ -7,6 +7,7 @@ in the calling thread, `start()` on a thread of its own with its own event loop.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import secrets
@@ -21,6 +22,7 @@ from console.gateway.budget import Ledger, TaskSteps
 from console.gateway.executor import Executor
 from console.gateway.key_admin import CONSOLE_KEY_NAME, CONSOLE_KEY_SECRET, KeyAdmin
 from console.gateway.keys import (
+    AUDIT_KEY_NAME,
     PEPPER_NAME,
     local_secret,
     provider_secret,
@@ -34,7 +36,7 @@ from console.gateway.server import GatewayServer, build_app
 from console.policy import Policy
 from console.providers.base import Provider
 from console.settings import Settings
-from console.store import queries
+from console.store import audit, queries
 from console.store.db import Database
 from console.store.recorder import Recorder
 
@@ -46,12 +48,19 @@ class Engine:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.db = Database(settings.db_path)
+        self.checkpointer = audit.Checkpointer(
+            audit.signing_key(local_secret(AUDIT_KEY_NAME, settings.data_dir, audit.new_signing_secret)),
+            settings.audit_checkpoint_file,
+            every=settings.audit_checkpoint_every,
+            interval_s=settings.audit_checkpoint_interval_s,
+        )
         self.recorder = Recorder(
             self.db,
             settings.spool_dir,
             flush_interval_s=settings.recorder_flush_interval_s,
             batch_traces=settings.recorder_batch_traces,
             fsync_interval_s=settings.spool_fsync_interval_s,
+            checkpointer=self.checkpointer,
         )
         self._recording = False
         self._server: GatewayServer | None = None
@@ -97,6 +106,7 @@ class Engine:
             {
                 "query": lambda request: answer_query(self.db, request),
                 "keys": self._answer_keys,
+                "audit_verify": self._answer_audit_verify,
             },
         )
         self._server = GatewayServer(
@@ -167,6 +177,16 @@ class Engine:
         _, token = self.key_admin.create(name, "dev", actor="console")
         store_local_secret(CONSOLE_KEY_SECRET, token, data_dir)
         return token, True
+
+    def verify_audit(self) -> audit.Verification:
+        """The audit chain against its signed checkpoints, with this instance's public key."""
+        return audit.verify(
+            self.db.cursor(), self.settings.audit_checkpoint_file, self.checkpointer.public_key
+        )
+
+    def _answer_audit_verify(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        verification = self.verify_audit()
+        return {**dataclasses.asdict(verification), "report": verification.report()}
 
     def _answer_keys(self, request: Mapping[str, Any]) -> dict[str, Any]:
         return self.key_admin.answer(request)

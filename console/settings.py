@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     recorder_flush_interval_s: float = Field(default=0.1, gt=0)
     recorder_batch_traces: int = Field(default=1000, gt=0)
     local_cost_per_hour: float = Field(default=0.40, ge=0)
+    # The audit chain's head is signed every this many entries, or this often.
+    audit_checkpoint_every: int = Field(default=1000, gt=0)
+    audit_checkpoint_interval_s: float = Field(default=300.0, gt=0)
     # Requests need a virtual key (Authorization: Bearer …); off only on a trusted single-user box.
     auth_required: bool = True
 
@@ -41,6 +44,11 @@ class Settings(BaseSettings):
     @property
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
+
+    @property
+    def audit_checkpoint_file(self) -> Path:
+        """Signed checkpoints, outside the database."""
+        return self.data_dir / "audit" / "checkpoints.jsonl"
 
 
 def load_settings(data_dir: Path | None = None) -> Settings:

@@ -1,6 +1,6 @@
-"""Records traces as fast as it can and prints each request_id once record() returns.
+"""Records traces (or audit events) as fast as it can and prints each id once it is acknowledged.
 
-Run by test_recorder.py, which kills it with SIGKILL at a random moment.
+Run by test_recorder.py and test_audit.py, which kill it with SIGKILL at a random moment.
 """
 
 from __future__ import annotations
@@ -10,15 +10,18 @@ from pathlib import Path
 
 from console.engine import Engine
 from console.settings import Settings
+from console.store.audit import AuditEvent
 from console.store.trace import Payload, Trace
 
 
-def main(data_dir: str) -> None:
-    engine = Engine(Settings(data_dir=Path(data_dir)))
+def main(data_dir: str, what: str = "traces") -> None:
+    engine = Engine(Settings(data_dir=Path(data_dir), audit_checkpoint_every=25))
     engine.start_recorder()
     out = sys.stdout
     out.write("ready\n")
     out.flush()
+    if what == "audit":
+        record_audit_events(engine)
     step = 0
     while True:
         step += 1
@@ -30,5 +33,17 @@ def main(data_dir: str) -> None:
         out.flush()
 
 
+def record_audit_events(engine: Engine) -> None:
+    step = 0
+    while True:
+        step += 1
+        event = AuditEvent(
+            actor="kill-test", actor_kind="system", action="test.burst", payload={"step": step}
+        )
+        engine.recorder.record_audit(event)
+        sys.stdout.write(event.event_id + "\n")
+        sys.stdout.flush()
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(*sys.argv[1:])

@@ -19,7 +19,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from console.gateway.openai_api import ApiError
 SERVICE = "fleetdeck"
 ENVIRONMENTS = ("dev", "staging", "prod")
 PEPPER_NAME = "virtual-key-pepper"
+AUDIT_KEY_NAME = "audit-signing-key"
 LOCAL_SECRETS_FILE = "local-secrets.json"
 KEY_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 log = logging.getLogger("fleetdeck.keys")
@@ -70,12 +71,12 @@ def read_local_secret(name: str, data_dir: Path) -> str | None:
     return _keyring_get(name) or os.environ.get(secret_env_name(name)) or _file_secrets(data_dir).get(name)
 
 
-def local_secret(name: str, data_dir: Path) -> str:
-    """A secret Fleetdeck makes for itself: created on first use, then always the same."""
+def local_secret(name: str, data_dir: Path, make: Callable[[], str] | None = None) -> str:
+    """A secret Fleetdeck makes for itself (with `make`): created on first use, then the same."""
     found = read_local_secret(name, data_dir)
     if found:
         return found
-    value = secrets.token_urlsafe(32)
+    value = make() if make is not None else secrets.token_urlsafe(32)
     store_local_secret(name, value, data_dir)
     return value
 

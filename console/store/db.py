@@ -7,10 +7,19 @@ import threading
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
 MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+
+
+def first_row(
+    cur: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None
+) -> tuple[Any, ...]:
+    """The first row of a query, or (None,); unlike fetchone, it leaves no result open."""
+    rows = cur.execute(sql, params or []).fetchall()
+    return tuple(rows[0]) if rows else (None,)
 
 
 class StoreError(Exception):
@@ -56,8 +65,8 @@ class Database:
         return cur
 
     def schema_version(self) -> int:
-        row = self.cursor().execute("SELECT max(version) FROM schema_migrations").fetchone()
-        return int(row[0]) if row and row[0] is not None else 0
+        (version,) = first_row(self.cursor(), "SELECT max(version) FROM schema_migrations")
+        return int(version) if version is not None else 0
 
     def close(self) -> None:
         with self._cursors_lock:

@@ -10,6 +10,7 @@ whose key is already stored are skipped, so importing a file twice changes nothi
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,6 +21,8 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from console.store import audit
+from console.store.db import first_row
 from console.store.trace import utc_now
 
 KEYS = {
@@ -32,7 +35,7 @@ KEYS = {
 VOCABULARY = {
     ("traces", "status"): ("ok", "partial", "error", "blocked", "over_budget", "cached"),
     ("traces", "cache"): ("miss", "exact", "semantic"),
-    ("traces", "operation"): ("chat", "text_completion", "embeddings"),
+    ("traces", "operation"): ("chat", "text_completion", "embeddings", "models", "outcome", "unknown"),
     ("outcomes", "status"): ("resolved", "failed", "abandoned"),
     ("evals", "verdict"): ("correct", "partial", "incorrect"),
     ("audit_log", "actor_kind"): ("human", "key", "system"),
@@ -277,11 +280,9 @@ def _shift_to_now(cur: duckdb.DuckDBPyConnection, staged: list[_Staged]) -> time
     latest: datetime | None = None
     for stage in staged:
         for name in _timestamp_columns(stage):
-            row = cur.execute(
-                f"SELECT max(TRY_CAST({_quote(name)} AS TIMESTAMP)) FROM {stage.view}"
-            ).fetchone()
-            if row and row[0] is not None and (latest is None or row[0] > latest):
-                latest = row[0]
+            (found,) = first_row(cur, f"SELECT max(TRY_CAST({_quote(name)} AS TIMESTAMP)) FROM {stage.view}")
+            if found is not None and (latest is None or found > latest):
+                latest = found
     return utc_now() - latest if latest else timedelta(0)
 
 
@@ -290,13 +291,62 @@ def _insert(cur: duckdb.DuckDBPyConnection, stage: _Staged, shift: timedelta) ->
     selected = []
     for column in stage.columns:
         expr = _cast(_quote(column.name), column.type)
-        if column.type == "TIMESTAMP" and shift:
+        if column.type == "TIMESTAMP" and shift and stage.table != "audit_log":
             expr = f"{expr} + INTERVAL ({shift.total_seconds() * 1e6:.0f}) MICROSECONDS"
         selected.append(f"{expr} AS {_quote(column.name)}")
-    cur.execute(f"INSERT OR IGNORE INTO {stage.table} BY NAME SELECT {', '.join(selected)} FROM {stage.view}")
+    rows = f"(SELECT {', '.join(selected)} FROM {stage.view})"
+    if stage.table == "audit_log":
+        _chain_audit(cur, rows, shift, stage.path)
+    else:  # an anti-join: DuckDB refuses INSERT OR IGNORE on tables with triggers
+        stored = " AND ".join(f"stored.{_quote(k)} = staged.{_quote(k)}" for k in KEYS[stage.table])
+        cur.execute(
+            f"INSERT INTO {stage.table} BY NAME SELECT * FROM {rows} AS staged "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {stage.table} AS stored WHERE {stored})"
+        )
     return FileImport(stage.path, stage.table, stage.rows, _count(cur, stage.table) - before)
 
 
+def _chain_audit(cur: duckdb.DuckDBPyConnection, rows: str, shift: timedelta, path: Path) -> None:
+    """Audit entries are chained again onto this log's head, in their seq order, so a log
+    imported shifted to now, or after entries of its own, still verifies. An entry whose
+    event id is stored already is skipped; one without an event id gets one from its
+    content, so importing a file twice appends nothing."""
+    entries = cur.sql(f"SELECT * FROM {rows} ORDER BY seq").to_arrow_table().to_pylist()
+    for entry in entries:
+        entry["event_id"] = entry.get("event_id") or _content_id(entry)
+    stored = audit.stored_event_ids(cur, [e["event_id"] for e in entries])
+    seq, prev = audit.head(cur)
+    chained = []
+    for entry in entries:
+        if entry["event_id"] in stored:
+            continue
+        payload = orjson.loads(entry["payload"]) if entry.get("payload") is not None else {}
+        event = audit.AuditEvent(
+            actor=entry["actor"],
+            actor_kind=entry["actor_kind"],
+            action=entry["action"],
+            subject=entry.get("subject"),
+            payload=payload,
+            ts=entry["ts"] + shift,
+            event_id=entry["event_id"],
+        )
+        row = audit.chain(event, seq + 1, prev).row()
+        row["payload"] = orjson.dumps(payload).decode()
+        chained.append(row)
+        seq, prev = row["seq"], row["hash"]
+    if chained:
+        cur.register("audit_import", pa.Table.from_pylist(chained))
+        try:
+            cur.execute("INSERT INTO audit_log BY NAME SELECT * FROM audit_import")
+        finally:
+            cur.unregister("audit_import")
+
+
+def _content_id(entry: dict[str, Any]) -> str:
+    content = [entry.get(k) for k in ("seq", "ts", "actor", "actor_kind", "action", "subject", "payload")]
+    return "imported-" + hashlib.sha256(orjson.dumps(content, default=str)).hexdigest()[:32]
+
+
 def _count(cur: duckdb.DuckDBPyConnection, table: str) -> int:
-    row = cur.execute(f"SELECT count(*) FROM {table}").fetchone()
-    return int(row[0]) if row else 0
+    (count,) = first_row(cur, f"SELECT count(*) FROM {table}")
+    return int(count or 0)

@@ -54,8 +54,10 @@ class Recorder:
         flush_interval_s: float = 0.1,
         batch_traces: int = 1000,
         fsync_interval_s: float = 1.0,
+        checkpointer: audit.Checkpointer | None = None,
     ) -> None:
         self._db = db
+        self._checkpointer = checkpointer
         self._spool_dir = spool_dir
         self._rejected_dir = spool_dir / "rejected"
         self._flush_interval_s = flush_interval_s
@@ -108,6 +110,16 @@ class Recorder:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
+        self._checkpoint(self._db.cursor(), force=True)
+
+    def _checkpoint(self, cur: duckdb.DuckDBPyConnection, force: bool = False) -> None:
+        """Sign the chain's head when a checkpoint is due (or, at stop, when it moved)."""
+        checkpointer = self._checkpointer
+        if checkpointer is None:
+            return
+        seq, head = audit.head(cur)
+        if seq and checkpointer.due(cur, seq, force):
+            checkpointer.publish(checkpointer.sign(cur, seq, head))
 
     # -- the caller's side -----------------------------------------------------------
 
@@ -214,30 +226,29 @@ class Recorder:
     def _append_audit(
         self, cur: duckdb.DuckDBPyConnection, events: list[dict[str, Any]], segment: str
     ) -> None:
-        """Chain the events not stored yet after the log's head, in spool order, in one transaction."""
+        """Chain the events not stored yet after the log's head, in spool order, in one insert."""
         stored = audit.stored_event_ids(cur, [str(e.get("event_id")) for e in events])
-        cur.execute("BEGIN")
-        try:
-            seq, prev_hash = audit.head(cur)
-            for event in events:
-                if event.get("event_id") in stored:
-                    continue
-                try:
-                    entry = audit.chain(_audit_event(event), seq + 1, prev_hash)
-                except (TypeError, ValueError, KeyError) as exc:
-                    self._reject(AUDIT, event, segment, exc)
-                    continue
-                row = entry.row()
-                row["payload"] = orjson.dumps(row["payload"]).decode()
-                cur.execute(
-                    f"INSERT INTO audit_log ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
-                    list(row.values()),
-                )
-                seq, prev_hash = entry.seq, entry.hash
-            cur.execute("COMMIT")
-        except duckdb.Error:
-            cur.execute("ROLLBACK")
-            raise
+        seq, prev_hash = audit.head(cur)
+        chained = []
+        for event in events:
+            if event.get("event_id") in stored:
+                continue
+            try:
+                entry = audit.chain(_audit_event(event), seq + 1, prev_hash)
+            except (TypeError, ValueError, KeyError) as exc:
+                self._reject(AUDIT, event, segment, exc)
+                continue
+            row = entry.row()
+            row["payload"] = orjson.dumps(row["payload"]).decode()
+            chained.append(row)
+            seq, prev_hash = entry.seq, entry.hash
+        if chained:
+            cur.register("audit_batch", pa.Table.from_pylist(chained))
+            try:
+                cur.execute("INSERT INTO audit_log BY NAME SELECT * FROM audit_batch")
+            finally:
+                cur.unregister("audit_batch")
+        self._checkpoint(cur)
 
     def _insert(
         self, cur: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]], segment: str

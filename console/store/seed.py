@@ -8,6 +8,7 @@ from pathlib import Path
 import duckdb
 
 from console.store import importer
+from console.store.db import first_row
 
 SUMMARY_TABLES = ("traces", "outcomes", "evals", "audit_log")
 
@@ -24,8 +25,8 @@ def seed_if_empty(cur: duckdb.DuckDBPyConnection) -> int:
 
     Returns the number of rows imported (0 when the store already had traces).
     """
-    row = cur.execute("SELECT count(*) FROM traces").fetchone()
-    if row and row[0]:
+    (stored,) = first_row(cur, "SELECT count(*) FROM traces")
+    if stored:
         return 0
     done = importer.import_files(cur, [sample_traces_dir()], rebase_to_now=True)
     return sum(item.inserted for item in done)
@@ -34,11 +35,11 @@ def seed_if_empty(cur: duckdb.DuckDBPyConnection) -> int:
 def summary(cur: duckdb.DuckDBPyConnection, db_path: Path) -> str:
     counts = []
     for table in SUMMARY_TABLES:
-        row = cur.execute(f"SELECT count(*) FROM {table}").fetchone()
-        counts.append(f"{table} {row[0] if row else 0:,}")
+        (count,) = first_row(cur, f"SELECT count(*) FROM {table}")
+        counts.append(f"{table} {count or 0:,}")
     lines = [f"Store {db_path}: " + ", ".join(counts)]
-    span = cur.execute("SELECT min(ts_start), max(ts_start) FROM traces").fetchone()
-    if span and span[0] is not None:
+    span = first_row(cur, "SELECT min(ts_start), max(ts_start) FROM traces")
+    if span[0] is not None:
         lines.append(f"Traces from {span[0]:%Y-%m-%d %H:%M} to {span[1]:%Y-%m-%d %H:%M} UTC")
     by_workflow = cur.execute(
         "SELECT workflow_id, count(*), sum(cost_usd), avg((status IN ('error', 'partial'))::INT) "

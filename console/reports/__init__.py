@@ -1,0 +1,1 @@
+"""Reports exported from the CLI: the executive AI scorecard (`fleetdeck scorecard`)."""
