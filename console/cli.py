@@ -6,6 +6,7 @@ import contextlib
 import getpass
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -35,6 +36,8 @@ keys_app = typer.Typer(help="Virtual keys per environment, and provider secrets.
 app.add_typer(keys_app, name="keys")
 audit_app = typer.Typer(help="The tamper-evident audit trail.", rich_markup_mode=None)
 app.add_typer(audit_app, name="audit")
+routes_app = typer.Typer(help="Stop and resume routes.", rich_markup_mode=None)
+app.add_typer(routes_app, name="routes")
 
 DataDir = Annotated[
     Path | None,
@@ -156,6 +159,8 @@ def serve(
         chosen = policies.load_policy(policy) if policy else None
     except policies.PolicyError as exc:
         fail(str(exc), code=2)
+    if policy is not None:
+        settings = settings.model_copy(update={"policy_file": policy.resolve()})
     with Engine(settings) as engine:
         engine.open_gateway(chosen, host=host, port=port)
         if settings.auth_required and not any(not key.revoked for key in engine.key_admin.registry.known()):
@@ -278,16 +283,71 @@ def audit_verify(data_dir: DataDir = None) -> None:
         raise typer.Exit(1)
 
 
-def _keys_action(settings: Settings, request: dict[str, object]) -> dict[str, Any]:
+@audit_app.command("override")
+def audit_override(
+    request_id: Annotated[str, typer.Option("--request", help="The request_id of the call.")],
+    verdict: Annotated[str, typer.Option("--verdict", help="correct, partial or incorrect.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why: kept in the audit log.")],
+    component: Annotated[str, typer.Option("--component", help="What is judged.")] = "answer",
+    data_dir: DataDir = None,
+) -> None:
+    """Record a human verdict on a call, over the judge's, with actor and reason."""
+    request = {"action": "override", "request_id": request_id, "verdict": verdict, "reason": reason}
+    answer = _oversight(load_settings(data_dir), {**request, "component": component})
+    typer.echo(f"Override recorded for {request_id} (eval {answer['eval_id']}).")
+
+
+@routes_app.command("stop")
+def routes_stop(
+    route: Annotated[str, typer.Argument(help="The route (intent) to stop.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why: kept in the audit log.")],
+    data_dir: DataDir = None,
+) -> None:
+    """Stop a route: new calls are refused (503 route_stopped) until it is resumed."""
+    _oversight(load_settings(data_dir), {"action": "stop", "route": route, "reason": reason})
+    typer.echo(f"Route {route!r} stopped.")
+
+
+@routes_app.command("resume")
+def routes_resume(
+    route: Annotated[str, typer.Argument(help="The stopped route.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (optional).")] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Resume a stopped route."""
+    _oversight(load_settings(data_dir), {"action": "resume", "route": route, "reason": reason})
+    typer.echo(f"Route {route!r} resumed.")
+
+
+def _oversight(settings: Settings, request: dict[str, object]) -> dict[str, Any]:
+    return _instance_or_engine(settings, "oversight", {**request, "actor": _operator()}, _engine_oversight)
+
+
+def _engine_oversight(engine: Engine, request: dict[str, object]) -> dict[str, Any]:
+    return engine.oversight.answer(request)
+
+
+def _instance_or_engine(
+    settings: Settings,
+    action: str,
+    request: dict[str, object],
+    direct: Callable[[Engine, dict[str, object]], dict[str, Any]],
+) -> dict[str, Any]:
     """Through the running instance when one owns the database, so changes apply at once."""
     instance = AdminEndpoint.find(settings.data_dir)
     try:
         if instance is not None:
-            return instance.call("keys", request)
+            return instance.call(action, request)
         with Engine(settings) as engine:
-            return engine.key_admin.answer(request)
+            return direct(engine, request)
     except ApiError as exc:
         fail(exc.message, code=2 if exc.status == 400 else 1)
+
+
+def _keys_action(settings: Settings, request: dict[str, object]) -> dict[str, Any]:
+    return _instance_or_engine(
+        settings, "keys", request, lambda engine, asked: engine.key_admin.answer(asked)
+    )
 
 
 def _operator() -> str:

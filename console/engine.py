@@ -17,7 +17,7 @@ from typing import Any
 
 from console import policy as policy_file
 from console.gateway.admin import AdminEndpoint, answer_query
-from console.gateway.breaker import Breakers
+from console.gateway.breaker import Breaker, Breakers
 from console.gateway.budget import Ledger, TaskSteps
 from console.gateway.executor import Executor
 from console.gateway.key_admin import CONSOLE_KEY_NAME, CONSOLE_KEY_SECRET, KeyAdmin
@@ -29,6 +29,7 @@ from console.gateway.keys import (
     read_local_secret,
     store_local_secret,
 )
+from console.gateway.oversight import FallbackNotes, Oversight, RouteStops, Stop
 from console.gateway.pipeline import Gateway
 from console.gateway.pricing import ModelPrices, PriceBook
 from console.gateway.router import Router
@@ -37,7 +38,7 @@ from console.policy import Policy
 from console.providers.base import Provider
 from console.settings import Settings
 from console.store import audit, queries
-from console.store.db import Database
+from console.store.db import Database, first_row
 from console.store.recorder import Recorder
 
 log = logging.getLogger("fleetdeck.engine")
@@ -70,6 +71,7 @@ class Engine:
         # A crashed predecessor's spool is stored before anyone reads the database.
         self.replayed = self.recorder.replay()
         self._key_admin: KeyAdmin | None = None
+        self._oversight: Oversight | None = None
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -84,10 +86,12 @@ class Engine:
         """Build providers and the gateway from the policy (default: the settings' policy file)."""
         self.policy = policy or self._load_policy()
         self.start_recorder()
+        self._audit_policy(self.policy)
         self.providers = build_providers(self.policy, self.settings)
+        breakers = Breakers(self.policy.breaker, on_ejection=self._audit_ejection)
         gateway = Gateway(
             router=Router(self.policy, self.providers),
-            executor=Executor(self.providers, Breakers(self.policy.breaker), self.policy.retry),
+            executor=Executor(self.providers, breakers, self.policy.retry),
             providers=self.providers,
             prices=price_book(self.policy, self.settings),
             recorder=self.recorder,
@@ -95,6 +99,8 @@ class Engine:
             keys=self.key_admin.registry if self.settings.auth_required else None,
             ledger=self._ledger(),
             steps=self._task_steps(),
+            stops=self.oversight.stops,
+            fallbacks=FallbackNotes(self.recorder),
         )
         self.gateway = gateway
         self._host = host or self.settings.host
@@ -107,6 +113,7 @@ class Engine:
                 "query": lambda request: answer_query(self.db, request),
                 "keys": self._answer_keys,
                 "audit_verify": self._answer_audit_verify,
+                "oversight": self._answer_oversight,
             },
         )
         self._server = GatewayServer(
@@ -182,6 +189,53 @@ class Engine:
         """The audit chain against its signed checkpoints, with this instance's public key."""
         return audit.verify(
             self.db.cursor(), self.settings.audit_checkpoint_file, self.checkpointer.public_key
+        )
+
+    @property
+    def oversight(self) -> Oversight:
+        """Route stops and overrides; the stops still in force come from the audit log."""
+        if self._oversight is None:
+            self.start_recorder()
+            rows = queries.run(self.db.cursor(), "route_stops", {}).to_pylist()
+            stops = RouteStops(
+                {row["route"]: Stop(row["actor"], row["reason"] or "", row["stopped_at"]) for row in rows}
+            )
+            policy = getattr(self, "policy", None) or self._load_policy()
+            self._oversight = Oversight(self.recorder, stops, {route.intent for route in policy.routes})
+        return self._oversight
+
+    def _answer_oversight(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        return self.oversight.answer(request)
+
+    def _audit_policy(self, policy: Policy) -> None:
+        """A policy.loaded entry when the policy in force differs from the last one audited."""
+        (last,) = first_row(
+            self.db.cursor(),
+            "SELECT json_extract_string(payload, '$.policy_hash') FROM audit_log "
+            "WHERE action = 'policy.loaded' ORDER BY seq DESC LIMIT 1",
+        )
+        if last != policy.policy_hash:
+            source = str(self.settings.policy_file or "the shipped default policy")
+            self.recorder.record_audit(
+                audit.AuditEvent(
+                    actor="engine",
+                    actor_kind="system",
+                    action="policy.loaded",
+                    subject=source,
+                    payload={"policy_hash": policy.policy_hash, "previous_hash": last},
+                )
+            )
+
+    def _audit_ejection(self, target: str, breaker: Breaker) -> None:
+        payload = {"ejections": breaker.ejections, "ejected_for_s": round(breaker.retry_in(), 3)}
+        self.recorder.record_audit(
+            audit.AuditEvent(
+                actor="gateway",
+                actor_kind="system",
+                action="breaker.ejected",
+                subject=target,
+                payload=payload,
+            )
         )
 
     def _answer_audit_verify(self, request: Mapping[str, Any]) -> dict[str, Any]:

@@ -109,16 +109,27 @@ class Breaker:
 class Breakers:
     """One breaker per `provider/model`, created on first use."""
 
-    def __init__(self, settings: BreakerSettings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: BreakerSettings,
+        clock: Callable[[], float] = time.monotonic,
+        on_ejection: Callable[[str, Breaker], None] | None = None,
+    ) -> None:
         self.settings = settings
         self._clock = clock
         self._by_target: dict[str, Breaker] = {}
+        self.on_ejection = on_ejection  # the audit log hears of every ejection
 
     def __getitem__(self, target: str) -> Breaker:
         breaker = self._by_target.get(target)
         if breaker is None:
             breaker = self._by_target[target] = Breaker(self.settings, self._clock)
         return breaker
+
+    def failed(self, target: str) -> None:
+        breaker = self[target]
+        if breaker.failed() and self.on_ejection is not None:
+            self.on_ejection(target, breaker)
 
     def states(self) -> dict[str, State]:
         return {target: breaker.state for target, breaker in self._by_target.items()}

@@ -168,11 +168,10 @@ class Executor:
     def _failed(
         self, target: Target, error: ProviderError, latency_ms: float, attempts: list[Attempt]
     ) -> None:
-        breaker = self.breakers[target.name]
         if error.error_type in OUTAGE:
-            breaker.failed()
+            self.breakers.failed(target.name)
         else:
-            breaker.abandoned()  # not the target's health: free a half-open probe slot
+            self.breakers[target.name].abandoned()  # not the target's health: free a half-open probe slot
         attempts.append(
             Attempt(target, "error", latency_ms, error.error_type.value, error.status, error.retry_after_s)
         )

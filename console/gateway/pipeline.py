@@ -24,6 +24,7 @@ from console.gateway.budget import Cap, Ledger, Refusal, Reservation, TaskSteps
 from console.gateway.executor import Attempt, ExecutionFailed, Executor, Served, Target
 from console.gateway.keys import KeyRegistry, VirtualKey
 from console.gateway.openai_api import ApiError
+from console.gateway.oversight import FallbackNotes, RouteStops
 from console.gateway.pricing import PriceBook
 from console.gateway.router import Decision, Router
 from console.policy import DEFAULT_MAX_TOKENS, Policy, Route
@@ -72,6 +73,8 @@ class Gateway:
     keys: KeyRegistry | None  # None: no key needed (a trusted single-user box)
     ledger: Ledger = field(default_factory=Ledger)
     steps: TaskSteps = field(default_factory=TaskSteps)
+    stops: RouteStops = field(default_factory=RouteStops)
+    fallbacks: FallbackNotes | None = None
 
     async def handle(
         self, operation: str, raw: bytes, headers: Mapping[str, str], disconnected: Disconnected
@@ -143,6 +146,7 @@ class _Call:
             decision = self.gateway.router.decide(body.get("model"), trace.intent)
             self._note_decision(decision, body)
             route = self.gateway.router.route(decision.route)
+            self._check_stop(decision.route)
             self._check_access(route)
             self._take_step(route)
             self._reserve(decision, route, body)
@@ -165,6 +169,13 @@ class _Call:
             return
         self.key = key = self.gateway.keys.authenticate(headers)
         self.trace.key_id, self.trace.environment = key.key_id, key.environment
+
+    def _check_stop(self, route: str | None) -> None:
+        try:
+            self.gateway.stops.check(route)
+        except ApiError:
+            self.trace.status, self.trace.reason_code = "blocked", "route-stopped"
+            raise
 
     def _check_access(self, route: Route | None) -> None:
         key = self.key
@@ -414,6 +425,9 @@ class _Call:
         trace.response_model = served.target.name
         if served.fell_back:
             trace.reason_code = "provider-outage-fallback"
+            failed = next((a.target.name for a in self.attempts if a.status != "ok"), "?")
+            if self.gateway.fallbacks is not None:
+                self.gateway.fallbacks.fell_back(trace.route, failed, served.target.name, trace.request_id)
 
     def _settle(
         self,

@@ -32,14 +32,14 @@ import pyarrow as pa
 
 from console.store import audit
 from console.store.db import Database
-from console.store.trace import Outcome, Payload, Trace
+from console.store.trace import Eval, Outcome, Payload, Trace
 
 log = logging.getLogger("fleetdeck.recorder")
 
 # Spooled tables, their key, and what a row whose key is stored already does: a trace
 # is written once (replays skip it); a later outcome of a task replaces the earlier.
-KEYS = {"traces": "request_id", "payloads": "payload_ref", "outcomes": "task_id"}
-ON_CONFLICT = {"traces": "IGNORE", "payloads": "IGNORE", "outcomes": "REPLACE"}
+KEYS = {"traces": "request_id", "payloads": "payload_ref", "outcomes": "task_id", "evals": "eval_id"}
+ON_CONFLICT = {"traces": "IGNORE", "payloads": "IGNORE", "outcomes": "REPLACE", "evals": "IGNORE"}
 AUDIT = "audit"
 SEGMENT_SUFFIX = ".jsonl"
 BATCH_ERRORS = (duckdb.Error, pa.ArrowException, ValueError, TypeError)
@@ -133,6 +133,10 @@ class Recorder:
     def record_outcome(self, outcome: Outcome) -> None:
         """Acknowledge a task's outcome once it is on the spool."""
         self._append(_spool_line("outcomes", outcome))
+
+    def record_eval(self, verdict: Eval) -> None:
+        """Acknowledge a verdict once it is on the spool."""
+        self._append(_spool_line("evals", verdict))
 
     def record_audit(self, event: audit.AuditEvent) -> None:
         """Acknowledge an audit event once it is on the spool; the writer chains it."""
@@ -286,7 +290,7 @@ def _audit_event(row: dict[str, Any]) -> audit.AuditEvent:
     return audit.AuditEvent(**{**row, "ts": datetime.fromisoformat(row["ts"])})
 
 
-def _spool_line(table: str, record: Trace | Payload | Outcome | audit.AuditEvent) -> bytes:
+def _spool_line(table: str, record: Trace | Payload | Outcome | Eval | audit.AuditEvent) -> bytes:
     return orjson.dumps({"t": table, "r": record}, option=orjson.OPT_APPEND_NEWLINE)
 
 

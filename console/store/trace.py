@@ -96,4 +96,21 @@ class Outcome:
     reporter: str | None = None
 
 
+@dataclass(slots=True, kw_only=True)
+class Eval:
+    """A verdict on one call: the judge's, a golden set's or a human's (an override)."""
+
+    eval_id: str
+    request_id: str
+    evaluator: str  # judge:<model> | human:<name> | golden:<set>
+    verdict: str  # correct | partial | incorrect
+    rubric: str | None = None
+    component: str | None = None  # retrieval | tool_selection | policy_compliance | answer
+    score: float | None = None
+    rationale: str | None = None
+    judge_cost_usd: float | None = None
+    judge_request_id: str | None = None
+    ts: datetime = field(default_factory=utc_now)
+
+
 TRACE_FIELDS = tuple(f.name for f in fields(Trace))
