@@ -226,6 +226,12 @@ class Route(_Schema):
     # Output tokens a request without max_tokens may use: bounds its reserved cost and is
     # sent upstream, so the reservation holds.
     default_max_tokens: PositiveInt = DEFAULT_MAX_TOKENS
+    # PII in a request to a remote provider: redact it, refuse the call, or let it through.
+    # Stored payloads are redacted whatever this says; the local model never leaves the box.
+    pii: Literal["redact", "block", "allow"] = "redact"
+    injection_threshold: float = Field(default=0.7, gt=0, le=1)
+    # Above the threshold: refuse ("block"), or send the call to a stricter route (its intent).
+    on_injection: Name = "block"
     tools: ToolPolicy | None = None  # None: no tool restriction
     environments: list[Environment] | None = Field(default=None, min_length=1)  # None: every environment
 
@@ -398,6 +404,11 @@ def _cross_check(
     if default_route is not None and default_route not in first_seen:
         message = f"No route has intent {default_route!r}{_hint(default_route, first_seen)}"
         problems.append((("default_route",), message))
+    for index, (intent, route) in enumerate(routes):
+        stricter = route.on_injection if route is not None else "block"
+        if stricter != "block" and (stricter not in first_seen or stricter == intent):
+            message = f"on_injection must be 'block' or another route's intent, not {stricter!r}"
+            problems.append((("routes", index, "on_injection"), message + _hint(stricter, first_seen)))
     return problems
 
 

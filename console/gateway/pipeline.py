@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from console import guards
 from console.gateway import openai_api
 from console.gateway.budget import Cap, Ledger, Refusal, Reservation, TaskSteps
 from console.gateway.executor import Attempt, ExecutionFailed, Executor, Served, Target
@@ -31,7 +32,7 @@ from console.policy import DEFAULT_MAX_TOKENS, Policy, Route
 from console.providers.base import Body, ErrorType, Provider, ProviderError, Usage
 from console.store.audit import AuditEvent
 from console.store.recorder import Recorder
-from console.store.trace import Trace, utc_now
+from console.store.trace import Payload, Trace, utc_now
 
 CONTEXT_HEADERS = {
     "x-fleetdeck-workflow": "workflow",
@@ -43,6 +44,7 @@ CONTEXT_HEADERS = {
 }
 CONTEXT_KEYS = frozenset(CONTEXT_HEADERS.values())
 SSE_DONE = b"data: [DONE]\n\n"
+GUARD_INLINE_BYTES = 32_768  # larger requests are scanned on a worker thread
 log = logging.getLogger("fleetdeck.gateway")
 
 Disconnected = Callable[[], Awaitable[None]]
@@ -128,6 +130,9 @@ class _Call:
     recorded: bool = False
     key: VirtualKey | None = None
     reservation: Reservation | None = None
+    request: Body | None = None  # the request as stored and as remote providers see it (redacted)
+    pii_mode: str = "redact"
+    response: Body | None = None  # the response as stored (redacted)
 
     def __post_init__(self) -> None:
         # "error" until a success says otherwise, so an unforeseen exit is never traced as ok.
@@ -149,6 +154,7 @@ class _Call:
             self._check_stop(decision.route)
             self._check_access(route)
             self._take_step(route)
+            decision = await self._guard_input(decision, route, body, len(raw))
             self._reserve(decision, route, body)
             if body.get("stream"):
                 return await self._open_stream(decision, body)
@@ -221,6 +227,74 @@ class _Call:
             self._over_budget(held)
         else:
             self.reservation = held
+
+    # -- guards ---------------------------------------------------------------------------
+
+    async def _guard_input(self, decision: Decision, route: Route | None, body: Body, size: int) -> Decision:
+        """Redact PII for storage (and remote providers), score injection; block or reroute."""
+        trace = self.trace
+        threshold = route.injection_threshold if route else guards.DEFAULT_THRESHOLD
+        if size > GUARD_INLINE_BYTES:  # a long scan would hold up every other request on the loop
+            (self.request, pii), injection = await asyncio.to_thread(_scan, body, threshold)
+        else:
+            (self.request, pii), injection = _scan(body, threshold)
+        self.pii_mode = route.pii if route else "redact"
+        trace.pii_redactions = sum(pii.values())
+        trace.injection_score = injection.score
+        trace.guard_results = {"pii": pii, "injection": _redacted_signals(injection.to_json())}
+        if injection.blocked(threshold):
+            return self._injection(decision, route, injection.score)
+        if pii and self.pii_mode == "block" and self._reaches_remote(decision):
+            self._guard_event("guard.blocked", {"guard": "pii", "kinds": pii})
+            self._blocked("risk-high-flagged")
+            raise ApiError(
+                400,
+                f"the request holds personal data ({', '.join(sorted(pii))}) and route "
+                f"{decision.route!r} refuses to send it to a remote provider (pii: block)",
+                code="pii_blocked",
+            )
+        return decision
+
+    def _injection(self, decision: Decision, route: Route | None, score: float) -> Decision:
+        stricter = route.on_injection if route else "block"
+        details = {"guard": "injection", "score": round(score, 4), "route": decision.route}
+        if stricter == "block":
+            self._guard_event("guard.blocked", details)
+            self._blocked("risk-high-flagged")
+            raise ApiError(
+                400,
+                f"the request looks like a prompt injection (score {score:.2f}); it was not sent",
+                code="prompt_injection_blocked",
+            )
+        self._guard_event("guard.flagged", {**details, "rerouted_to": stricter})
+        rerouted = self.gateway.router.decide(f"route:{stricter}", None)
+        self._note_decision(rerouted, {"model": self.trace.request_model})
+        self.trace.reason_code = "risk-high-flagged"
+        return rerouted
+
+    def _reaches_remote(self, decision: Decision) -> bool:
+        return any(self.gateway.providers[t.provider].kind != "local" for t in decision.plan.targets)
+
+    def _outbound(self, provider: Provider, body: Body) -> Body:
+        """What a provider is sent: the redacted request for a remote one when the route redacts."""
+        if provider.kind != "local" and self.pii_mode == "redact" and self.request is not None:
+            return {**self.request, **{k: body[k] for k in ("max_tokens", "stream_options") if k in body}}
+        return body
+
+    def _blocked(self, reason: str) -> None:
+        self.trace.status, self.trace.reason_code = "blocked", reason
+
+    def _guard_event(self, action: str, payload: dict[str, Any]) -> None:
+        key = self.key
+        self.gateway.recorder.record_audit(
+            AuditEvent(
+                actor=key.name if key else "anonymous",
+                actor_kind="key" if key else "system",
+                action=action,
+                subject=self.trace.request_id,
+                payload={**payload, "workflow_id": self.trace.workflow_id},
+            )
+        )
 
     def _caps(self, route: Route | None) -> list[Cap]:
         caps, key = [], self.key
@@ -311,7 +385,9 @@ class _Call:
         method = {"chat": "chat", "text_completion": "completion", "embeddings": "embeddings"}[self.operation]
 
         async def call(provider: Provider, model: str, seconds_left: float) -> Body:
-            result: Body = await getattr(provider, method)(model, {**body, "model": model})
+            result: Body = await getattr(provider, method)(
+                model, {**self._outbound(provider, body), "model": model}
+            )
             if not isinstance(result, dict):
                 raise ProviderError(
                     ErrorType.bad_response, f"{provider.name} answered a {type(result).__name__}"
@@ -330,7 +406,14 @@ class _Call:
         self.trace.finish_reasons = [str(c.get("finish_reason")) for c in choices if c.get("finish_reason")]
         self.trace.tool_calls = _tool_calls(choices)
         self.trace.status, self.trace.http_status = "ok", 200
+        self._keep_response(body)
         return Reply(200, self._headers(served.target), orjson.dumps(body))
+
+    def _keep_response(self, body: Body) -> None:
+        """The response as stored: redacted, with output PII counted on the trace."""
+        self.response, found = guards.redact_body(body)
+        if found and isinstance(self.trace.guard_results, dict):
+            self.trace.guard_results["output_pii"] = found
 
     # -- streams ----------------------------------------------------------------------
 
@@ -346,7 +429,7 @@ class _Call:
         timeouts = decision.plan.timeouts
 
         async def first_chunk(provider: Provider, model: str, seconds_left: float) -> tuple[Any, Body]:
-            chunks = provider.chat_stream(model, {**upstream_body, "model": model})
+            chunks = provider.chat_stream(model, {**self._outbound(provider, upstream_body), "model": model})
             try:
                 async with asyncio.timeout(min(seconds_left, timeouts.first_token_s)):
                     return chunks, await anext(chunks)
@@ -378,6 +461,7 @@ class _Call:
         deadline: float,
     ) -> AsyncIterator[bytes]:
         usage, compute_s, finish, deltas, answered = None, None, [], 0, None
+        text: dict[int, list[str]] = {}
         trace = self.trace
         try:
             chunk: Body | None = first
@@ -389,7 +473,7 @@ class _Call:
                     usage = Usage.from_openai(chunk["usage"])
                 if isinstance(chunk.get("model"), str):
                     answered = chunk["model"]
-                deltas += sum(1 for c in chunk.get("choices") or () if (c.get("delta") or {}).get("content"))
+                deltas += _collect_text(chunk, text)
                 finish += [
                     str(c["finish_reason"]) for c in chunk.get("choices") or () if c.get("finish_reason")
                 ]
@@ -409,6 +493,13 @@ class _Call:
         finally:
             await chunks.aclose()
             trace.finish_reasons = finish
+            self._keep_response(
+                {
+                    "choices": [
+                        {"index": i, "message": {"content": "".join(parts)}} for i, parts in text.items()
+                    ]
+                }
+            )
             if usage is None:  # cut before the usage chunk: price what was relayed
                 elapsed = time.perf_counter() - self.started
                 usage = Usage(output_tokens=deltas)
@@ -481,12 +572,44 @@ class _Call:
         trace.latency_ms = (time.perf_counter() - self.started) * 1000
         trace.attempts = sum(1 for a in self.attempts if a.status != "skipped")
         trace.attempt_log = [a.as_json() for a in self.attempts]
-        self.gateway.recorder.record(trace)
+        if self.request is None:
+            self.gateway.recorder.record(trace)
+            return
+        trace.payload_ref = trace.request_id
+        payload = Payload(
+            payload_ref=trace.request_id,
+            request_id=trace.request_id,
+            request=self.request,
+            response=self.response,
+        )
+        self.gateway.recorder.record(trace, payload)
 
 
 def _unexpected(exc: Exception, target: Target) -> ProviderError:
     log.exception("provider %s failed unexpectedly", target.name, exc_info=exc)
     return ProviderError(ErrorType.bad_response, f"{type(exc).__name__} in the provider")
+
+
+def _scan(body: Body, threshold: float) -> tuple[tuple[Body, dict[str, int]], guards.InjectionResult]:
+    return guards.redact_body(body), guards.score_request(body, threshold)
+
+
+def _collect_text(chunk: Body, text: dict[int, list[str]]) -> int:
+    """Append a stream chunk's content deltas per choice; returns how many it carried."""
+    carried = 0
+    for choice in chunk.get("choices") or ():
+        content = (choice.get("delta") or {}).get("content")
+        if content:
+            text.setdefault(int(choice.get("index") or 0), []).append(str(content))
+            carried += 1
+    return carried
+
+
+def _redacted_signals(found: dict[str, Any]) -> dict[str, Any]:
+    """Injection evidence is quoted from the request: no PII from it reaches the trace."""
+    for signal in found.get("signals") or ():
+        signal["evidence"] = guards.redact(str(signal.get("evidence") or ""))[0]
+    return found
 
 
 def _max_tokens(body: Body) -> int | None:

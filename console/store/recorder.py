@@ -17,6 +17,7 @@ audit log, numbers and chains them as it stores them (console/store/audit.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -185,7 +186,7 @@ class Recorder:
     def _close_and_store(self, path: Path, fd: int, records: int) -> None:
         os.close(fd)
         try:
-            self._store_segment(path)
+            self._store_segment(path, live=True)
         except (OSError, duckdb.Error):
             # The segment stays on disk and is replayed at the next start.
             log.exception("could not store spool segment %s; it will be replayed at start", path.name)
@@ -213,7 +214,7 @@ class Recorder:
     def _segments(self) -> list[Path]:
         return sorted(self._spool_dir.glob(f"*{SEGMENT_SUFFIX}"), key=_segment_number)
 
-    def _store_segment(self, path: Path) -> int:
+    def _store_segment(self, path: Path, live: bool = False) -> int:
         """Load one closed segment into DuckDB, then delete it. Returns its records."""
         rows: dict[str, list[dict[str, Any]]] = {table: [] for table in (*KEYS, AUDIT)}
         for table, row in _read_segment(path):
@@ -221,7 +222,7 @@ class Recorder:
         cur = self._db.cursor()
         for table in KEYS:
             if rows[table]:
-                self._insert(cur, table, rows[table], path.name)
+                self._insert(cur, table, rows[table], path.name, live)
         if rows[AUDIT]:
             self._append_audit(cur, rows[AUDIT], path.name)
         path.unlink()
@@ -255,13 +256,19 @@ class Recorder:
         self._checkpoint(cur)
 
     def _insert(
-        self, cur: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]], segment: str
+        self, cur: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]], segment: str, live: bool
     ) -> None:
         columns = self._columns[table]
         if ON_CONFLICT[table] == "REPLACE":  # one statement may not replace a row twice: last wins
             rows = list({row.get(KEYS[table]): row for row in rows}.values())
+        batch = columns.arrow(rows)
+        if live and ON_CONFLICT[table] == "IGNORE":
+            # A fresh segment holds new keys only: a plain INSERT costs half of INSERT OR IGNORE.
+            with contextlib.suppress(*BATCH_ERRORS):
+                _insert_batch(cur, table, batch, plain=True)
+                return
         try:
-            _insert_batch(cur, table, columns.arrow(rows))
+            _insert_batch(cur, table, batch)
         except BATCH_ERRORS:
             for row in rows:
                 try:
@@ -278,10 +285,12 @@ class Recorder:
             f.write(orjson.dumps(entry, default=str) + b"\n")
 
 
-def _insert_batch(cur: duckdb.DuckDBPyConnection, table: str, batch: pa.Table) -> None:
+def _insert_batch(cur: duckdb.DuckDBPyConnection, table: str, batch: pa.Table, plain: bool = False) -> None:
+    """INSERT OR <the table's conflict rule>, or a plain INSERT."""
+    verb = "INSERT" if plain else f"INSERT OR {ON_CONFLICT[table]}"
     cur.register("spool_batch", batch)
     try:
-        cur.execute(f"INSERT OR {ON_CONFLICT[table]} INTO {table} BY NAME SELECT * FROM spool_batch")
+        cur.execute(f"{verb} INTO {table} BY NAME SELECT * FROM spool_batch")
     finally:
         cur.unregister("spool_batch")
 

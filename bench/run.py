@@ -1,0 +1,411 @@
+# ruff: noqa: E501  (Markdown table rows read better unbroken)
+"""`make bench`: every benchmark in one run, then bench/RESULTS.md and bench/results.json.
+
+1. bench/gateway.py          direct vs Fleetdeck vs LiteLLM's proxy on a mock upstream
+2. bench/local_inference.py  Fleetdeck's local model vs bare llama-cpp-python
+3. bench/ingest.py           the store: ingest rate, pane queries at 1 M and 10 M traces
+
+Each part runs as its own process and writes bench/out/<part>.json; a part that fails
+is reported as failed and the others still run. Numbers are never asserted: the tables
+say which goals of issue 11 were met on this run. The machine is shared and small, so
+the report carries the load average around each part, and the comparisons that matter
+are ratios between rounds interleaved in the same run.
+
+Run: `.venv/bin/python bench/run.py [--quick] [--only gateway local ingest]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+OUT = BENCH / "out"
+PARTS = ("gateway", "local", "ingest")
+
+
+def part_command(part: str, quick: bool) -> list[str]:
+    py = sys.executable
+    if part == "gateway":
+        return [
+            py,
+            str(BENCH / "gateway.py"),
+            *(["--quick", "--duration", "2", "--step", "2"] if quick else []),
+        ]
+    if part == "local":
+        return [
+            py,
+            str(BENCH / "local_inference.py"),
+            *(["--rounds", "1", "--max-tokens", "48"] if quick else []),
+        ]
+    sizes = ["--traces", "20000", "--sizes", "100000", "1000000"] if quick else []
+    return [py, str(BENCH / "ingest.py"), *sizes]
+
+
+def out_file(part: str) -> Path:
+    return OUT / {"gateway": "gateway.json", "local": "local_inference.json", "ingest": "ingest.json"}[part]
+
+
+def run_part(part: str, quick: bool) -> dict[str, Any]:
+    load = Path("/proc/loadavg").read_text().strip()
+    print(f"== {part} (load {load})", flush=True)
+    started = time.perf_counter()
+    out_file(part).unlink(missing_ok=True)
+    done = subprocess.run(part_command(part, quick), cwd=REPO, check=False)
+    elapsed = time.perf_counter() - started
+    status: dict[str, Any] = {"returncode": done.returncode, "elapsed_s": elapsed, "loadavg_before": load}
+    status["loadavg_after"] = Path("/proc/loadavg").read_text().strip()
+    if done.returncode == 0 and out_file(part).exists():
+        status["result"] = json.loads(out_file(part).read_text())
+    print(f"== {part}: {'ok' if 'result' in status else 'FAILED'} in {elapsed:.0f}s", flush=True)
+    return status
+
+
+# -- machine ----------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    import importlib.metadata as md
+
+    cpu = platform.processor()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    versions = {"python": platform.python_version()}
+    for name in (
+        "duckdb",
+        "pyarrow",
+        "llama_cpp_python",
+        "starlette",
+        "uvicorn",
+        "httpx",
+        "httpx-aiohttp",
+        "aiohttp",
+    ):
+        try:
+            versions[name] = md.version(name)
+        except md.PackageNotFoundError:
+            versions[name] = "-"
+    rev = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "console"], cwd=REPO, capture_output=True, text=True, check=False
+    )
+    commit = rev.stdout.strip() + (" + uncommitted changes in console/" if dirty.stdout.strip() else "")
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(mem_kb / 2**20, 1),
+        "kernel": platform.release(),
+        "fleetdeck_commit": commit or "-",
+        "versions": versions,
+    }
+
+
+# -- the report -------------------------------------------------------------------------------------
+
+
+def f(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float | int):
+        return f"{value:,.{digits}f}"
+    return str(value)
+
+
+def ratio(a: float | None, b: float | None, digits: int = 1) -> str:
+    return "-" if not a or not b else f"{a / b:.{digits}f}×"
+
+
+def gateway_tables(g: dict[str, Any]) -> list[str]:
+    lines = [
+        "## 1. Gateway overhead (mock upstream on loopback)",
+        "",
+        f"Closed loop, {g['duration_s']:g} s per round after 0.5 s warm-up; rounds interleaved direct / Fleetdeck / "
+        "LiteLLM with the order rotating per cell. Latency is to the last byte with the JSON parsed "
+        "(streams: every event to `[DONE]`). Overhead = gateway p50 − direct p50 in the same cell. "
+        f"Load average: {g['loadavg_before']} before, {g['loadavg_after']} after.",
+        "",
+        "| upstream delay | body | conc. | direct p50 / p99 ms | Fleetdeck p50 / p99 ms | LiteLLM p50 / p99 ms "
+        "| overhead p50 Fleetdeck / LiteLLM ms | p99 LiteLLM ÷ Fleetdeck |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for cell in g["closed"]:
+        r = cell["results"]
+        d, fd, ll = r["direct"], r["fleetdeck"], r["litellm"]
+        over_fd = fd["p50_ms"] - d["p50_ms"] if fd["p50_ms"] is not None and d["p50_ms"] is not None else None
+        over_ll = ll["p50_ms"] - d["p50_ms"] if ll["p50_ms"] is not None and d["p50_ms"] is not None else None
+        lines.append(
+            f"| {cell['delay_ms']} ms | {cell['kind'].upper()} | {cell['concurrency']} "
+            f"| {f(d['p50_ms'], 2)} / {f(d['p99_ms'])} | {f(fd['p50_ms'], 2)} / {f(fd['p99_ms'])} "
+            f"| {f(ll['p50_ms'], 2)} / {f(ll['p99_ms'])} | {f(over_fd, 2)} / {f(over_ll, 2)} "
+            f"| {ratio(ll['p99_ms'], fd['p99_ms'])} |"
+        )
+    lines += [
+        "",
+        "Throughput and cost per request in the same rounds (CPU of the serving process from /proc, its "
+        "children included; for *direct* it is the mock's own CPU).",
+        "",
+        "| delay | body | conc. | req/s direct | req/s Fleetdeck | req/s LiteLLM | Fleetdeck ÷ LiteLLM "
+        "| CPU s / 1k req mock | Fleetdeck | LiteLLM | errors F / L |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for cell in g["closed"]:
+        r = cell["results"]
+        d, fd, ll = r["direct"], r["fleetdeck"], r["litellm"]
+        errors = f"{sum(fd['errors'].values())} / {sum(ll['errors'].values())}"
+        lines.append(
+            f"| {cell['delay_ms']} ms | {cell['kind'].upper()} | {cell['concurrency']} | {f(d['rps'], 0)} "
+            f"| {f(fd['rps'], 0)} | {f(ll['rps'], 0)} | {ratio(fd['rps'], ll['rps'])} "
+            f"| {f(d['cpu_s_per_1k'], 3)} | {f(fd['cpu_s_per_1k'], 2)} | {f(ll['cpu_s_per_1k'], 2)} | {errors} |"
+        )
+    lines += [
+        "",
+        f"Maximum sustainable rate, open loop (constant rate, {g['step_s']:g} s steps ×1.3, latency from the "
+        "scheduled start): the highest rate with p99 < 100 ms, < 1 % errors and ≥ 95 % of the rate achieved. "
+        "0 ms upstream delay.",
+        "",
+        "| body | direct req/s | Fleetdeck req/s | LiteLLM req/s | Fleetdeck ÷ LiteLLM | steps F / L |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind, by in g["max_rps"].items():
+        d, fd, ll = by["direct"], by["fleetdeck"], by["litellm"]
+        capped = " (search capped)" if d.get("capped") else ""
+        lines.append(
+            f"| {kind.upper()} | {f(d['max_rps'], 0)}{capped} | {f(fd['max_rps'], 0)} | {f(ll['max_rps'], 0)} "
+            f"| {ratio(fd['max_rps'], ll['max_rps'])} | {len(fd['steps'])} / {len(ll['steps'])} |"
+        )
+    mem = g["memory"]
+    v = g["trace_visibility"]
+    lines += [
+        "",
+        "| memory (RSS, process tree) | idle MB | max under load MB |",
+        "|---|---|---|",
+        *(f"| {name} | {f(m['idle_rss_mb'], 0)} | {f(m['max_rss_mb'], 0)} |" for name, m in mem.items()),
+        "",
+        f"Trace visible after its response (admin-API query polled every 5 ms, {v['samples']} sequential "
+        f"requests): p50 {f(v['p50_ms'], 0)} ms, max {f(v['max_ms'], 0)} ms. Traces stored by Fleetdeck in the run: "
+        + ", ".join(f"{k} {n:,}" for k, n in g["fleetdeck_traces_by_status"].items())
+        + f". LiteLLM {g['versions']['litellm']} (one worker, no database, master key, telemetry off).",
+        "",
+    ]
+    return lines
+
+
+def local_tables(r: dict[str, Any]) -> list[str]:
+    t = r["tokens_per_s"]
+    return [
+        "## 2. Local inference",
+        "",
+        f"{r['model']}, n_ctx {r['n_ctx']}, {r['n_threads']} thread(s), greedy, max_tokens {r['max_tokens']}, "
+        f"{r['prompts']} prompts × {r['rounds']} interleaved rounds; tokens/s = completion tokens ÷ wall time "
+        f"seen by the caller (prompt processing included). Load after: {r['loadavg']}.",
+        "",
+        "| path | completion tokens | tokens/s | × bare |",
+        "|---|---|---|---|",
+        f"| bare llama-cpp-python | {r['tokens']['bare']} | {f(t['bare'])} | 1.00× |",
+        f"| Fleetdeck, JSON | {r['tokens']['fleetdeck_json']} | {f(t['fleetdeck_json'])} | {r['ratio_json']:.2f}× |",
+        f"| Fleetdeck, SSE | {r['tokens']['fleetdeck_sse']} | {f(t['fleetdeck_sse'])} | {r['ratio_sse']:.2f}× |",
+        "",
+    ]
+
+
+def ingest_tables(r: dict[str, Any]) -> list[str]:
+    ing = r["ingest"]
+    ceiling = ing["arrow_direct"]["queryable_per_s"]
+    lines = [
+        "## 3. Store",
+        "",
+        f"Ingest of {r.get('traces_per_round', 200_000):,} traces per path: `record()` acknowledged (spooled) "
+        "and queryable (in DuckDB).",
+        "",
+        "| path | acked/s | queryable/s | × Arrow direct | record() p50 µs | p99 µs |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, x in ing.items():
+        lines.append(
+            f"| {name} | {f(x.get('acked_per_s'), 0)} | {f(x['queryable_per_s'], 0)} "
+            f"| {x['queryable_per_s'] / ceiling:.2f} | {f(x.get('record_p50_us'))} | {f(x.get('record_p99_us'), 0)} |"
+        )
+    lines += [
+        "",
+        "Pane queries (named queries, default window: last 30 days), warm.",
+        "",
+        "| traces | query | p50 ms | p95 ms | runs |",
+        "|---|---|---|---|---|",
+    ]
+    for size, q in r["queries"].items():
+        for name, x in q.items():
+            if isinstance(x, dict):
+                lines.append(
+                    f"| {int(size):,} | {name} | {f(x['p50_ms'])} | {f(x['p95_ms'])} | {x.get('runs', '-')} |"
+                )
+    lines += ["", f"Load after: {r.get('loadavg', '-')}.", ""]
+    return lines
+
+
+def goals(parts: dict[str, dict[str, Any]]) -> list[str]:
+    rows: list[tuple[str, str, str]] = []
+    g = parts.get("gateway", {}).get("result")
+    if g:
+        c1 = next(
+            c for c in g["closed"] if c["delay_ms"] == 0 and c["kind"] == "json" and c["concurrency"] == 1
+        )
+        over = c1["results"]["fleetdeck"]["p50_ms"] - c1["results"]["direct"]["p50_ms"]
+        rows.append(
+            (
+                "overhead p50 ≤ 1 ms at concurrency 1 (JSON)",
+                f"{over:.2f} ms",
+                "met" if over <= 1 else "not met",
+            )
+        )
+        for kind in ("json", "sse"):
+            by = g["max_rps"][kind]
+            fd, ll = by["fleetdeck"]["max_rps"], by["litellm"]["max_rps"]
+            x = fd / ll if ll else None
+            if x is not None:
+                measured = f"{fd:,.0f} vs {ll:,.0f} = {x:.1f}×"
+            else:
+                measured = f"{fd:,.0f} vs none: LiteLLM held p99 < 100 ms at no rate tried"
+            met = (x is not None and x >= 20) or (x is None and fd > 0)
+            rows.append(
+                (
+                    f"max sustainable req/s ≥ 20× LiteLLM ({kind.upper()})",
+                    measured,
+                    "met" if met else "not met",
+                )
+            )
+            c16 = next(
+                c for c in g["closed"] if c["delay_ms"] == 0 and c["kind"] == kind and c["concurrency"] == 16
+            )
+            p_fd, p_ll = c16["results"]["fleetdeck"]["p99_ms"], c16["results"]["litellm"]["p99_ms"]
+            rows.append(
+                (
+                    f"p99 at concurrency 16 < 1/20 of LiteLLM's ({kind.upper()})",
+                    f"{p_fd:.1f} vs {p_ll:.1f} ms = 1/{p_ll / p_fd:.1f}",
+                    "met" if p_fd * 20 < p_ll else "not met",
+                )
+            )
+        vis = g["trace_visibility"]["max_ms"]
+        rows.append(
+            (
+                "trace visible ≤ 1 s after its response",
+                f"max {vis:.0f} ms",
+                "met" if vis <= 1000 else "not met",
+            )
+        )
+    loc = parts.get("local", {}).get("result")
+    if loc:
+        worst = min(loc["ratio_json"], loc["ratio_sse"])
+        rows.append(
+            (
+                "local inference ≥ 0.95× bare llama-cpp-python",
+                f"JSON {loc['ratio_json']:.2f}×, SSE {loc['ratio_sse']:.2f}×",
+                "met" if worst >= 0.95 else "not met",
+            )
+        )
+    ing = parts.get("ingest", {}).get("result")
+    if ing:
+        best = max(x["queryable_per_s"] for k, x in ing["ingest"].items() if k.startswith("recorder"))
+        rows.append(
+            (
+                "ingest ≥ 100,000 traces/s (record → queryable)",
+                f"{best:,.0f}/s",
+                "met" if best >= 1e5 else "not met",
+            )
+        )
+        largest = max(ing["queries"], key=int)
+        worst_q = max(
+            ((name, x["p95_ms"]) for name, x in ing["queries"][largest].items() if isinstance(x, dict)),
+            key=lambda item: item[1],
+        )
+        rows.append(
+            (
+                f"pane queries p95 ≤ 250 ms at {int(largest):,} traces",
+                f"worst: {worst_q[0]} {worst_q[1]:,.0f} ms",
+                "met" if worst_q[1] <= 250 else "not met",
+            )
+        )
+    rows.append(("cache lookup p50/p99 at 100,000 entries", "the cache has not landed", "n/a"))
+    return [
+        "## Goals of issue 11 on this run",
+        "",
+        "| goal | measured | |",
+        "|---|---|---|",
+        *(f"| {a} | {b} | {c} |" for a, b, c in rows),
+        "",
+    ]
+
+
+def report(info: dict[str, Any], parts: dict[str, dict[str, Any]], total_s: float, quick: bool) -> str:
+    v = info["versions"]
+    lines = [
+        "# Fleetdeck benchmarks",
+        "",
+        f"Written by `make bench` (bench/run.py{' --quick' if quick else ''}) on {time.strftime('%Y-%m-%d %H:%M %Z')}"
+        f" in {total_s / 60:.1f} min. Numbers are this run's, on a shared machine: compare the ratios, "
+        "which come from rounds interleaved in one run, more than the absolute values.",
+        "",
+        f"- Machine: {info['cpu']}, {info['cores']} cores, {info['memory_gb']} GB, Linux {info['kernel']}",
+        f"- Fleetdeck {info['fleetdeck_commit']}; Python {v['python']}, DuckDB {v['duckdb']}, pyarrow "
+        f"{v['pyarrow']}, llama-cpp-python {v['llama_cpp_python']}, Starlette {v['starlette']}, uvicorn "
+        f"{v['uvicorn']}, httpx {v['httpx']} + httpx-aiohttp {v['httpx-aiohttp']}, aiohttp {v['aiohttp']}",
+        "- Load generator: bench/loadgen.py (asyncio + aiohttp, its own process); upstream: bench/mock_upstream.py "
+        "(raw asyncio HTTP/1.1, its own process). Mock, load generator and gateway share the 2 cores.",
+        "- Load average (1/5/15 min) around each part: "
+        + "; ".join(f"{name} {p['loadavg_before']} → {p['loadavg_after']}" for name, p in parts.items()),
+        "",
+    ]
+    lines += goals(parts)
+    makers = {"gateway": gateway_tables, "local": local_tables, "ingest": ingest_tables}
+    for name, status in parts.items():
+        if "result" in status:
+            lines += makers[name](status["result"])
+        else:
+            lines += [f"## {name}: FAILED (exit {status['returncode']}); see the output of `make bench`", ""]
+    lines += [
+        "Time per part: " + ", ".join(f"{n} {p['elapsed_s']:.0f} s" for n, p in parts.items()) + ".",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="short rounds and small stores (a smoke run)")
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS))
+    args = parser.parse_args()
+    started = time.perf_counter()
+    info = machine()
+    parts = {part: run_part(part, args.quick) for part in args.only}
+    total = time.perf_counter() - started
+    (BENCH / "RESULTS.md").write_text(report(info, parts, total, args.quick))
+    results = {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": info,
+        "total_s": total,
+        "parts": parts,
+    }
+    (BENCH / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"wrote {BENCH / 'RESULTS.md'} and {BENCH / 'results.json'} in {total / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
