@@ -62,15 +62,30 @@ def default(ctx: typer.Context, data_dir: DataDir = None) -> None:
 
 
 @app.command()
-def tui(data_dir: DataDir = None) -> None:
-    """Open the console. Until the console lands: seed an empty store and print a summary."""
+def tui(
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Also send a realistic mix of requests to the local model.")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Open the console (the gateway runs inside it). Without a terminal: seed and print a summary."""
     settings = load_settings(data_dir)
     with Engine(settings) as engine:
-        cur = engine.db.cursor()
-        seeded = seed.seed_if_empty(cur)
-        if seeded:
-            typer.echo(f"Empty database: imported the sample traces ({seeded} rows), rebased to end now.")
-        typer.echo(seed.summary(cur, settings.db_path))
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            typer.echo("fleetdeck: not a terminal, so no console: a summary of the store instead", err=True)
+            _print_summary(engine, settings)
+            return
+        from console.tui.app import ConsoleOptions, run_console
+
+        run_console(engine, ConsoleOptions(demo=demo))
+
+
+def _print_summary(engine: Engine, settings: Settings) -> None:
+    cur = engine.db.cursor()
+    seeded = seed.seed_if_empty(cur)
+    if seeded:
+        typer.echo(f"Empty database: imported the sample traces ({seeded} rows), rebased to end now.")
+    typer.echo(seed.summary(cur, settings.db_path))
 
 
 @app.command("import")

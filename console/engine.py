@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
+import duckdb
+
 from console import policy as policy_file
 from console.gateway.admin import AdminEndpoint, answer_query
 from console.gateway.breaker import Breaker, Breakers
@@ -185,10 +187,10 @@ class Engine:
         store_local_secret(CONSOLE_KEY_SECRET, token, data_dir)
         return token, True
 
-    def verify_audit(self) -> audit.Verification:
+    def verify_audit(self, cursor: duckdb.DuckDBPyConnection | None = None) -> audit.Verification:
         """The audit chain against its signed checkpoints, with this instance's public key."""
         return audit.verify(
-            self.db.cursor(), self.settings.audit_checkpoint_file, self.checkpointer.public_key
+            cursor or self.db.cursor(), self.settings.audit_checkpoint_file, self.checkpointer.public_key
         )
 
     @property

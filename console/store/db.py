@@ -64,6 +64,10 @@ class Database:
                 self._cursors.append(cur)
         return cur
 
+    def new_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor of its own for work the caller manages (and closes), e.g. a UI worker."""
+        return self._conn.cursor()
+
     def schema_version(self) -> int:
         (version,) = first_row(self.cursor(), "SELECT max(version) FROM schema_migrations")
         return int(version) if version is not None else 0

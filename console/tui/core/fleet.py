@@ -1,0 +1,153 @@
+"""The fleet: providers and models with breaker state, latency, errors, load and budget burn."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import duckdb
+
+from console.store import queries
+
+WINDOW_MINUTES = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModelLoad:
+    provider: str
+    model: str | None
+    calls: int
+    rps: float
+    latency_p50_ms: float | None
+    latency_p99_ms: float | None
+    errors: int
+    error_rate: float | None
+    tokens_per_second: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderState:
+    name: str
+    kind: str
+    device: str | None
+    models: list[str]
+    breakers: dict[str, str]
+    tokens_per_second: float | None
+    busy: bool | None
+    queued: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetBurn:
+    scope: str  # "route", "key" or "workflow"
+    name: str
+    spend_usd: float
+    cap_usd: float | None
+    period: str = "day"
+    held_usd: float = 0.0
+
+    @property
+    def share(self) -> float | None:
+        return self.spend_usd / self.cap_usd if self.cap_usd else None
+
+
+@dataclass(frozen=True)
+class FleetView:
+    providers: list[ProviderState]
+    models: list[ModelLoad]
+    budgets: list[BudgetBurn] = field(default_factory=list)
+    window_minutes: float = WINDOW_MINUTES
+
+
+def providers_from_health(health: Mapping[str, Any] | None) -> list[ProviderState]:
+    """What `Engine.health()` says of each provider, with the breakers of its targets."""
+    if not health:
+        return []
+    breakers: Mapping[str, str] = health.get("breakers", {}) or {}
+    states = []
+    for name, described in sorted((health.get("providers") or {}).items()):
+        own = {target: state for target, state in breakers.items() if target.split("/", 1)[0] == name}
+        states.append(
+            ProviderState(
+                name=name,
+                kind=str(described.get("kind", "?")),
+                device=described.get("device"),
+                models=[str(model) for model in described.get("models") or []],
+                breakers=own,
+                tokens_per_second=described.get("tokens_per_second"),
+                busy=described.get("busy"),
+                queued=described.get("queued"),
+            )
+        )
+    return states
+
+
+def model_load(
+    cur: duckdb.DuckDBPyConnection, now: datetime, minutes: float = WINDOW_MINUTES
+) -> list[ModelLoad]:
+    table = queries.run(cur, "fleet_models", {"to": now, "minutes": minutes})
+    return [ModelLoad(**row) for row in table.to_pylist()]
+
+
+def budget_burn(
+    cur: duckdb.DuckDBPyConnection, now: datetime, route_caps: Mapping[str, float | None]
+) -> list[BudgetBurn]:
+    """Today's spend (UTC) per route and per key; routes carry their daily cap when the policy sets one."""
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    rows = queries.run(
+        cur, "budget_burn", {"from": day_start, "to": day_start + timedelta(days=1)}
+    ).to_pylist()
+    by_route: dict[str, float] = {}
+    by_key: dict[str, float] = {}
+    for row in rows:
+        spend = float(row["spend_usd"] or 0)
+        by_route[row["route"] or "–"] = by_route.get(row["route"] or "–", 0.0) + spend
+        by_key[row["key_id"] or "(no key)"] = by_key.get(row["key_id"] or "(no key)", 0.0) + spend
+    burns = [
+        BudgetBurn("route", route, by_route.get(route, 0.0), cap)
+        for route, cap in sorted(route_caps.items())
+        if cap is not None
+    ]
+    capped = {burn.name for burn in burns}
+    burns += [BudgetBurn("route", r, s, None) for r, s in sorted(by_route.items()) if r not in capped]
+    burns += [BudgetBurn("key", k, s, None) for k, s in sorted(by_key.items())]
+    return burns
+
+
+def ledger_burn(health: Mapping[str, Any] | None) -> list[BudgetBurn] | None:
+    """The gateway ledger's caps with spend and holds (None when the gateway is not running)."""
+    if not health or "budgets" not in health:
+        return None
+    burns = []
+    for budget in health["budgets"] or []:
+        scope, _, name = str(budget.get("scope", "")).partition(":")
+        burns.append(
+            BudgetBurn(
+                scope=scope,
+                name=name,
+                spend_usd=float(budget.get("spent_usd") or 0),
+                cap_usd=budget.get("cap_usd"),
+                period=str(budget.get("period", "day")),
+                held_usd=float(budget.get("held_usd") or 0),
+            )
+        )
+    return burns
+
+
+def route_caps(policy: Any) -> dict[str, float | None]:
+    """Daily caps per route from a policy (None when there is none)."""
+    routes = getattr(policy, "routes", None) or []
+    return {route.intent: route.max_budget_daily for route in routes}
+
+
+def snapshot(
+    cur: duckdb.DuckDBPyConnection, now: datetime, health: Mapping[str, Any] | None, policy: Any
+) -> FleetView:
+    ledger = ledger_burn(health)
+    return FleetView(
+        providers=providers_from_health(health),
+        models=model_load(cur, now),
+        budgets=ledger if ledger else budget_burn(cur, now, route_caps(policy)),
+    )

@@ -1,0 +1,1 @@
+"""The console's panes, one module each; they draw what console.tui.core reads."""

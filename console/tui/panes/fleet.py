@@ -1,0 +1,125 @@
+"""Fleet: providers and models, breaker state, latency, errors, load, and today's budget burn."""
+
+from __future__ import annotations
+
+import duckdb
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import DataTable, Label, ProgressBar, Static
+
+from console.tui import humanize
+from console.tui.context import ConsoleContext
+from console.tui.core import fleet
+from console.tui.core.fleet import BudgetBurn, FleetView, ModelLoad, ProviderState
+from console.tui.panes.base import Pane
+from console.tui.panes.tables import Cell, fill, right
+
+PROVIDER_COLUMNS = ("provider", "kind", "device", "models", "breakers", "decode", "queue")
+MODEL_COLUMNS = ("provider", "model", "calls", "req/s", "p50", "p99", "errors", "error rate", "tok/s")
+BREAKER_STYLE = {"closed": "green", "half_open": "yellow", "open": "bold red"}
+
+
+def provider_row(state: ProviderState) -> list[Cell]:
+    breakers = Text()
+    for target, status in sorted(state.breakers.items()):
+        breakers.append(f"{target.split('/', 1)[-1]} ", style="dim")
+        breakers.append(f"{status}  ", style=BREAKER_STYLE.get(status, ""))
+    queue = "busy" if state.busy else "idle" if state.busy is not None else humanize.DASH
+    if state.queued:
+        queue += f" +{state.queued}"
+    return [
+        state.name,
+        state.kind,
+        (state.device or humanize.DASH).upper(),
+        ", ".join(state.models) or humanize.DASH,
+        breakers if state.breakers else Text("all closed", style="green"),
+        right(humanize.per_second(state.tokens_per_second).replace("/s", " tok/s")),
+        queue,
+    ]
+
+
+def model_row(load: ModelLoad) -> list[Cell]:
+    rate = humanize.percent(load.error_rate)
+    return [
+        load.provider,
+        load.model or humanize.DASH,
+        right(humanize.count(load.calls)),
+        right(humanize.per_second(load.rps)),
+        right(humanize.duration_ms(load.latency_p50_ms)),
+        right(humanize.duration_ms(load.latency_p99_ms)),
+        right(humanize.count(load.errors)),
+        Text(rate, style="bold red" if (load.error_rate or 0) >= 0.05 else "", justify="right"),
+        right(humanize.per_second(load.tokens_per_second)),
+    ]
+
+
+class BudgetRow(Horizontal):
+    def __init__(self, burn: BudgetBurn) -> None:
+        super().__init__(classes="budget-row")
+        self.burn = burn
+
+    def compose(self) -> ComposeResult:
+        yield Label(f"{self.burn.scope} {self.burn.name}", classes="budget-name")
+        if self.burn.cap_usd:
+            yield ProgressBar(total=self.burn.cap_usd, show_eta=False, classes="budget-bar")
+        else:
+            yield Label("", classes="budget-bar")
+        yield Label(self._spend(), classes="budget-spend")
+
+    def on_mount(self) -> None:
+        if self.burn.cap_usd:
+            self.query_one(ProgressBar).update(progress=min(self.burn.spend_usd, self.burn.cap_usd))
+
+    def _spend(self) -> str:
+        period = "today" if self.burn.period == "day" else f"this {self.burn.period}"
+        held = f" (+{humanize.usd(self.burn.held_usd)} held)" if self.burn.held_usd else ""
+        if self.burn.cap_usd:
+            cap = humanize.usd(self.burn.cap_usd)
+            return f"{humanize.usd(self.burn.spend_usd)}{held} of {cap} {period}"
+        return f"{humanize.usd(self.burn.spend_usd)} {period} (no cap)"
+
+
+class FleetPane(Pane):
+    TITLE = "Fleet"
+    REFRESH_S = 2.0
+    FOCUS = "#fleet-models"
+
+    def __init__(self, context: ConsoleContext, *, id: str = "fleet") -> None:
+        super().__init__(context, id=id)
+        self._budget_keys: list[tuple[str, str, float, float | None]] | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Static("", id="fleet-gateway", classes="pane-status")
+        yield Static("Providers", classes="section-title")
+        yield DataTable(id="fleet-providers", cursor_type="row", zebra_stripes=True)
+        yield Static("Models, last hour", id="fleet-models-title", classes="section-title")
+        yield DataTable(id="fleet-models", cursor_type="row", zebra_stripes=True)
+        yield Static("Budget burn (UTC days and months)", classes="section-title")
+        yield VerticalScroll(id="fleet-budgets")
+
+    def fetch(self, cursor: duckdb.DuckDBPyConnection) -> FleetView:
+        return fleet.snapshot(cursor, self.context.clock(), self.context.health(), self.context.policy)
+
+    def show(self, data: FleetView) -> None:
+        url = self.context.gateway_url
+        self.query_one("#fleet-gateway", Static).update(
+            f"gateway {url}/v1" if url else "gateway not running: providers and breakers appear when it is"
+        )
+        providers: DataTable[Cell] = self.query_one("#fleet-providers", DataTable)
+        fill(providers, PROVIDER_COLUMNS, [provider_row(state) for state in data.providers])
+        models: DataTable[Cell] = self.query_one("#fleet-models", DataTable)
+        fill(models, MODEL_COLUMNS, [model_row(load) for load in data.models])
+        self._show_budgets(data.budgets)
+
+    def _show_budgets(self, burns: list[BudgetBurn]) -> None:
+        keys = [(b.scope, b.name, round(b.spend_usd + b.held_usd, 4), b.cap_usd) for b in burns]
+        if keys == self._budget_keys:
+            return
+        self._budget_keys = keys
+        box = self.query_one("#fleet-budgets", VerticalScroll)
+        box.remove_children()
+        if not burns:
+            box.mount(Label("no spend today", classes="budget-empty"))
+            return
+        box.mount_all(BudgetRow(burn) for burn in burns)

@@ -1,0 +1,191 @@
+"""SQL: an editor over the traces, results in a fast table, cancel, saved queries, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import duckdb
+from textual import work
+from textual._tree_sitter import get_language
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import OptionList, Static, TextArea
+from textual.widgets.option_list import Option
+from textual_fastdatatable import DataTable as ResultTable
+
+from console.store import adhoc
+from console.tui import humanize
+from console.tui.context import ConsoleContext
+from console.tui.core import sql as sql_core
+from console.tui.core.sql import ExportFormat, SqlResult
+from console.tui.panes.base import Pane
+from console.tui.screens.export import ExportRequest, ExportScreen
+
+PLACEHOLDER = "select count(*) from traces    -- ctrl+j runs it; saved queries are on the left"
+
+
+def sql_language() -> str | None:
+    """'sql' when tree-sitter and its SQL grammar are installed (highlighting), else plain text."""
+    return "sql" if get_language("sql") is not None else None
+
+
+def result_status(result: SqlResult) -> str:
+    took = humanize.duration_ms(result.elapsed_s * 1000)
+    rows = result.table.num_rows
+    if result.capped:
+        return f"showing {humanize.count(rows)} of {humanize.count(result.total_rows)} rows · {took}"
+    return f"{humanize.count(rows)} {'row' if rows == 1 else 'rows'} · {took}"
+
+
+class SqlPane(Pane):
+    TITLE = "SQL"
+    REFRESH_S = 0.0  # runs on demand only
+    FOCUS = "#sql-editor"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+enter,ctrl+j", "run_query", "Run"),
+        Binding("ctrl+g", "cancel_query", "Cancel"),
+        Binding("ctrl+s", "export", "Export"),
+        Binding("ctrl+o", "focus_saved", "Saved queries", show=False),
+    ]
+
+    class Finished(Message):
+        def __init__(self, result: SqlResult | None, error: str | None, refused: bool = False) -> None:
+            super().__init__()
+            self.result = result
+            self.error = error
+            self.refused = refused
+
+    class Exported(Message):
+        def __init__(self, path: Path | None, rows: int, error: str | None) -> None:
+            super().__init__()
+            self.path, self.rows, self.error = path, rows, error
+
+    def __init__(self, context: ConsoleContext, *, id: str = "sql") -> None:
+        super().__init__(context, id=id)
+        self.running = False
+        self.last_sql: str | None = None
+        self.result: SqlResult | None = None
+        self.saved = sql_core.saved_queries()
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="sql-top"):
+            yield OptionList(*[Option(query.name, id=query.name) for query in self.saved], id="sql-saved")
+            yield TextArea.code_editor(
+                "", language=sql_language(), id="sql-editor", soft_wrap=False, placeholder=PLACEHOLDER
+            )
+        yield Static("ctrl+j runs · ctrl+g cancels · ctrl+s exports", id="sql-status", classes="pane-status")
+        yield Vertical(id="sql-results")
+
+    def activate(self) -> None:
+        self.active = True
+        self.call_after_refresh(self.focus_main)
+
+    @property
+    def editor(self) -> TextArea:
+        return self.query_one("#sql-editor", TextArea)
+
+    def status(self, text: str, error: bool = False) -> None:
+        line = self.query_one("#sql-status", Static)
+        line.update(text)
+        line.set_class(error, "-error")
+
+    def action_run_query(self) -> None:
+        if self.running:
+            self.status("a query is running: ctrl+g cancels it", error=True)
+            return
+        text = self.editor.selected_text.strip() or self.editor.text.strip()
+        if not text:
+            self.status("nothing to run: type a query", error=True)
+            return
+        self.running = True
+        self.last_sql = text
+        self.status("running… (ctrl+g cancels)")
+        self._run(self.cursor, text)
+
+    @work(thread=True, exit_on_error=False, group="sql")
+    def _run(self, cursor: duckdb.DuckDBPyConnection, text: str) -> None:
+        try:
+            result = sql_core.run_capped(cursor, text)
+        except adhoc.QueryRefused as exc:
+            self.post_message(self.Finished(None, f"refused: {exc}", refused=True))
+        except duckdb.InterruptException:
+            self.post_message(self.Finished(None, "cancelled"))
+        except duckdb.Error as exc:
+            self.post_message(self.Finished(None, str(exc)))
+        else:
+            self.post_message(self.Finished(result, None))
+
+    def on_sql_pane_finished(self, message: SqlPane.Finished) -> None:
+        self.running = False
+        if message.result is None:
+            self.status(message.error or "failed", error=True)
+            if message.refused:
+                self.notify(message.error or "", title="Query refused", severity="error", timeout=8)
+            return
+        self.result = message.result
+        self.status(result_status(message.result))
+        self._show_table(message.result)
+
+    def _show_table(self, result: SqlResult) -> None:
+        box = self.query_one("#sql-results", Vertical)
+        box.remove_children()
+        box.mount(
+            ResultTable(
+                data=result.table,
+                max_rows=sql_core.ROW_CAP,
+                null_rep="∅",
+                render_markup=False,
+                id="sql-table",
+            )
+        )
+
+    def action_cancel_query(self) -> None:
+        if not self.running:
+            self.status("no query is running")
+            return
+        self.status("cancelling…")
+        self.cursor.interrupt()
+
+    def action_export(self) -> None:
+        if self.last_sql is None:
+            self.status("run a query first, then export its result", error=True)
+            return
+        if self.running:
+            self.status("a query is running: wait for it or cancel it (ctrl+g)", error=True)
+            return
+        self.app.push_screen(ExportScreen(), self._export_chosen)
+
+    def _export_chosen(self, request: ExportRequest | None) -> None:
+        if request is None or self.last_sql is None:
+            return
+        self.status(f"exporting to {request.path}…")
+        self._export(self.cursor, self.last_sql, request.path, request.format)
+
+    @work(thread=True, exit_on_error=False, group="sql-export")
+    def _export(self, cursor: duckdb.DuckDBPyConnection, text: str, path: Path, fmt: ExportFormat) -> None:
+        try:
+            rows = sql_core.export(cursor, text, path, fmt)
+        except (duckdb.Error, adhoc.QueryRefused, OSError) as exc:
+            self.post_message(self.Exported(None, 0, str(exc)))
+        else:
+            self.post_message(self.Exported(path, rows, None))
+
+    def on_sql_pane_exported(self, message: SqlPane.Exported) -> None:
+        if message.error is not None:
+            self.status(f"export failed: {message.error}", error=True)
+            return
+        self.status(f"exported {humanize.count(message.rows)} rows to {message.path}")
+        self.notify(f"{humanize.count(message.rows)} rows to {message.path}", title="Exported")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        named = next(query for query in self.saved if query.name == event.option.id)
+        self.editor.load_text(sql_core.example_call(named))
+        self.editor.focus()
+        self.status(f"{named.name}: parameters are NULL (their defaults); ctrl+j runs")
+
+    def action_focus_saved(self) -> None:
+        self.query_one("#sql-saved", OptionList).focus()

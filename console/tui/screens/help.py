@@ -1,0 +1,63 @@
+"""F1: what each pane shows and the keys that drive the console."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+HELP = """\
+# Fleetdeck
+
+Every LLM call your apps send to the gateway is routed, capped, guarded, priced and
+recorded as a trace. The panes read those traces; each refreshes only while it is shown.
+
+| key | pane | what it shows |
+| --- | --- | --- |
+| `1` | Traffic | the live request stream; `/` filters, `Enter` opens a trace |
+| `2` | Fleet | providers, breakers, latency, errors, load, budget burn |
+| `3` | Cost | cost per resolved task per workflow, spend by route, cache savings |
+| `4` | Drift | last week's quality metrics against the four weeks before |
+| `5` | Audit | the audit log, its chain links, overrides and approvals; `v` verifies it all |
+| `6` | SQL | read-only SQL over the traces; saved queries from `queries/` |
+| `7` | Playground | chat through the gateway with a route or model |
+
+## Keys everywhere
+
+- `1`–`7` switch panes (while typing in a text field the digit is typed: `Esc` or
+  `Tab` leaves the field first)
+- `ctrl+p` command palette: every pane and action
+- `F1` this help, `Esc` closes it
+- `ctrl+q` quit
+
+## Traffic
+
+Filter with `field:value` words (`status:error`, `workflow:support-triage`,
+`route:triage_ticket`, `model:local/smollm2-135m`, `provider:local`, `key:K`) and free
+text, e.g. `status:error timeout`. `Esc` clears the filter.
+
+## SQL
+
+`ctrl+j` (or `ctrl+enter`) runs the statement (the selection, if any); `ctrl+g` cancels
+it; `ctrl+s` exports the whole result to CSV or Parquet. Only read-only statements run:
+writes are refused. The table shows the first 10,000 rows and says how many there were.
+
+## Playground
+
+Choose a route or model, type, `Enter`. `ctrl+l` starts a new chat.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    AUTO_FOCUS = "*"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,f1,q", "dismiss", "Close"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-body", classes="dialog"):
+            yield Markdown(HELP)

@@ -1,0 +1,132 @@
+"""One trace in full: what was asked, where it went, every attempt, the guards, the payload."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar
+
+import duckdb
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from console.tui import humanize
+from console.tui.context import ConsoleContext
+from console.tui.core import traffic
+from console.tui.core.traffic import TraceDetail
+
+SUMMARY_FIELDS = (
+    ("request", "request_id"),
+    ("task", "task_id"),
+    ("workflow", "workflow_id"),
+    ("route", "route"),
+    ("asked for", "request_model"),
+    ("answered by", "response_model"),
+    ("reason", "reason_code"),
+    ("status", "status"),
+    ("error", "error_type"),
+    ("key", "key_id"),
+    ("environment", "environment"),
+    ("cache", "cache"),
+    ("schema valid", "schema_valid"),
+    ("PII redactions", "pii_redactions"),
+    ("injection score", "injection_score"),
+)
+
+
+def summary_text(row: dict[str, Any]) -> str:
+    lines = [f"{label:>16}  {humanize.text(row.get(key))}" for label, key in SUMMARY_FIELDS]
+    lines.append(f"{'started':>16}  {humanize.day_and_time(row.get('ts_start'))} UTC")
+    lines.append(
+        f"{'latency':>16}  {humanize.duration_ms(row.get('latency_ms'))}"
+        f" (first token {humanize.duration_ms(row.get('ttft_ms'))})"
+    )
+    lines.append(
+        f"{'tokens':>16}  in {humanize.count(row.get('input_tokens'))}"
+        f" · out {humanize.count(row.get('output_tokens'))}"
+        f" · cached {humanize.count(row.get('cache_read_tokens'))}"
+    )
+    lines.append(
+        f"{'cost':>16}  {humanize.usd(row.get('cost_usd'))} ({humanize.text(row.get('price_source'))})"
+    )
+    return "\n".join(lines)
+
+
+def attempts_text(attempts: list[dict[str, Any]]) -> str:
+    if not attempts:
+        return "no attempt: the call never reached a model"
+    lines = []
+    for number, attempt in enumerate(attempts, start=1):
+        described = ", ".join(f"{key}={value}" for key, value in attempt.items() if value is not None)
+        lines.append(f"{number}. {described}")
+    return "\n".join(lines)
+
+
+def pretty(value: Any, absent: str) -> str:
+    if value is None:
+        return absent
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+class TraceScreen(ModalScreen[None]):
+    AUTO_FOCUS = "*"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "dismiss", "Close"),
+        Binding("q", "dismiss", "Close", show=False),
+    ]
+
+    class Ready(Message):
+        def __init__(self, found: TraceDetail | None, error: str | None = None) -> None:
+            super().__init__()
+            self.found = found
+            self.error = error
+
+    def __init__(self, context: ConsoleContext, request_id: str) -> None:
+        super().__init__(id="trace-screen")
+        self.context = context
+        self.request_id = request_id
+        self.detail: TraceDetail | None = None
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="trace-body"):
+            yield Static(f"Trace {self.request_id}", classes="section-title")
+            yield Static("loading…", id="trace-summary")
+            yield Static("Attempts", classes="section-title")
+            yield Static("", id="trace-attempts")
+            yield Static("Guard results", classes="section-title")
+            yield Static("", id="trace-guards")
+            yield Static("Request (redacted)", classes="section-title")
+            yield Static("", id="trace-request")
+            yield Static("Response (redacted)", classes="section-title")
+            yield Static("", id="trace-response")
+
+    def on_mount(self) -> None:
+        self._load(self.context.new_cursor())
+
+    @work(thread=True, exit_on_error=False)
+    def _load(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        try:
+            self.post_message(self.Ready(traffic.detail(cursor, self.request_id)))
+        except Exception as exc:
+            self.post_message(self.Ready(None, f"{type(exc).__name__}: {exc}"))
+        finally:
+            self.context.release(cursor)
+
+    def on_trace_screen_ready(self, message: TraceScreen.Ready) -> None:
+        summary = self.query_one("#trace-summary", Static)
+        if message.found is None:
+            summary.update(message.error or f"no trace {self.request_id} in the store")
+            summary.add_class("-error")
+            return
+        self.detail = detail = message.found
+        summary.update(summary_text(detail.row))
+        self.query_one("#trace-attempts", Static).update(attempts_text(detail.attempts))
+        self.query_one("#trace-guards", Static).update(pretty(detail.guards, "no guard ran"))
+        self.query_one("#trace-request", Static).update(pretty(detail.request, "no payload kept"))
+        self.query_one("#trace-response", Static).update(pretty(detail.response, "no payload kept"))

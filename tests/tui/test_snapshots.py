@@ -1,0 +1,102 @@
+"""SVG snapshots of every pane over the sample store with the clock frozen (pytest-textual-snapshot).
+
+Update them after a deliberate change of the look with `pytest tests/tui --snapshot-update`
+and review the SVGs in tests/tui/__snapshots__/.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import Input, TextArea
+
+from console.engine import Engine
+from console.tui.app import FleetdeckApp
+from console.tui.panes.sql import SqlPane, result_status
+
+from .conftest import SIZE, loaded, offline_app, show, until
+
+PANES = [("1", "traffic"), ("2", "fleet"), ("3", "cost"), ("4", "drift"), ("5", "audit")]
+
+
+async def settle(pilot: Pilot[None]) -> None:
+    for widget in pilot.app.query(Input):
+        widget.cursor_blink = False
+    for area in pilot.app.query(TextArea):
+        area.cursor_blink = False
+    for _ in range(3):  # tables size their columns on idle: let them
+        await pilot.pause(0.1)
+    await pilot.wait_for_scheduled_animations()
+
+
+def ready_on(key: str, pane_id: str) -> Any:
+    async def run_before(pilot: Pilot[None]) -> None:
+        app = pilot.app
+        assert isinstance(app, FleetdeckApp)
+        await until(pilot, lambda: app.ready, "the console")
+        pane = await show(pilot, key, pane_id)
+        await loaded(pilot, pane)
+        await settle(pilot)
+
+    return run_before
+
+
+@pytest.mark.parametrize(("key", "pane_id"), PANES)
+def test_pane(snap_compare: Any, console_engine: Engine, key: str, pane_id: str) -> None:
+    assert snap_compare(offline_app(console_engine), run_before=ready_on(key, pane_id), terminal_size=SIZE)
+
+
+def test_sql_pane_after_a_query(snap_compare: Any, console_engine: Engine) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
+        app = pilot.app
+        assert isinstance(app, FleetdeckApp)
+        await until(pilot, lambda: app.ready, "the console")
+        pane = await show(pilot, "6", "sql")
+        assert isinstance(pane, SqlPane)
+        pane.editor.load_text(
+            "SELECT workflow_id, status, count(*) AS calls\nFROM traces\nGROUP BY ALL\nORDER BY ALL"
+        )
+        await pilot.press("ctrl+j")
+        await until(pilot, lambda: pane.result is not None and not pane.running, "the query")
+        assert pane.result is not None
+        pane.status(result_status(replace(pane.result, elapsed_s=0.0)))  # the one wall-clock number
+        await settle(pilot)
+
+    assert snap_compare(offline_app(console_engine), run_before=run_before, terminal_size=SIZE)
+
+
+def test_playground_without_a_gateway(snap_compare: Any, console_engine: Engine) -> None:
+    assert snap_compare(
+        offline_app(console_engine), run_before=ready_on_static("7", "playground"), terminal_size=SIZE
+    )
+
+
+def ready_on_static(key: str, pane_id: str) -> Any:
+    """For panes that do not refresh on a timer: shown, then settled."""
+
+    async def run_before(pilot: Pilot[None]) -> None:
+        app = pilot.app
+        assert isinstance(app, FleetdeckApp)
+        await until(pilot, lambda: app.ready, "the console")
+        await show(pilot, key, pane_id)
+        await pilot.pause(0.2)
+        await settle(pilot)
+
+    return run_before
+
+
+def test_trace_detail(snap_compare: Any, console_engine: Engine) -> None:
+    async def run_before(pilot: Pilot[None]) -> None:
+        app = pilot.app
+        assert isinstance(app, FleetdeckApp)
+        await until(pilot, lambda: app.ready, "the console")
+        traffic = await show(pilot, "1", "traffic")
+        await loaded(pilot, traffic)
+        await pilot.press("down", "down", "enter")
+        await until(pilot, lambda: getattr(app.screen, "detail", None) is not None, "the trace")
+        await settle(pilot)
+
+    assert snap_compare(offline_app(console_engine), run_before=run_before, terminal_size=SIZE)

@@ -1,0 +1,156 @@
+"""The SQL pane: run, row cap, writes refused, errors shown, cancel, saved queries, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+from textual.pilot import Pilot
+from textual.widgets import Input, OptionList, RadioSet, Static
+from textual_fastdatatable import DataTable as ResultTable
+
+from console.engine import Engine
+from console.tui.app import FleetdeckApp
+from console.tui.panes.sql import SqlPane
+from console.tui.screens.export import ExportScreen
+
+from .conftest import drive, loaded, offline_app, show, until
+
+LONG_QUERY = "SELECT sum(a.range * b.range) FROM range(200000) a, range(200000) b"
+
+
+def status(app: FleetdeckApp) -> str:
+    return str(app.query_one("#sql-status", Static).render())
+
+
+async def run_sql(pilot: Pilot[None], sql: str, key: str = "ctrl+j") -> SqlPane:
+    app = pilot.app
+    assert isinstance(app, FleetdeckApp)
+    pane = await show(pilot, "6", "sql")
+    assert isinstance(pane, SqlPane)
+    pane.editor.load_text(sql)
+    await pilot.press(key)
+    await until(pilot, lambda: not pane.running, "the query to finish")
+    await pilot.pause()
+    return pane
+
+
+def test_count_runs_and_shows_one_row(console_engine: Engine) -> None:
+    app = offline_app(console_engine)
+    (traces,) = console_engine.db.cursor().execute("SELECT count(*) FROM traces").fetchone() or (0,)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        pane = await run_sql(pilot, "select count(*) from traces")
+        assert status(app).startswith("1 row ·")
+        table = app.query_one("#sql-table", ResultTable)
+        assert table.row_count == 1
+        assert pane.result is not None and pane.result.table.column(0)[0].as_py() == traces
+
+    drive(app, scenario)
+
+
+def test_big_results_are_capped_and_say_so(console_engine: Engine) -> None:
+    app = offline_app(console_engine)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await run_sql(pilot, "SELECT range AS n FROM range(25000)")
+        assert status(app).startswith("showing 10,000 of 25,000 rows")
+        assert app.query_one("#sql-table", ResultTable).row_count == 10_000
+
+    drive(app, scenario)
+
+
+def test_writes_are_refused_and_change_nothing(console_engine: Engine) -> None:
+    app = offline_app(console_engine)
+    count = "SELECT count(*) FROM traces"
+    before = console_engine.db.cursor().execute(count).fetchone()
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await run_sql(pilot, "DELETE FROM traces")
+        assert status(app).startswith("refused: DELETE statements are refused")
+        assert app.query_one("#sql-status").has_class("-error")
+
+    drive(app, scenario)
+    assert console_engine.db.cursor().execute(count).fetchone() == before
+
+
+def test_errors_are_shown_in_the_status_line(console_engine: Engine) -> None:
+    app = offline_app(console_engine)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await run_sql(pilot, "SELECT no_such_column FROM traces")
+        assert "no_such_column" in status(app)
+        assert app.query_one("#sql-status").has_class("-error")
+
+    drive(app, scenario)
+
+
+def test_cancel_stops_a_long_query_and_the_other_panes_still_answer(console_engine: Engine) -> None:
+    app = offline_app(console_engine)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        pane = await show(pilot, "6", "sql")
+        assert isinstance(pane, SqlPane)
+        pane.editor.load_text(LONG_QUERY)
+        await pilot.press("ctrl+j")
+        assert pane.running
+        await pilot.press("escape", "1")  # leave the editor, look at Traffic while it runs
+        traffic = app.active_pane
+        assert traffic.id == "traffic"
+        await loaded(pilot, traffic, after=traffic.loads)
+        assert pane.running, "the long query finished before it could be cancelled"
+        await show(pilot, "6", "sql")
+        await pilot.press("ctrl+g")
+        await until(pilot, lambda: not pane.running, "the cancel")
+        assert status(app) == "cancelled"
+        await run_sql(pilot, "SELECT 42")
+        assert status(app).startswith("1 row ·"), "the cursor is unusable after the cancel"
+
+    drive(app, scenario)
+
+
+def test_a_saved_query_loads_into_the_editor_and_runs(console_engine: Engine) -> None:
+    app = offline_app(console_engine)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        pane = await show(pilot, "6", "sql")
+        assert isinstance(pane, SqlPane)
+        saved = app.query_one("#sql-saved", OptionList)
+        saved.focus()
+        await until(pilot, lambda: saved.has_focus, "the saved queries")
+        saved.highlighted = next(i for i, q in enumerate(pane.saved) if q.name == "error_rate")
+        await pilot.press("enter")
+        assert pane.editor.text.startswith("-- error_rate:")
+        await pilot.press("ctrl+j")
+        await until(pilot, lambda: not pane.running and pane.result is not None, "the saved query")
+        assert pane.result is not None and "error_rate" in pane.result.table.column_names
+
+    drive(app, scenario)
+
+
+def test_export_writes_the_whole_result_as_parquet_and_csv(console_engine: Engine, tmp_path: Path) -> None:
+    app = offline_app(console_engine)
+
+    async def export(pilot: Pilot[None], path: Path, parquet: bool) -> None:
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: isinstance(app.screen, ExportScreen), "the export dialog")
+        if parquet:
+            app.screen.query_one(RadioSet).action_next_button()
+            await pilot.press("enter")
+        app.screen.query_one("#export-path", Input).value = str(path)
+        app.screen.query_one("#export-path", Input).focus()
+        await pilot.press("enter")
+        await until(pilot, lambda: path.exists() and "exported" in status(app), "the export")
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await run_sql(pilot, "SELECT range AS n FROM range(25000)")
+        await export(pilot, tmp_path / "n.parquet", parquet=True)
+        await export(pilot, tmp_path / "n.csv", parquet=False)
+        assert "exported 25,000 rows" in status(app)
+
+    drive(app, scenario)
+    with duckdb.connect() as check:
+        assert check.execute(f"SELECT count(*) FROM read_parquet('{tmp_path / 'n.parquet'}')").fetchone() == (
+            25000,
+        )
+        assert check.execute(f"SELECT count(*) FROM read_csv('{tmp_path / 'n.csv'}')").fetchone() == (25000,)

@@ -1,0 +1,166 @@
+"""The console with its gateway running (against a fake upstream), and on an empty store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fakes.openai_upstream import FakeOpenAI, Fault
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, Select, Static
+
+from console.engine import Engine
+from console.policy import parse_policy
+from console.settings import Settings
+from console.tui.app import ConsoleOptions, FleetdeckApp
+from console.tui.core.clock import frozen
+from console.tui.panes.playground import PlaygroundPane
+from console.tui.panes.traffic import TrafficPane
+
+from .conftest import FROZEN_NOW, SIZE, drive, loaded, show, until
+
+POLICY = """
+providers:
+  lab:
+    kind: openai_compat
+    base_url: {base_url}
+    prices: {{mock-gpt: {{input: 1.0, output: 2.0}}}}
+routes:
+  - intent: general
+    primary: lab/mock-gpt
+    max_retries: 0
+default_route: general
+"""
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI(models=["mock-gpt"]) as fake:
+        yield fake
+
+
+def gateway_app(engine: Engine, upstream: FakeOpenAI) -> FleetdeckApp:
+    policy = parse_policy(POLICY.format(base_url=upstream.base_url))
+    options = ConsoleOptions(seed=False, policy=policy, port=0, clock=frozen(FROZEN_NOW))
+    return FleetdeckApp(engine, options)
+
+
+def test_the_header_shows_the_gateway_and_its_key_and_curl_calls_appear_in_traffic(
+    console_engine: Engine, upstream: FakeOpenAI
+) -> None:
+    app = gateway_app(console_engine, upstream)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        url, key = app.context.gateway_url, app.context.dev_key
+        assert url is not None and key is not None
+        assert f"gateway {url}/v1" in app.sub_title and key in app.sub_title
+        traffic = app.query_one(TrafficPane)
+        await loaded(pilot, traffic)
+        async with httpx.AsyncClient() as client:
+            response = await client.post(
+                f"{url}/v1/chat/completions",
+                json={"model": "route:general", "messages": [{"role": "user", "content": "hello console"}]},
+                headers={"Authorization": f"Bearer {key}", "x-fleetdeck-workflow": "curl-check"},
+            )
+        assert response.status_code == 200, response.text
+        await until(pilot, lambda: traffic.stream.rows[0].workflow_id == "curl-check", "the call in Traffic")
+        assert traffic.stream.rows[0].model == "lab/mock-gpt"
+
+    drive(app, scenario)
+
+
+def test_fleet_shows_the_provider_and_its_breaker(console_engine: Engine, upstream: FakeOpenAI) -> None:
+    app = gateway_app(console_engine, upstream)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await loaded(pilot, await show(pilot, "2", "fleet"))
+        providers = app.query_one("#fleet-providers", DataTable)
+        assert providers.row_count == 1
+        row = [str(cell) for cell in providers.get_row_at(0)]
+        assert row[0] == "lab" and row[1] == "openai_compat"
+
+    drive(app, scenario)
+
+
+def test_playground_streams_an_answer_through_the_gateway(
+    console_engine: Engine, upstream: FakeOpenAI
+) -> None:
+    app = gateway_app(console_engine, upstream)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        pane = await show(pilot, "7", "playground")
+        assert isinstance(pane, PlaygroundPane)
+        select = app.query_one("#playground-model", Select)
+        await until(pilot, lambda: isinstance(select.value, str), "the models")
+        assert select.value == "route:general"
+        prompt = app.query_one("#playground-input", Input)
+        prompt.value = "repeat after me banana"
+        await pilot.press("enter")
+        await until(pilot, lambda: not pane.sending and len(pane.messages) == 2, "the answer")
+        answer = pane.messages[-1]["content"]
+        assert "banana" in answer
+        assert answer in str(app.query(".chat-assistant").last(Static).render())
+        assert upstream.requests[-1].body["stream"] is True
+
+    drive(app, scenario)
+
+
+def test_an_empty_store_is_seeded_and_the_console_says_so(tmp_path: Path) -> None:
+    with Engine(Settings(data_dir=tmp_path / "empty")) as engine:
+        app = FleetdeckApp(engine, ConsoleOptions(gateway=False))
+
+        async def scenario(pilot: Pilot[None]) -> None:
+            assert app.seeded > 60_000
+            messages = [str(n.message) for n in app._notifications]
+            assert any("imported the sample traces" in m for m in messages)
+            await loaded(pilot, app.query_one(TrafficPane))
+            await loaded(pilot, await show(pilot, "5", "audit"))
+            await pilot.press("v")
+            verified = app.query_one("#audit-verified", Static)
+            await until(pilot, lambda: "audit chain" in str(verified.render()), "the verification")
+            assert str(verified.render()).startswith("audit chain holds"), verified.render()
+
+        drive(app, scenario)
+        (count,) = engine.db.cursor().execute("SELECT count(*) FROM traces").fetchone() or (0,)
+        assert count > 60_000
+
+
+def test_the_gateway_problem_is_shown_when_the_port_is_taken(
+    console_engine: Engine, upstream: FakeOpenAI
+) -> None:
+    async def occupy() -> None:
+        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        policy = parse_policy(POLICY.format(base_url=upstream.base_url))
+        options = ConsoleOptions(seed=False, policy=policy, port=port, clock=frozen(FROZEN_NOW))
+        app = FleetdeckApp(console_engine, options)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.ready, "the console")
+            assert app.context.gateway_url is None and app.sub_title == "gateway off"
+            assert any("did not start" in str(n.title) for n in app._notifications)
+        server.close()
+
+    asyncio.run(occupy())
+
+
+def test_playground_shows_the_gateways_error(console_engine: Engine, upstream: FakeOpenAI) -> None:
+    app = gateway_app(console_engine, upstream)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        pane = await show(pilot, "7", "playground")
+        assert isinstance(pane, PlaygroundPane)
+        select = app.query_one("#playground-model", Select)
+        await until(pilot, lambda: isinstance(select.value, str), "the models")
+        upstream.fail_next(1, Fault(status=400, message="the upstream did not like it"))
+        app.query_one("#playground-input", Input).value = "hello"
+        await pilot.press("enter")
+        await until(pilot, lambda: not pane.sending, "the answer")
+        answer = app.query(".chat-assistant").last(Static)
+        assert answer.has_class("-error") and "error:" in str(answer.render())
+        assert app.query_one("#playground-status").has_class("-error")
+        assert pane.messages == [], "a failed turn stays out of the conversation"
+
+    drive(app, scenario)
