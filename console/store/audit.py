@@ -24,6 +24,7 @@ from typing import Any
 
 import duckdb
 import orjson
+import pyarrow as pa
 import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -97,6 +98,27 @@ def chain(event: AuditEvent, seq: int, prev_hash: str) -> AuditEntry:
         canonical=canonical.decode(),
         hash=sha256(canonical),
     )
+
+
+def append(cur: duckdb.DuckDBPyConnection, events: list[AuditEvent]) -> int:
+    """Chain the events whose id is not stored yet after the log's head, in order; one insert."""
+    stored = stored_event_ids(cur, [event.event_id for event in events])
+    seq, prev_hash = head(cur)
+    chained = []
+    for event in events:
+        if event.event_id in stored:
+            continue
+        row = chain(event, seq + 1, prev_hash).row()
+        row["payload"] = orjson.dumps(row["payload"]).decode()
+        chained.append(row)
+        seq, prev_hash = row["seq"], row["hash"]
+    if chained:
+        cur.register("audit_batch", pa.Table.from_pylist(chained))
+        try:
+            cur.execute("INSERT INTO audit_log BY NAME SELECT * FROM audit_batch")
+        finally:
+            cur.unregister("audit_batch")
+    return len(chained)
 
 
 def head(cur: duckdb.DuckDBPyConnection) -> tuple[int, str]:

@@ -314,32 +314,19 @@ def _chain_audit(cur: duckdb.DuckDBPyConnection, rows: str, shift: timedelta, pa
     entries = cur.sql(f"SELECT * FROM {rows} ORDER BY seq").to_arrow_table().to_pylist()
     for entry in entries:
         entry["event_id"] = entry.get("event_id") or _content_id(entry)
-    stored = audit.stored_event_ids(cur, [e["event_id"] for e in entries])
-    seq, prev = audit.head(cur)
-    chained = []
-    for entry in entries:
-        if entry["event_id"] in stored:
-            continue
-        payload = orjson.loads(entry["payload"]) if entry.get("payload") is not None else {}
-        event = audit.AuditEvent(
+    events = [
+        audit.AuditEvent(
             actor=entry["actor"],
             actor_kind=entry["actor_kind"],
             action=entry["action"],
             subject=entry.get("subject"),
-            payload=payload,
+            payload=orjson.loads(entry["payload"]) if entry.get("payload") is not None else {},
             ts=entry["ts"] + shift,
             event_id=entry["event_id"],
         )
-        row = audit.chain(event, seq + 1, prev).row()
-        row["payload"] = orjson.dumps(payload).decode()
-        chained.append(row)
-        seq, prev = row["seq"], row["hash"]
-    if chained:
-        cur.register("audit_import", pa.Table.from_pylist(chained))
-        try:
-            cur.execute("INSERT INTO audit_log BY NAME SELECT * FROM audit_import")
-        finally:
-            cur.unregister("audit_import")
+        for entry in entries
+    ]
+    audit.append(cur, events)
 
 
 def _content_id(entry: dict[str, Any]) -> str:

@@ -228,31 +228,17 @@ class Recorder:
         path.unlink()
         return len(rows["traces"])
 
-    def _append_audit(
-        self, cur: duckdb.DuckDBPyConnection, events: list[dict[str, Any]], segment: str
-    ) -> None:
-        """Chain the events not stored yet after the log's head, in spool order, in one insert."""
-        stored = audit.stored_event_ids(cur, [str(e.get("event_id")) for e in events])
-        seq, prev_hash = audit.head(cur)
-        chained = []
-        for event in events:
-            if event.get("event_id") in stored:
-                continue
+    def _append_audit(self, cur: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], segment: str) -> None:
+        """Chain the spooled events after the log's head; a malformed one is kept in rejected/."""
+        events = []
+        for row in rows:
             try:
-                entry = audit.chain(_audit_event(event), seq + 1, prev_hash)
+                event = _audit_event(row)
+                audit.chain(event, 0, audit.GENESIS_HASH)  # one that cannot be hashed must not block the rest
+                events.append(event)
             except (TypeError, ValueError, KeyError) as exc:
-                self._reject(AUDIT, event, segment, exc)
-                continue
-            row = entry.row()
-            row["payload"] = orjson.dumps(row["payload"]).decode()
-            chained.append(row)
-            seq, prev_hash = entry.seq, entry.hash
-        if chained:
-            cur.register("audit_batch", pa.Table.from_pylist(chained))
-            try:
-                cur.execute("INSERT INTO audit_log BY NAME SELECT * FROM audit_batch")
-            finally:
-                cur.unregister("audit_batch")
+                self._reject(AUDIT, row, segment, exc)
+        audit.append(cur, events)
         self._checkpoint(cur)
 
     def _insert(
