@@ -38,6 +38,8 @@ audit_app = typer.Typer(help="The tamper-evident audit trail.", rich_markup_mode
 app.add_typer(audit_app, name="audit")
 routes_app = typer.Typer(help="Stop and resume routes.", rich_markup_mode=None)
 app.add_typer(routes_app, name="routes")
+approvals_app = typer.Typer(help="Tool calls held for a human's approval.", rich_markup_mode=None)
+app.add_typer(approvals_app, name="approvals")
 
 DataDir = Annotated[
     Path | None,
@@ -332,6 +334,52 @@ def routes_resume(
     """Resume a stopped route."""
     _oversight(load_settings(data_dir), {"action": "resume", "route": route, "reason": reason})
     typer.echo(f"Route {route!r} resumed.")
+
+
+@approvals_app.command("list")
+def approvals_list(data_dir: DataDir = None) -> None:
+    """The tool calls waiting for a decision, oldest first."""
+    pending = _approvals(load_settings(data_dir), {"action": "list"})["pending"]
+    if not pending:
+        typer.echo("No tool call is waiting for approval.")
+    for call in pending:
+        typer.echo(
+            f"{call['approval_id']}  {call['held_at'][:19]}  {call['tool']}  route {call['route']}  "
+            f"by {call['requested_by']}  args {call['arguments'][:80]}"
+        )
+
+
+@approvals_app.command("approve")
+def approvals_approve(
+    approval_id: Annotated[str, typer.Argument(help="The held call (see approvals list).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (optional).")] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Release a held tool call to the app that asked for it."""
+    _approvals(load_settings(data_dir), {"action": "approve", "approval_id": approval_id, "reason": reason})
+    typer.echo(f"Approved {approval_id}.")
+
+
+@approvals_app.command("deny")
+def approvals_deny(
+    approval_id: Annotated[str, typer.Argument(help="The held call (see approvals list).")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (optional).")] = "",
+    data_dir: DataDir = None,
+) -> None:
+    """Refuse a held tool call: the response goes out without it."""
+    _approvals(load_settings(data_dir), {"action": "deny", "approval_id": approval_id, "reason": reason})
+    typer.echo(f"Denied {approval_id}.")
+
+
+def _approvals(settings: Settings, request: dict[str, object]) -> dict[str, Any]:
+    """Held calls live in the running instance: there is nothing to decide without one."""
+    instance = AdminEndpoint.find(settings.data_dir)
+    if instance is None:
+        fail("no Fleetdeck instance runs on this data dir, so no tool call is held", code=1)
+    try:
+        return instance.call("approvals", {**request, "actor": _operator()})
+    except ApiError as exc:
+        fail(exc.message, code=2 if exc.status == 400 else 1)
 
 
 def _oversight(settings: Settings, request: dict[str, object]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import duckdb
 
 from console import policy as policy_file
 from console.gateway.admin import AdminEndpoint, answer_query
+from console.gateway.approvals import ApprovalQueue
 from console.gateway.breaker import Breaker, Breakers
 from console.gateway.budget import Ledger, TaskSteps
 from console.gateway.executor import Executor
@@ -103,6 +104,7 @@ class Engine:
             steps=self._task_steps(),
             stops=self.oversight.stops,
             fallbacks=FallbackNotes(self.recorder),
+            approvals=ApprovalQueue(self.recorder),
         )
         self.gateway = gateway
         self._host = host or self.settings.host
@@ -116,6 +118,7 @@ class Engine:
                 "keys": self._answer_keys,
                 "audit_verify": self._answer_audit_verify,
                 "oversight": self._answer_oversight,
+                "approvals": self._answer_approvals,
             },
         )
         self._server = GatewayServer(
@@ -205,6 +208,11 @@ class Engine:
             policy = getattr(self, "policy", None) or self._load_policy()
             self._oversight = Oversight(self.recorder, stops, {route.intent for route in policy.routes})
         return self._oversight
+
+    def _answer_approvals(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        approvals = self.gateway.approvals
+        assert approvals is not None
+        return approvals.answer(request)
 
     def _answer_oversight(self, request: Mapping[str, Any]) -> dict[str, Any]:
         return self.oversight.answer(request)

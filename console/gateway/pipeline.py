@@ -21,6 +21,7 @@ import orjson
 
 from console import guards
 from console.gateway import openai_api
+from console.gateway.approvals import ApprovalQueue, HeldCall, new_approval_id
 from console.gateway.budget import Cap, Ledger, Refusal, Reservation, TaskSteps
 from console.gateway.executor import Attempt, ExecutionFailed, Executor, Served, Target
 from console.gateway.keys import KeyRegistry, VirtualKey
@@ -28,7 +29,7 @@ from console.gateway.openai_api import ApiError
 from console.gateway.oversight import FallbackNotes, RouteStops
 from console.gateway.pricing import PriceBook
 from console.gateway.router import Decision, Router
-from console.policy import DEFAULT_MAX_TOKENS, Policy, Route
+from console.policy import DEFAULT_MAX_TOKENS, Policy, Route, ToolPolicy
 from console.providers.base import Body, ErrorType, Provider, ProviderError, Usage
 from console.store.audit import AuditEvent
 from console.store.recorder import Recorder
@@ -77,6 +78,7 @@ class Gateway:
     steps: TaskSteps = field(default_factory=TaskSteps)
     stops: RouteStops = field(default_factory=RouteStops)
     fallbacks: FallbackNotes | None = None
+    approvals: ApprovalQueue | None = None
 
     async def handle(
         self, operation: str, raw: bytes, headers: Mapping[str, str], disconnected: Disconnected
@@ -159,6 +161,7 @@ class _Call:
             if body.get("stream"):
                 return await self._open_stream(decision, body)
             served = await _unless_disconnected(self._execute(decision, body), disconnected)
+            await self._police_tools(served.value, route, decision)
             return self._reply(served)
         except ApiError as error:
             return self._refuse(error)
@@ -271,6 +274,55 @@ class _Call:
         self._note_decision(rerouted, {"model": self.trace.request_model})
         self.trace.reason_code = "risk-high-flagged"
         return rerouted
+
+    async def _police_tools(self, body: Body, route: Route | None, decision: Decision) -> None:
+        """Remove tool calls the route does not allow; hold those that need a human's approval."""
+        tools = route.tools if route else None
+        if tools is None:
+            return
+        verdicts: dict[str, str] = {}
+        for choice in body.get("choices") or ():
+            message = choice.get("message") or {}
+            calls = message.get("tool_calls") or []
+            kept = [call for call in calls if await self._tool_verdict(call, tools, decision, verdicts)]
+            if len(kept) == len(calls):
+                continue
+            refused = [f"{name}: {verdict}" for name, verdict in verdicts.items() if verdict != "approved"]
+            note = "Tool calls withheld by Fleetdeck (" + "; ".join(refused) + ")."
+            message["content"] = f"{message.get('content') or ''}\n{note}".strip()
+            message["tool_calls"] = kept or None
+            if not kept and choice.get("finish_reason") == "tool_calls":
+                choice["finish_reason"] = "stop"
+        if verdicts and isinstance(self.trace.guard_results, dict):
+            self.trace.guard_results["tools"] = verdicts
+        flagged = [name for name, verdict in verdicts.items() if verdict == "not allowed"]
+        if flagged:
+            self.trace.reason_code = "risk-high-flagged"
+            self._guard_event("guard.flagged", {"guard": "tool_policy", "tools": flagged})
+
+    async def _tool_verdict(
+        self, call: Body, tools: ToolPolicy, decision: Decision, verdicts: dict[str, str]
+    ) -> bool:
+        function = call.get("function") or {}
+        name = str(function.get("name"))
+        if name in tools.allow:
+            verdicts[name] = "allowed"
+            return True
+        if name not in tools.approval or self.gateway.approvals is None:
+            verdicts[name] = "not allowed"
+            return False
+        held = HeldCall(
+            approval_id=new_approval_id(),
+            request_id=self.trace.request_id,
+            route=decision.route,
+            tool=name,
+            arguments=guards.redact(str(function.get("arguments") or ""))[0],
+            requested_by=self.key.name if self.key else "anonymous",
+        )
+        seconds_left = decision.plan.timeouts.total_s - (time.perf_counter() - self.started)
+        verdict, _ = await self.gateway.approvals.hold(held, seconds_left)
+        verdicts[name] = verdict
+        return verdict == "approved"
 
     def _reaches_remote(self, decision: Decision) -> bool:
         return any(self.gateway.providers[t.provider].kind != "local" for t in decision.plan.targets)
