@@ -300,6 +300,31 @@ def audit_verify(data_dir: DataDir = None) -> None:
         raise typer.Exit(1)
 
 
+@audit_app.command("export")
+def audit_export(
+    out: Annotated[Path, typer.Option("--out", help="The folder to write the pack into.", file_okay=False)],
+    start: Annotated[str | None, typer.Option("--from", help="Start (UTC date or time), inclusive.")] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="End (UTC date or time), exclusive; default now.")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """The evidence pack of a window (default: the last six months): Parquet, checkpoints, SUMMARY.md."""
+    from console.reports import evidence, period
+
+    try:
+        window = period.resolve(None if start else "183d", start, end)
+    except period.PeriodError as exc:
+        fail(str(exc), code=2)
+    settings = load_settings(data_dir)
+    try:
+        written = evidence.export(settings, window, out)
+    except ApiError as exc:
+        fail(exc.message)
+    for path in written:
+        typer.echo(str(path))
+
+
 @audit_app.command("override")
 def audit_override(
     request_id: Annotated[str, typer.Option("--request", help="The request_id of the call.")],

@@ -242,7 +242,7 @@ class Engine:
             audit.AuditEvent(
                 actor="gateway",
                 actor_kind="system",
-                action="breaker.ejected",
+                action="breaker.opened",
                 subject=target,
                 payload=payload,
             )

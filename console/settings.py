@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     # The audit chain's head is signed every this many entries, or this often.
     audit_checkpoint_every: int = Field(default=1000, gt=0)
     audit_checkpoint_interval_s: float = Field(default=300.0, gt=0)
+    # How long traces and audit entries are kept (the EU AI Act asks deployers for six months).
+    retention_days: int = Field(default=183, ge=183)
     # Requests need a virtual key (Authorization: Bearer …); off only on a trusted single-user box.
     auth_required: bool = True
 

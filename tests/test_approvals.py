@@ -128,7 +128,7 @@ def test_a_held_call_is_released_on_approval_with_one_audit_entry(served: Served
     calls = response.json()["choices"][0]["message"]["tool_calls"]
     assert [call["function"]["name"] for call in calls] == ["payments.issue_refund"]
     audit = entries(served, approval_id)
-    assert [row["action"] for row in audit] == ["approval.requested", "approval.approved"]
+    assert [row["action"] for row in audit] == ["approval.requested", "approval.granted"]
     decision = audit[1]
     assert decision["actor_kind"] == "human" and "@" in decision["actor"]
     assert orjson.loads(decision["payload"])["reason"] == "checked the order"

@@ -189,6 +189,11 @@ def test_every_refusal_is_an_audit_event(lab: tuple[Served, dict[str, str]]) -> 
     assert len(events) == 2
     assert {e["actor_kind"] for e in events} == {"key"}
     assert all(orjson.loads(e["payload"])["cap_usd"] == pytest.approx(CALL_COST * 1.5) for e in events)
+    scope = events[0]["subject"]
+    breaches = endpoint.query(
+        {"sql": f"SELECT actor_kind FROM audit_log WHERE action = 'budget.breach' AND subject = '{scope}'"}
+    ).to_pylist()
+    assert breaches == [{"actor_kind": "system"}], "one incident per breached cap and period"
 
 
 def test_a_route_cap_and_a_fan_out_cap(lab: tuple[Served, dict[str, str]]) -> None:

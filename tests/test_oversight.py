@@ -142,7 +142,7 @@ def test_an_outage_audits_the_ejection_and_the_fallback(
             assert chat(served, "support").status_code == 200
     finally:
         primary.clear_faults()
-    ejected = audit_entries(served, "breaker.ejected")
+    ejected = audit_entries(served, "breaker.opened")
     assert [(e["subject"], e["actor_kind"]) for e in ejected] == [("primary/m", "system")]
     fallbacks = audit_entries(served, "route.fallback")
     assert (

@@ -5,7 +5,8 @@ approval (`approval`). In a response, a call of any other tool is removed and fl
 a call that needs approval is held: the response waits (within the route's deadline)
 while the call sits in the queue, shown by the console and `fleetdeck approvals list`.
 Approval releases it; denial or the deadline releases the response without it and with
-a refusal the calling app can read. Each decision is one audit entry naming its actor.
+a refusal the calling app can read. Each decision is one audit entry naming its actor
+(approval.granted or approval.denied; a call nobody decided is denied by the system).
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ class ApprovalQueue:
                 return await asyncio.shield(call.decided)
         except TimeoutError:
             if self._take(call.approval_id) is not None:
-                self._audit("gateway", "system", "approval.expired", call, {"waited_s": round(timeout_s, 3)})
+                expired = {"expired": True, "waited_s": round(timeout_s, 3)}
+                self._audit("gateway", "system", "approval.denied", call, expired)
                 return "expired", "gateway"
             return await call.decided  # decided in the very last moment
         finally:
@@ -81,7 +83,9 @@ class ApprovalQueue:
             raise ValueError(f"no held tool call {approval_id!r} (see `fleetdeck approvals list`)")
         call, loop = taken
         decision = "approved" if approve else "denied"
-        self._audit(actor, "human", f"approval.{decision}", call, {"reason": reason})
+        self._audit(
+            actor, "human", "approval.granted" if approve else "approval.denied", call, {"reason": reason}
+        )
         future = call.decided
         if future is not None:
             loop.call_soon_threadsafe(_settle, future, (decision, actor))

@@ -61,6 +61,7 @@ class Refusal:
     spent_usd: float
     held_usd: float
     asked_usd: float
+    first: bool = False  # the cap's first refusal in its period: the breach itself
 
     def message(self) -> str:
         left = max(self.cap.limit_usd - self.spent_usd - self.held_usd, 0.0)
@@ -88,6 +89,7 @@ class Ledger:
     _spent: dict[tuple[str, str], int] = field(default_factory=dict)
     _held: dict[tuple[str, str], int] = field(default_factory=dict)
     _caps: dict[tuple[str, Period], float] = field(default_factory=dict)
+    _breached: set[tuple[str, str]] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def load(self, spent: Mapping[tuple[str, str], float]) -> None:
@@ -104,7 +106,9 @@ class Ledger:
                 self._caps[cap.scope, cap.period] = cap.limit_usd
                 spent, held = self._spent.get(bucket, 0), self._held.get(bucket, 0)
                 if spent + held + amount > math.floor(cap.limit_usd * NANOS + 1e-6):
-                    return Refusal(cap, usd(spent), usd(held), amount_usd)
+                    first = bucket not in self._breached
+                    self._breached.add(bucket)
+                    return Refusal(cap, usd(spent), usd(held), amount_usd, first)
             for bucket in buckets:
                 self._held[bucket] = self._held.get(bucket, 0) + amount
         return Reservation(tuple(buckets), amount)

@@ -381,25 +381,37 @@ class _Call:
         return worst
 
     def _over_budget(self, refusal: Refusal) -> None:
+        """Refuse the call: an audit entry for it, and one more, the incident, for the cap's first breach."""
         trace = self.trace
         trace.status, trace.reason_code = "over_budget", "budget-exceeded"
-        key = self.key
-        self.gateway.recorder.record_audit(
+        key, cap = self.key, refusal.cap
+        details = {
+            "period": cap.period,
+            "cap_usd": cap.limit_usd,
+            "spent_usd": refusal.spent_usd,
+            "held_usd": refusal.held_usd,
+            "asked_usd": refusal.asked_usd,
+            "route": trace.route,
+            "workflow_id": trace.workflow_id,
+        }
+        record = self.gateway.recorder.record_audit
+        if refusal.first:
+            record(
+                AuditEvent(
+                    actor="gateway",
+                    actor_kind="system",
+                    action="budget.breach",
+                    subject=cap.scope,
+                    payload=details,
+                )
+            )
+        record(
             AuditEvent(
                 actor=key.name if key else "anonymous",
                 actor_kind="key" if key else "system",
                 action="budget.exceeded",
-                subject=refusal.cap.scope,
-                payload={
-                    "request_id": trace.request_id,
-                    "period": refusal.cap.period,
-                    "cap_usd": refusal.cap.limit_usd,
-                    "spent_usd": refusal.spent_usd,
-                    "held_usd": refusal.held_usd,
-                    "asked_usd": refusal.asked_usd,
-                    "route": trace.route,
-                    "workflow_id": trace.workflow_id,
-                },
+                subject=cap.scope,
+                payload={**details, "request_id": trace.request_id},
             )
         )
         raise ApiError(429, refusal.message(), type_="insufficient_quota", code="budget_exceeded")
