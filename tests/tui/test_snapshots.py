@@ -6,7 +6,9 @@ and review the SVGs in tests/tui/__snapshots__/.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, TextArea
 
 from console.engine import Engine
+from console.store import queries
 from console.tui.app import FleetdeckApp
 from console.tui.panes.sql import SqlPane, result_status
 
@@ -49,7 +52,17 @@ def test_pane(snap_compare: Any, console_engine: Engine, key: str, pane_id: str)
     assert snap_compare(offline_app(console_engine), run_before=ready_on(key, pane_id), terminal_size=SIZE)
 
 
-def test_sql_pane_after_a_query(snap_compare: Any, console_engine: Engine) -> None:
+# The SQL pane lists queries/: the snapshot sees a fixed few, so a new query file changes nothing here.
+SNAPSHOT_QUERIES = ("cost_per_outcome", "error_rate", "latency_slo", "spend_by_route_daily")
+
+
+def test_sql_pane_after_a_query(
+    snap_compare: Any, console_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in SNAPSHOT_QUERIES:
+        shutil.copy(queries.queries_dir() / f"{name}.sql", tmp_path / f"{name}.sql")
+    monkeypatch.setenv(queries.ENV_DIR, str(tmp_path))
+
     async def run_before(pilot: Pilot[None]) -> None:
         app = pilot.app
         assert isinstance(app, FleetdeckApp)
