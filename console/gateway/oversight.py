@@ -64,7 +64,7 @@ class Oversight:
     """Stops, resumes and overrides: each one changes the live state and writes one audit entry."""
 
     def __init__(self, recorder: Recorder, stops: RouteStops, known_routes: set[str]) -> None:
-        self._recorder, self.stops, self._known = recorder, stops, known_routes
+        self._recorder, self.stops, self.known_routes = recorder, stops, known_routes
 
     def stop_route(self, route: str, reason: str, actor: str) -> None:
         self._check_route(route)
@@ -136,8 +136,8 @@ class Oversight:
         }
 
     def _check_route(self, route: str) -> None:
-        if self._known and route not in self._known:
-            raise ValueError(f"no route {route!r}; routes: {', '.join(sorted(self._known))}")
+        if self.known_routes and route not in self.known_routes:
+            raise ValueError(f"no route {route!r}; routes: {', '.join(sorted(self.known_routes))}")
 
     def _audit(self, actor: str, action: str, subject: str, payload: dict[str, Any]) -> None:
         self._recorder.record_audit(

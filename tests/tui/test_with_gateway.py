@@ -164,3 +164,100 @@ def test_playground_shows_the_gateways_error(console_engine: Engine, upstream: F
         assert pane.messages == [], "a failed turn stays out of the conversation"
 
     drive(app, scenario)
+
+
+TOOLS_POLICY = """
+providers:
+  lab:
+    kind: openai_compat
+    base_url: {base_url}
+    prices: {{mock-gpt: {{input: 1.0, output: 2.0}}}}
+routes:
+  - intent: refunds
+    primary: lab/mock-gpt
+    max_retries: 0
+    timeouts: {{total_s: 30}}
+    tools: {{approval: [payments.issue_refund]}}
+default_route: refunds
+"""
+
+
+def tools_app(engine: Engine, upstream: FakeOpenAI) -> FleetdeckApp:
+    policy = parse_policy(TOOLS_POLICY.format(base_url=upstream.base_url))
+    options = ConsoleOptions(seed=False, policy=policy, port=0, clock=frozen(FROZEN_NOW))
+    return FleetdeckApp(engine, options)
+
+
+def refund_request(url: str, key: str) -> dict[str, object]:
+    function = {"name": "payments.issue_refund", "parameters": {"type": "object"}}
+    return {
+        "model": "route:refunds",
+        "messages": [{"role": "user", "content": "refund order 42"}],
+        "tools": [{"type": "function", "function": function}],
+        "tool_choice": {"type": "function", "function": {"name": "payments.issue_refund"}},
+    }
+
+
+def test_a_held_tool_call_is_approved_from_the_audit_pane(
+    console_engine: Engine, upstream: FakeOpenAI
+) -> None:
+    app = tools_app(console_engine, upstream)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        url, key = app.context.gateway_url, app.context.dev_key
+        assert url is not None and key is not None
+        await loaded(pilot, await show(pilot, "5", "audit"))
+        async with httpx.AsyncClient(timeout=60) as client:
+            asking = asyncio.ensure_future(
+                client.post(
+                    f"{url}/v1/chat/completions",
+                    json=refund_request(url, key),
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+            )
+            held = app.query_one("#audit-held", DataTable)
+            await until(pilot, lambda: held.row_count == 1, "the held call in the Audit pane")
+            held.focus()
+            await pilot.press("a")
+            response = await asking
+        calls = response.json()["choices"][0]["message"]["tool_calls"]
+        assert [call["function"]["name"] for call in calls] == ["payments.issue_refund"]
+        assert held.row_count == 0
+
+    drive(app, scenario)
+    console_engine.recorder.flush()
+    rows = (
+        console_engine.db.cursor()
+        .execute(
+            "SELECT actor, actor_kind FROM audit_log "
+            "WHERE action = 'approval.granted' AND actor LIKE 'console:%'"
+        )
+        .fetchall()
+    )
+    assert [kind for _, kind in rows] == ["human"], "one audit entry, naming the console's user"
+
+
+def test_a_route_is_stopped_from_the_audit_pane(console_engine: Engine, upstream: FakeOpenAI) -> None:
+    app = tools_app(console_engine, upstream)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        url, key = app.context.gateway_url, app.context.dev_key
+        assert url is not None and key is not None
+        await loaded(pilot, await show(pilot, "5", "audit"))
+        app.query_one("#audit-events", DataTable).focus()
+        await pilot.press("s")
+        await until(pilot, lambda: bool(app.screen.query("#route-name")), "the stop dialog")
+        app.screen.query_one("#route-name", Input).value = "refunds"
+        app.screen.query_one("#route-reason", Input).value = "refunds paid twice"
+        await pilot.click("#route-go")
+        stops = app.query_one("#audit-stops", Static)
+        await until(pilot, lambda: "refunds" in str(stops.render()), "the stopped route")
+        async with httpx.AsyncClient(timeout=30) as client:
+            refused = await client.post(
+                f"{url}/v1/chat/completions",
+                json={"model": "route:refunds", "messages": [{"role": "user", "content": "hi"}]},
+                headers={"Authorization": f"Bearer {key}"},
+            )
+        assert refused.status_code == 503 and "refunds paid twice" in refused.text
+
+    drive(app, scenario)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import socket
 from typing import Any, ClassVar
 
 import duckdb
@@ -11,14 +13,17 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from console.gateway.approvals import HeldCall
 from console.tui import humanize
 from console.tui.context import ConsoleContext
 from console.tui.core import audit
 from console.tui.core.audit import AuditView
 from console.tui.panes.base import Pane
 from console.tui.panes.tables import Cell, fill, right
+from console.tui.screens.oversight import RouteAction, RouteActionScreen
 
 EVENT_COLUMNS = ("seq", "time (UTC)", "actor", "kind", "action", "subject", "payload")
+HELD_COLUMNS = ("approval", "held since (UTC)", "tool", "route", "asked by", "arguments")
 OVERRIDE_COLUMNS = ("time (UTC)", "actor", "kind", "action", "decision", "subject", "reason")
 PAYLOAD_WIDTH = 60
 
@@ -50,6 +55,21 @@ def override_row(item: dict[str, Any]) -> list[Cell]:
     ]
 
 
+def held_row(call: HeldCall) -> list[Cell]:
+    return [
+        call.approval_id,
+        humanize.day_and_time(call.held_at),
+        call.tool,
+        humanize.text(call.route),
+        call.requested_by,
+        call.arguments[:PAYLOAD_WIDTH],
+    ]
+
+
+def console_actor() -> str:
+    return f"console:{getpass.getuser()}@{socket.gethostname()}"
+
+
 def chain_text(view: AuditView) -> str:
     chain = view.chain
     state = (
@@ -66,7 +86,13 @@ def chain_text(view: AuditView) -> str:
 class AuditPane(Pane):
     TITLE = "Audit"
     REFRESH_S = 5.0
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("v", "verify", "Verify chain")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("v", "verify", "Verify chain"),
+        Binding("a", "decide(True)", "Approve held call"),
+        Binding("x", "decide(False)", "Deny held call"),
+        Binding("s", "route(True)", "Stop route"),
+        Binding("r", "route(False)", "Resume route"),
+    ]
 
     class Verified(Message):
         def __init__(self, ok: bool, report: str) -> None:
@@ -81,6 +107,9 @@ class AuditPane(Pane):
     def compose(self) -> ComposeResult:
         yield Static("", id="audit-chain", classes="pane-status")
         yield Static("", id="audit-verified", classes="pane-status")
+        yield Static("", id="audit-stops", classes="pane-status")
+        yield Static("Tool calls held for approval (a approves, x denies)", classes="section-title")
+        yield DataTable(id="audit-held", cursor_type="row", zebra_stripes=True)
         yield Static("Overrides and approvals", classes="section-title")
         yield DataTable(id="audit-overrides", cursor_type="row", zebra_stripes=True)
         yield Static("Audit log, newest first", classes="section-title")
@@ -97,6 +126,58 @@ class AuditPane(Pane):
         fill(overrides, OVERRIDE_COLUMNS, [override_row(item) for item in data.overrides])
         events: DataTable[Cell] = self.query_one("#audit-events", DataTable)
         fill(events, EVENT_COLUMNS, [event_row(event) for event in data.events])
+        self._show_oversight()
+
+    def _show_oversight(self) -> None:
+        """Held calls and stops live in the Engine's memory: no database call, so on the UI thread."""
+        held: DataTable[Cell] = self.query_one("#audit-held", DataTable)
+        fill(held, HELD_COLUMNS, [held_row(call) for call in self._held()])
+        stopped = self.context.engine.oversight.stops.stopped()
+        text = ", ".join(f"{route} (by {stop.actor}: {stop.reason})" for route, stop in stopped.items())
+        line = self.query_one("#audit-stops", Static)
+        line.update(f"stopped routes: {text}" if text else "no route is stopped (s stops one)")
+        line.set_class(bool(text), "-alert")
+
+    def _held(self) -> list[HeldCall]:
+        approvals = self.context.engine.gateway.approvals if self.context.gateway_url else None
+        return approvals.pending() if approvals is not None else []
+
+    def action_decide(self, approve: bool) -> None:
+        held = self._held()
+        table: DataTable[Cell] = self.query_one("#audit-held", DataTable)
+        if not held or table.cursor_row >= len(held):
+            self.notify("no tool call is held", severity="warning")
+            return
+        call = held[table.cursor_row]
+        approvals = self.context.engine.gateway.approvals
+        assert approvals is not None
+        try:
+            approvals.decide(call.approval_id, approve, console_actor())
+        except ValueError as exc:
+            self.notify(str(exc), severity="warning")
+        else:
+            self.notify(f"{'approved' if approve else 'denied'} {call.tool} ({call.approval_id})")
+        self._show_oversight()
+
+    def action_route(self, stop: bool) -> None:
+        oversight = self.context.engine.oversight
+        routes = sorted(oversight.known_routes) if stop else sorted(oversight.stops.stopped())
+        self.app.push_screen(RouteActionScreen(stop, routes), self._route_chosen)
+
+    def _route_chosen(self, action: RouteAction | None) -> None:
+        if action is None:
+            return
+        oversight = self.context.engine.oversight
+        try:
+            if action.stop:
+                oversight.stop_route(action.route, action.reason, console_actor())
+            else:
+                oversight.resume_route(action.route, console_actor(), action.reason)
+        except ValueError as exc:
+            self.notify(str(exc), severity="error")
+        else:
+            self.notify(f"route {action.route} {'stopped' if action.stop else 'resumed'}")
+        self._show_oversight()
 
     def action_verify(self) -> None:
         self.query_one("#audit-verified", Static).update("verifying every entry and checkpoint…")
