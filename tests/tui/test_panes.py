@@ -7,7 +7,7 @@ from datetime import datetime
 import duckdb
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 
 from console.engine import Engine
 from console.store.trace import Trace
@@ -181,6 +181,35 @@ def test_audit_shows_the_chain_and_the_overrides(console_engine: Engine) -> None
         assert app.query_one("#audit-events", DataTable).row_count > 0
 
     drive(app, scenario)
+
+
+def test_a_verdict_is_overridden_from_the_audit_pane(console_engine: Engine) -> None:
+    app = offline_app(console_engine)
+    (request_id,) = console_engine.db.cursor().execute("SELECT min(request_id) FROM traces").fetchall()[0]
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await loaded(pilot, await show(pilot, "5", "audit"))
+        app.query_one("#audit-events", DataTable).focus()
+        await pilot.press("o")
+        await until(pilot, lambda: bool(app.screen.query("#override-request")), "the override dialog")
+        for field, value in (("request", request_id), ("verdict", "maybe"), ("reason", "wrong refund")):
+            app.screen.query_one(f"#override-{field}", Input).value = value
+        app.screen.query_one("#override-reason", Input).focus()
+        await pilot.press("enter")  # Enter submits (a click may land on a notification)
+        problem = app.screen.query_one("#override-problem", Static)
+        assert "correct, partial or incorrect" in str(problem.render())
+        app.screen.query_one("#override-verdict", Input).value = "incorrect"
+        await pilot.press("enter")
+        await until(pilot, lambda: not app.screen.query("#override-request"), "the dialog to close")
+
+    drive(app, scenario)
+    console_engine.recorder.flush()
+    rows = (
+        console_engine.db.cursor()
+        .execute("SELECT actor FROM audit_log WHERE action = 'override' AND subject = ?", [request_id])
+        .fetchall()
+    )
+    assert len(rows) == 1 and rows[0][0].startswith("console:")
 
 
 def test_command_palette_and_help(console_engine: Engine) -> None:

@@ -249,7 +249,8 @@ def test_a_route_is_stopped_from_the_audit_pane(console_engine: Engine, upstream
         await until(pilot, lambda: bool(app.screen.query("#route-name")), "the stop dialog")
         app.screen.query_one("#route-name", Input).value = "refunds"
         app.screen.query_one("#route-reason", Input).value = "refunds paid twice"
-        await pilot.click("#route-go")
+        app.screen.query_one("#route-reason", Input).focus()
+        await pilot.press("enter")  # Enter submits (a click may land on a notification)
         stops = app.query_one("#audit-stops", Static)
         await until(pilot, lambda: "refunds" in str(stops.render()), "the stopped route")
         async with httpx.AsyncClient(timeout=30) as client:

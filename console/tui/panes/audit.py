@@ -20,7 +20,7 @@ from console.tui.core import audit
 from console.tui.core.audit import AuditView
 from console.tui.panes.base import Pane
 from console.tui.panes.tables import Cell, fill, right
-from console.tui.screens.oversight import RouteAction, RouteActionScreen
+from console.tui.screens.oversight import Override, OverrideScreen, RouteAction, RouteActionScreen
 
 EVENT_COLUMNS = ("seq", "time (UTC)", "actor", "kind", "action", "subject", "payload")
 HELD_COLUMNS = ("approval", "held since (UTC)", "tool", "route", "asked by", "arguments")
@@ -92,6 +92,7 @@ class AuditPane(Pane):
         Binding("x", "decide(False)", "Deny held call"),
         Binding("s", "route(True)", "Stop route"),
         Binding("r", "route(False)", "Resume route"),
+        Binding("o", "override", "Override a verdict"),
     ]
 
     class Verified(Message):
@@ -163,6 +164,22 @@ class AuditPane(Pane):
         oversight = self.context.engine.oversight
         routes = sorted(oversight.known_routes) if stop else sorted(oversight.stops.stopped())
         self.app.push_screen(RouteActionScreen(stop, routes), self._route_chosen)
+
+    def action_override(self) -> None:
+        self.app.push_screen(OverrideScreen(), self._override_chosen)
+
+    def _override_chosen(self, override: Override | None) -> None:
+        if override is None:
+            return
+        try:
+            self.context.engine.oversight.override(
+                override.request_id, override.verdict, override.reason, console_actor()
+            )
+        except ValueError as exc:
+            self.notify(str(exc), severity="error")
+        else:
+            self.notify(f"override recorded for {override.request_id}")
+            self.reload()
 
     def _route_chosen(self, action: RouteAction | None) -> None:
         if action is None:

@@ -64,3 +64,61 @@ class RouteActionScreen(ModalScreen[RouteAction | None]):
             problem.update("say why the route is stopped")
         else:
             self.dismiss(RouteAction(route, reason, self._stop))
+
+
+@dataclass(frozen=True)
+class Override:
+    request_id: str
+    verdict: str
+    reason: str
+
+
+class OverrideScreen(ModalScreen[Override | None]):
+    """A human verdict on one call: its request id, correct / partial / incorrect, and why."""
+
+    AUTO_FOCUS = "#override-request"
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    VERDICTS = ("correct", "partial", "incorrect")
+
+    def __init__(self, request_id: str = "") -> None:
+        super().__init__()
+        self._request_id = request_id
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="override-dialog", classes="dialog"):
+            yield Static("Override the verdict on a call (kept in the audit log)", classes="section-title")
+            yield Input(value=self._request_id, placeholder="request id", id="override-request")
+            yield Input(placeholder="correct, partial or incorrect", id="override-verdict")
+            yield Input(placeholder="why", id="override-reason")
+            yield Static("", id="override-problem", classes="pane-status -error")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Override", variant="primary", id="override-go")
+                yield Button("Cancel", id="override-cancel")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "override-go":
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._submit()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def _submit(self) -> None:
+        values = [
+            self.query_one(f"#override-{name}", Input).value.strip()
+            for name in ("request", "verdict", "reason")
+        ]
+        request_id, verdict, reason = values
+        problem = self.query_one("#override-problem", Static)
+        if not request_id:
+            problem.update("which call? (its request id, from Traffic)")
+        elif verdict not in self.VERDICTS:
+            problem.update("the verdict is correct, partial or incorrect")
+        elif not reason:
+            problem.update("say why: an override without a reason cannot be audited")
+        else:
+            self.dismiss(Override(request_id, verdict, reason))
