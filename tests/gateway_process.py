@@ -44,6 +44,18 @@ class Served:
         return openai.OpenAI(base_url=self.base_url, api_key=self.key, max_retries=0, **options)  # type: ignore[arg-type]
 
 
+def run_cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`fleetdeck ARGS --data-dir DATA_DIR` in a child process, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "console", *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+    )
+
+
 def create_key(data_dir: Path, name: str, environment: str = "dev", **caps: Any) -> str:
     """A virtual key stored in the data dir while no instance owns it."""
     with Engine(Settings(data_dir=data_dir)) as engine:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +12,8 @@ import httpx
 import orjson
 import pytest
 from fakes.openai_upstream import FakeOpenAI
-from gateway_process import REPO, Served, fleetdeck_serve, trace_of
+from gateway_process import Served, fleetdeck_serve, trace_of
+from gateway_process import run_cli as cli
 
 from console.gateway.admin import AdminEndpoint
 
@@ -43,17 +42,6 @@ def ask_for(served: Served, name: str) -> httpx.Response:
         "tool_choice": {"type": "function", "function": {"name": name}},
     }
     return httpx.post(f"{served.base_url}/chat/completions", json=body, headers=served.auth, timeout=60)
-
-
-def cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "console", *args, "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

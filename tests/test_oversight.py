@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +11,8 @@ import httpx
 import orjson
 import pytest
 from fakes.openai_upstream import FakeOpenAI, Fault
-from gateway_process import REPO, Served, fleetdeck_serve, trace_of
+from gateway_process import Served, fleetdeck_serve, trace_of
+from gateway_process import run_cli as cli
 
 from console.engine import Engine
 from console.gateway.admin import AdminEndpoint
@@ -55,17 +54,6 @@ def served(data_dir: Path, upstreams: tuple[FakeOpenAI, FakeOpenAI]) -> Iterator
 def chat(served: Served, route: str) -> httpx.Response:
     body = {"model": f"route:{route}", "messages": HELLO}
     return httpx.post(f"{served.base_url}/chat/completions", json=body, headers=served.auth, timeout=30)
-
-
-def cli(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "console", *args, "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-        check=False,
-    )
 
 
 def audit_entries(served: Served, action: str, expected: int = 1) -> list[dict[str, Any]]:

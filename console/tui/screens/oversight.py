@@ -3,13 +3,36 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
+
+_T = TypeVar("_T")
+
+
+class _Dialog(ModalScreen[_T | None]):
+    """A form: its go button or Enter in any field submits, Escape or the other button cancels."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id and event.button.id.endswith("-go"):
+            self._submit()
+        else:
+            self.dismiss(None)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        self._submit()
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def _submit(self) -> None:
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -19,11 +42,10 @@ class RouteAction:
     stop: bool
 
 
-class RouteActionScreen(ModalScreen[RouteAction | None]):
+class RouteActionScreen(_Dialog[RouteAction]):
     """Asks for a route and a reason; a stop needs a reason, a resume may have one."""
 
     AUTO_FOCUS = "#route-name"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, stop: bool, routes: list[str], route: str = "") -> None:
         super().__init__()
@@ -41,18 +63,6 @@ class RouteActionScreen(ModalScreen[RouteAction | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button(verb, variant="error" if self._stop else "primary", id="route-go")
                 yield Button("Cancel", id="route-cancel")
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "route-go":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self._submit()
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
     def _submit(self) -> None:
         route = self.query_one("#route-name", Input).value.strip()
@@ -73,11 +83,10 @@ class Override:
     reason: str
 
 
-class OverrideScreen(ModalScreen[Override | None]):
+class OverrideScreen(_Dialog[Override]):
     """A human verdict on one call: its request id, correct / partial / incorrect, and why."""
 
     AUTO_FOCUS = "#override-request"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
     VERDICTS = ("correct", "partial", "incorrect")
 
     def __init__(self, request_id: str = "") -> None:
@@ -94,18 +103,6 @@ class OverrideScreen(ModalScreen[Override | None]):
             with Horizontal(classes="dialog-buttons"):
                 yield Button("Override", variant="primary", id="override-go")
                 yield Button("Cancel", id="override-cancel")
-
-    def on_button_pressed(self, event: Button.Pressed) -> None:
-        if event.button.id == "override-go":
-            self._submit()
-        else:
-            self.dismiss(None)
-
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self._submit()
-
-    def action_cancel(self) -> None:
-        self.dismiss(None)
 
     def _submit(self) -> None:
         values = [
