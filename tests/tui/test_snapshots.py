@@ -6,18 +6,16 @@ and review the SVGs in tests/tui/__snapshots__/.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input, TextArea
+from textual.widgets import DataTable, Input, TextArea
 
 from console.engine import Engine
-from console.store import queries
 from console.tui.app import FleetdeckApp
+from console.tui.core import sql as sql_core
 from console.tui.panes.sql import SqlPane, result_status
 
 from .conftest import SIZE, loaded, offline_app, show, until
@@ -30,8 +28,15 @@ async def settle(pilot: Pilot[None]) -> None:
         widget.cursor_blink = False
     for area in pilot.app.query(TextArea):
         area.cursor_blink = False
-    for _ in range(3):  # tables size their columns on idle: let them
+    # Tables size their columns on idle: wait until no width changes between two looks.
+    widths = None
+    for _ in range(60):
         await pilot.pause(0.1)
+        tables = [t for t in pilot.app.query(DataTable) if isinstance(t, DataTable)]  # not fastdatatable's
+        now = [[c.get_render_width(t) for c in t.columns.values()] for t in tables]
+        if now == widths:
+            break
+        widths = now
     await pilot.wait_for_scheduled_animations()
 
 
@@ -42,6 +47,10 @@ def ready_on(key: str, pane_id: str) -> Any:
         await until(pilot, lambda: app.ready, "the console")
         pane = await show(pilot, key, pane_id)
         await loaded(pilot, pane)
+        # Once more now that the pane is on screen: a first fill while hidden can size columns narrow.
+        loads = pane.loads
+        pane.reload()
+        await loaded(pilot, pane, after=loads)
         await settle(pilot)
 
     return run_before
@@ -52,16 +61,16 @@ def test_pane(snap_compare: Any, console_engine: Engine, key: str, pane_id: str)
     assert snap_compare(offline_app(console_engine), run_before=ready_on(key, pane_id), terminal_size=SIZE)
 
 
-# The SQL pane lists queries/: the snapshot sees a fixed few, so a new query file changes nothing here.
+# The SQL pane lists queries/: the snapshot sees a fixed few, so a new query file changes nothing
+# here (the other panes still find every query they run).
 SNAPSHOT_QUERIES = ("cost_per_outcome", "error_rate", "latency_slo", "spend_by_route_daily")
 
 
 def test_sql_pane_after_a_query(
-    snap_compare: Any, console_engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    snap_compare: Any, console_engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in SNAPSHOT_QUERIES:
-        shutil.copy(queries.queries_dir() / f"{name}.sql", tmp_path / f"{name}.sql")
-    monkeypatch.setenv(queries.ENV_DIR, str(tmp_path))
+    listed = [query for query in sql_core.saved_queries() if query.name in SNAPSHOT_QUERIES]
+    monkeypatch.setattr(sql_core, "saved_queries", lambda: listed)
 
     async def run_before(pilot: Pilot[None]) -> None:
         app = pilot.app
