@@ -11,6 +11,7 @@ import dataclasses
 import itertools
 import logging
 import secrets
+import threading
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
@@ -75,6 +76,8 @@ class Engine:
         self.replayed = self.recorder.replay()
         self._key_admin: KeyAdmin | None = None
         self._oversight: Oversight | None = None
+        self._lazy = threading.Lock()  # key admin and oversight may first be asked for from any thread
+        self.policy: Policy | None = None  # the policy in force, once the gateway is open
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -169,11 +172,12 @@ class Engine:
     @property
     def key_admin(self) -> KeyAdmin:
         """Key management; audit events need the recorder running."""
-        if self._key_admin is None:
-            self.start_recorder()
-            pepper = local_secret(PEPPER_NAME, self.settings.data_dir)
-            self._key_admin = KeyAdmin.open(self.db, self.recorder, pepper)
-        return self._key_admin
+        with self._lazy:
+            if self._key_admin is None:
+                self.start_recorder()
+                pepper = local_secret(PEPPER_NAME, self.settings.data_dir)
+                self._key_admin = KeyAdmin.open(self.db, self.recorder, pepper)
+            return self._key_admin
 
     def console_key(self) -> tuple[str, bool]:
         """The console's own dev key (made on first run, kept in keyring); (key, just made)."""
@@ -199,15 +203,16 @@ class Engine:
     @property
     def oversight(self) -> Oversight:
         """Route stops and overrides; the stops still in force come from the audit log."""
-        if self._oversight is None:
-            self.start_recorder()
-            rows = queries.run(self.db.cursor(), "route_stops", {}).to_pylist()
-            stops = RouteStops(
-                {row["route"]: Stop(row["actor"], row["reason"] or "", row["stopped_at"]) for row in rows}
-            )
-            policy = getattr(self, "policy", None) or self._load_policy()
-            self._oversight = Oversight(self.recorder, stops, {route.intent for route in policy.routes})
-        return self._oversight
+        with self._lazy:
+            if self._oversight is None:
+                self.start_recorder()
+                rows = queries.run(self.db.cursor(), "route_stops", {}).to_pylist()
+                stops = RouteStops(
+                    {row["route"]: Stop(row["actor"], row["reason"] or "", row["stopped_at"]) for row in rows}
+                )
+                policy = self.policy or self._load_policy()
+                self._oversight = Oversight(self.recorder, stops, {route.intent for route in policy.routes})
+            return self._oversight
 
     def _answer_approvals(self, request: Mapping[str, Any]) -> dict[str, Any]:
         approvals = self.gateway.approvals

@@ -23,8 +23,6 @@ from console.store.audit import AuditEvent
 from console.store.recorder import Recorder
 from console.store.trace import new_request_id, utc_now
 
-DECISIONS = ("approved", "denied", "expired")
-
 
 @dataclass
 class HeldCall:

@@ -162,6 +162,7 @@ class _Call:
                 return await self._open_stream(decision, body)
             served = await _unless_disconnected(self._execute(decision, body), disconnected)
             await self._police_tools(served.value, route, decision)
+            await self._keep_response(served.value)
             return self._reply(served)
         except ApiError as error:
             return self._refuse(error)
@@ -470,12 +471,19 @@ class _Call:
         self.trace.finish_reasons = [str(c.get("finish_reason")) for c in choices if c.get("finish_reason")]
         self.trace.tool_calls = _tool_calls(choices)
         self.trace.status, self.trace.http_status = "ok", 200
-        self._keep_response(body)
         return Reply(200, self._headers(served.target), orjson.dumps(body))
 
-    def _keep_response(self, body: Body) -> None:
-        """The response as stored: redacted, with output PII counted on the trace."""
-        self.response, found = guards.redact_body(body)
+    async def _keep_response(self, body: Body) -> None:
+        """The response as stored, redacted; a long one is scanned on a worker thread."""
+        stored = _storable(body)
+        if len(orjson.dumps(stored)) > GUARD_INLINE_BYTES:
+            self._note_output(*await asyncio.to_thread(guards.redact_body, stored))
+        else:
+            self._note_output(*guards.redact_body(stored))
+
+    def _note_output(self, redacted: Body, found: dict[str, int]) -> None:
+        """Keep the redacted response, with output PII counted on the trace."""
+        self.response = redacted
         if found and isinstance(self.trace.guard_results, dict):
             self.trace.guard_results["output_pii"] = found
 
@@ -557,13 +565,9 @@ class _Call:
         finally:
             await chunks.aclose()
             trace.finish_reasons = finish
-            self._keep_response(
-                {
-                    "choices": [
-                        {"index": i, "message": {"content": "".join(parts)}} for i, parts in text.items()
-                    ]
-                }
-            )
+            # Inline: a generator closed by its client cannot await in `finally`; max_tokens bounds it.
+            assembled = [{"index": i, "message": {"content": "".join(parts)}} for i, parts in text.items()]
+            self._note_output(*guards.redact_body({"choices": assembled}))
             if usage is None:  # cut before the usage chunk: price what was relayed
                 elapsed = time.perf_counter() - self.started
                 usage = Usage(output_tokens=deltas)
@@ -652,6 +656,20 @@ class _Call:
 def _unexpected(exc: Exception, target: Target) -> ProviderError:
     log.exception("provider %s failed unexpectedly", target.name, exc_info=exc)
     return ProviderError(ErrorType.bad_response, f"{type(exc).__name__} in the provider")
+
+
+def _storable(body: Body) -> Body:
+    """What a payload keeps of a response: embedding vectors are counted, not stored."""
+    body = {key: value for key, value in body.items() if key != "_fleetdeck"}  # the gateway's own notes
+    data = body.get("data")
+    if body.get("object") != "list" or not isinstance(data, list):
+        return body
+    vectors = [
+        {"index": d.get("index"), "dimensions": len(d.get("embedding") or ())}
+        for d in data
+        if isinstance(d, dict)
+    ]
+    return {**body, "data": vectors}
 
 
 def _scan(body: Body, threshold: float) -> tuple[tuple[Body, dict[str, int]], guards.InjectionResult]:

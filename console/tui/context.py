@@ -13,6 +13,7 @@ from typing import Any
 import duckdb
 
 from console.engine import Engine
+from console.policy import Policy
 from console.tui.core.clock import SYSTEM_CLOCK, Clock
 
 
@@ -60,14 +61,10 @@ class ConsoleContext:
         return health
 
     @property
-    def policy(self) -> Any:
-        return getattr(self.engine, "policy", None)
+    def policy(self) -> Policy | None:
+        return self.engine.policy
 
-    def make_dev_key(self) -> tuple[str | None, bool]:
-        """The Engine's console key (created on first run): (key, just made); None without keys."""
-        console_key = getattr(self.engine, "console_key", None)
-        if console_key is None:
-            return None, False
-        key, made = console_key()
-        self.dev_key = key if isinstance(key, str) else None
-        return self.dev_key, bool(made)
+    def make_dev_key(self) -> tuple[str, bool]:
+        """The Engine's console key (created on first run): (key, just made)."""
+        self.dev_key, made = self.engine.console_key()
+        return self.dev_key, made

@@ -117,6 +117,7 @@ class AuditPane(Pane):
         yield DataTable(id="audit-events", cursor_type="row", zebra_stripes=True)
 
     def fetch(self, cursor: duckdb.DuckDBPyConnection) -> AuditView:
+        self.context.engine.oversight  # noqa: B018 - built here, in the worker: its first build reads the store
         return audit.snapshot(cursor, self.context.clock())
 
     def show(self, data: AuditView) -> None:
