@@ -23,6 +23,7 @@ from console.gateway.admin import AdminEndpoint, answer_query
 from console.gateway.approvals import ApprovalQueue
 from console.gateway.breaker import Breaker, Breakers
 from console.gateway.budget import Ledger, TaskSteps
+from console.gateway.cache import ResponseCache, embed_via
 from console.gateway.executor import Executor
 from console.gateway.key_admin import CONSOLE_KEY_NAME, CONSOLE_KEY_SECRET, KeyAdmin
 from console.gateway.keys import (
@@ -69,6 +70,7 @@ class Engine:
         )
         self._recording = False
         self._server: GatewayServer | None = None
+        self._cache: ResponseCache | None = None
         self._admin: AdminEndpoint | None = None
         self.providers: dict[str, Provider] = {}
         self.on_listening: Callable[[str], None] | None = None
@@ -109,6 +111,10 @@ class Engine:
             fallbacks=FallbackNotes(self.recorder),
             approvals=ApprovalQueue(self.recorder),
         )
+        self._cache = gateway.cache = ResponseCache(
+            self.db, self.settings.data_dir / "models", embed_via(gateway.router, gateway.executor)
+        )
+        self._cache.start()
         self.gateway = gateway
         self._host = host or self.settings.host
         self._admin_token = secrets.token_urlsafe(32)
@@ -151,6 +157,9 @@ class Engine:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self._cache is not None:
+            self._cache.stop()
+            self._cache = None
         if self._admin is not None:
             self._admin.withdraw(self.settings.data_dir)
             self._admin = None

@@ -1,9 +1,10 @@
 -- cache_hit_rate: Cache hits per route (exact and semantic), hit rate and an estimate of the money saved.
 -- lookups: calls that went through the cache (cache is miss, exact or semantic; calls
 -- blocked before the cache step have no cache value). hits: cache exact or semantic.
--- hit_rate = hits / lookups. saved_usd_estimate = hits x mean cost_usd of the route's
--- non-cached ok calls in the window (mean_miss_cost_usd); NULL when the route had no
--- such call, since there is then nothing to price a hit with.
+-- hit_rate = hits / lookups. saved_usd_estimate: each hit is worth the cost of the answer
+-- it replayed (traces.cache_saved_usd) when the gateway recorded it, else the mean cost_usd
+-- of the route's non-cached ok calls in the window (mean_miss_cost_usd); NULL when a hit
+-- has neither, since there is then nothing to price it with.
 -- param from: TIMESTAMP = `to` - 30 days | start of the window, inclusive (UTC)
 -- param to: TIMESTAMP = now | end of the window, exclusive (UTC)
 -- param route: VARCHAR = all | only this route
@@ -15,7 +16,8 @@ WITH bounds AS (
 ),
 
 windowed AS (
-    SELECT traces.route, traces.status, traces.cache, traces.cache_similarity, traces.cost_usd
+    SELECT
+        traces.route, traces.status, traces.cache, traces.cache_similarity, traces.cost_usd, traces.cache_saved_usd
     FROM traces
     CROSS JOIN bounds
     WHERE traces.ts_start >= bounds.window_start
@@ -33,7 +35,9 @@ per_route AS (
         avg(cache_similarity) FILTER (WHERE cache = 'semantic') AS mean_semantic_similarity,
         avg(cost_usd) FILTER (
             WHERE status = 'ok' AND coalesce(cache, 'miss') = 'miss'
-        ) AS mean_miss_cost_usd
+        ) AS mean_miss_cost_usd,
+        sum(cache_saved_usd) FILTER (WHERE cache IN ('exact', 'semantic')) AS recorded_saved_usd,
+        count(*) FILTER (WHERE cache IN ('exact', 'semantic') AND cache_saved_usd IS NULL) AS unrecorded_hits
     FROM windowed
     GROUP BY route
 )
@@ -48,6 +52,9 @@ SELECT
     hits / nullif(lookups, 0) AS hit_rate,
     mean_semantic_similarity,
     mean_miss_cost_usd,
-    hits * mean_miss_cost_usd AS saved_usd_estimate
+    CASE
+        WHEN unrecorded_hits > 0 THEN unrecorded_hits * mean_miss_cost_usd + coalesce(recorded_saved_usd, 0)
+        ELSE coalesce(recorded_saved_usd, hits * mean_miss_cost_usd)
+    END AS saved_usd_estimate
 FROM per_route
 ORDER BY route NULLS LAST

@@ -7,8 +7,9 @@
 -- over_budget: status over_budget; blocked: status blocked.
 -- cache_lookups: calls with a cache value (miss, exact, semantic); cache_hits: exact or
 -- semantic; cache_hit_rate = cache_hits / cache_lookups. cache_saved_usd: each hit is worth
--- the mean cost_usd of its route's ok cache-miss calls in the window over ALL workflows (as
--- in cache_hit_rate); hits on a route with no such call are worth 0.
+-- the cost of the answer it replayed (traces.cache_saved_usd) when the gateway recorded it,
+-- else the mean cost_usd of its route's ok cache-miss calls in the window over ALL workflows
+-- (as in cache_hit_rate); hits on a route with neither are worth 0.
 -- latency_p95_ms: continuous 95th percentile of latency_ms over the attempted calls.
 -- param from: TIMESTAMP = `to` - 30 days | start of the window, inclusive (UTC)
 -- param to: TIMESTAMP = now | end of the window, exclusive (UTC)
@@ -45,7 +46,8 @@ selected AS (
         windowed.status IN ('ok', 'partial', 'error') AS is_attempted,
         windowed.cache IN ('exact', 'semantic') AS is_hit,
         CASE
-            WHEN windowed.cache IN ('exact', 'semantic') THEN coalesce(miss_cost.mean_miss_cost_usd, 0)
+            WHEN windowed.cache IN ('exact', 'semantic')
+                THEN coalesce(windowed.cache_saved_usd, miss_cost.mean_miss_cost_usd, 0)
         END AS saved_usd
     FROM windowed
     LEFT JOIN miss_cost ON miss_cost.route IS NOT DISTINCT FROM windowed.route

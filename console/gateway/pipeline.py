@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from console import guards
+from console.gateway import cache as response_cache
 from console.gateway import openai_api
 from console.gateway.approvals import ApprovalQueue, HeldCall, new_approval_id
 from console.gateway.budget import Cap, Ledger, Refusal, Reservation, TaskSteps
@@ -80,6 +81,7 @@ class Gateway:
     stops: RouteStops = field(default_factory=RouteStops)
     fallbacks: FallbackNotes | None = None
     approvals: ApprovalQueue | None = None
+    cache: response_cache.ResponseCache | None = None
 
     async def handle(
         self, operation: str, raw: bytes, headers: Mapping[str, str], disconnected: Disconnected
@@ -137,6 +139,7 @@ class _Call:
     pii_mode: str = "redact"
     response: Body | None = None  # the response as stored (redacted)
     output_schema: dict[str, Any] | None = None  # what every answer must match, when anything
+    lookup: response_cache.Lookup | None = None
 
     def __post_init__(self) -> None:
         # "error" until a success says otherwise, so an unforeseen exit is never traced as ok.
@@ -160,13 +163,18 @@ class _Call:
             self._take_step(route)
             self.output_schema = _output_schema(body, route)
             decision = await self._guard_input(decision, route, body, len(raw))
+            cached = await self._look_up_cache(route, decision, body, headers)
+            if cached is not None:
+                return cached
             self._reserve(decision, route, body)
             if body.get("stream"):
                 return await self._open_stream(decision, body)
             served = await _unless_disconnected(self._execute(decision, body), disconnected)
             await self._police_tools(served.value, route, decision)
             await self._keep_response(served.value)
-            return self._reply(served)
+            reply = self._reply(served)
+            self._cache_answer(served.value)
+            return reply
         except ApiError as error:
             return self._refuse(error)
         except ExecutionFailed as failed:
@@ -234,6 +242,37 @@ class _Call:
             self._over_budget(held)
         else:
             self.reservation = held
+
+    # -- cache (console/gateway/cache.py) ------------------------------------------------
+
+    async def _look_up_cache(
+        self, route: Route | None, decision: Decision, body: Body, headers: Mapping[str, str]
+    ) -> Reply | None:
+        cache = self.gateway.cache
+        if cache is None or route is None or self.operation != "chat":
+            return None
+        target = decision.plan.targets[0].name
+        self.lookup = await cache.lookup(route, target, body, headers, self.trace.environment)
+        if self.lookup is None:
+            return None
+        response_cache.note_lookup(self.trace, self.lookup)
+        if not self.lookup.serves or self.lookup.entry is None:
+            return None
+        answer = response_cache.replay_body(self.lookup.entry, self.trace.request_id)
+        await self._keep_response(answer)
+        headers_out = {**self._headers(None), "X-Fleetdeck-Cache": self.lookup.kind}
+        if not body.get("stream"):
+            return Reply(200, headers_out, orjson.dumps(answer))
+        self.trace.stream, self.trace.ttft_ms = True, (time.perf_counter() - self.started) * 1000
+        wants_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        events = response_cache.replay_stream(answer, wants_usage)
+        return Reply(
+            200, {**headers_out, "Cache-Control": "no-cache"}, stream=response_cache.stream_events(events)
+        )
+
+    def _cache_answer(self, body: Body) -> None:
+        if self.lookup is not None and self.gateway.cache is not None:
+            self.gateway.cache.store(self.lookup, body, self.trace)
 
     # -- guards ---------------------------------------------------------------------------
 
@@ -588,6 +627,8 @@ class _Call:
                 self._settle(target, usage, compute_s or elapsed, answered, estimated=True)
             else:
                 self._settle(target, usage, compute_s, answered)
+                if trace.status == "ok":
+                    self._cache_answer(response_cache.assembled_answer(text, finish, answered, usage))
             self.finish()
 
     # -- the trace --------------------------------------------------------------------

@@ -73,6 +73,9 @@ class Trace:
     retrieval_doc_ids: list[str] | None = None
     request_hash: str | None = None
     payload_ref: str | None = None
+    cache_saved_usd: float | None = None
+    cache_entry: str | None = None
+    cache_shadow: str | None = None
 
 
 @dataclass(slots=True, kw_only=True)

@@ -1,0 +1,261 @@
+"""The response cache through a real `fleetdeck serve` and a fake upstream that counts its calls.
+
+A request the cache answers never reaches the upstream, so `upstream.request_count` tells
+a hit from a miss independently of what the gateway's trace says about it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fakes.openai_upstream import FakeOpenAI
+from gateway_process import Served, fleetdeck_serve, trace_of
+
+OUTPUT_PRICE = 2.0  # USD per million output tokens
+
+POLICY = """
+providers:
+  lab:
+    kind: openai_compat
+    base_url: "{url}"
+    models: [mock-gpt]
+    prices: {{mock-gpt: {{input: 1.0, output: {output}}}}}
+routes:
+  - {{intent: cached, primary: lab/mock-gpt, cache: "on", cache_embedder: lexical}}
+  - {{intent: sampled, primary: lab/mock-gpt, cache: "on", cache_embedder: lexical, cache_sampled: true}}
+  - {{intent: brief, primary: lab/mock-gpt, cache: "on", cache_embedder: lexical, cache_ttl: 1}}
+  - {{intent: plain, primary: lab/mock-gpt}}
+default_route: cached
+"""
+SYSTEM = {"role": "system", "content": "You are a support agent for ACME. Answer in one sentence."}
+TOOLS = [
+    {
+        "type": "function",
+        "function": {"name": "crm_lookup", "parameters": {"type": "object", "properties": {}}},
+    }
+]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def served(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    data_dir = tmp_path_factory.mktemp("cache") / "data"
+    with fleetdeck_serve(data_dir, POLICY.format(url=upstream.base_url, output=OUTPUT_PRICE)) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _clean(upstream: FakeOpenAI) -> None:
+    upstream.reset()
+
+
+def ask(served: Served, text: str, headers: dict[str, str] | None = None, **body: Any) -> httpx.Response:
+    payload = {
+        "model": "route:cached",
+        "messages": [SYSTEM, {"role": "user", "content": text}],
+        "temperature": 0,
+        **body,
+    }
+    response = httpx.post(
+        f"{served.base_url}/chat/completions",
+        json=payload,
+        headers={**served.auth, **(headers or {})},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    return response
+
+
+def trace(served: Served, response: httpx.Response) -> dict[str, Any]:
+    return trace_of(served, response.headers["x-fleetdeck-request-id"])
+
+
+def settle(served: Served, response: httpx.Response) -> dict[str, Any]:
+    """The trace of a miss, once its entry can be found (the cache indexes in the background)."""
+    stored = trace(served, response)
+    time.sleep(0.3)
+    return stored
+
+
+def test_a_repeated_request_is_served_from_the_cache_at_no_cost(served: Served, upstream: FakeOpenAI) -> None:
+    first = ask(served, "How do I reset my password? (repeat test)")
+    miss = settle(served, first)
+    second = ask(served, "How do I reset my password? (repeat test)")
+    hit = trace(served, second)
+
+    assert upstream.request_count == 1
+    assert second.json()["choices"] == first.json()["choices"]
+    assert second.json()["id"] != first.json()["id"]
+    assert second.headers["x-fleetdeck-cache"] == "exact"
+    assert second.headers["x-fleetdeck-reason"] == "cache-hit"
+    assert (miss["cache"], miss["status"]) == ("miss", "ok")
+    assert miss["cost_usd"] > 0
+    assert hit["status"] == "cached"
+    assert hit["reason_code"] == "cache-hit"
+    assert (hit["cache"], hit["cache_similarity"]) == ("exact", 1.0)
+    assert hit["cost_usd"] == 0
+    assert hit["cache_saved_usd"] == pytest.approx(miss["cost_usd"])
+    assert hit["cache_entry"] == miss["request_id"]
+    assert hit["response_model"] == "lab/mock-gpt"
+    assert hit["output_tokens"] == miss["output_tokens"]
+
+
+@pytest.mark.parametrize(
+    ("change", "route"),
+    [
+        ({"messages": [{"role": "system", "content": "You are a pirate."}]}, "cached"),
+        ({"tools": TOOLS}, "cached"),
+        ({"max_tokens": 3}, "cached"),
+        ({"temperature": 0.7}, "sampled"),
+    ],
+    ids=["system-prompt", "tools", "max-tokens", "temperature"],
+)
+def test_requests_that_differ_in_what_shapes_the_answer_never_share_an_entry(
+    served: Served, upstream: FakeOpenAI, change: dict[str, Any], route: str
+) -> None:
+    text = f"What are your opening hours? ({next(iter(change))} test)"
+    base = {"model": f"route:{route}", "temperature": 0 if route == "cached" else 0.2}
+    settle(served, ask(served, text, **base))
+    variant = {**base, **change}
+    if "messages" in change:
+        variant["messages"] = [*change["messages"], {"role": "user", "content": text}]
+    other = trace(served, ask(served, text, **variant))
+    again = trace(served, ask(served, text, **base))
+
+    assert upstream.request_count == 2  # the base and the variant; the base again is a hit
+    assert other["cache"] == "miss"
+    assert other["cache_similarity"] is None
+    assert (again["cache"], again["status"]) == ("exact", "cached")
+
+
+def test_a_near_duplicate_of_a_templated_prompt_is_a_semantic_hit_but_another_number_is_not(
+    served: Served, upstream: FakeOpenAI
+) -> None:
+    template = "Extract the invoice number from: Invoice INV-{number} due 2026-12-01."
+    settle(served, ask(served, template.format(number="2291")))
+    near = ask(served, "Extract the invoice number from: Invoice INV-2291, due on 2026-12-01.")
+    other = ask(served, template.format(number="7730"))
+
+    near_trace, other_trace = trace(served, near), trace(served, other)
+    assert upstream.request_count == 2  # the first and the other number
+    assert near_trace["cache"] == "semantic"
+    assert near_trace["cache_similarity"] >= 0.92
+    assert near.headers["x-fleetdeck-cache"] == "semantic"
+    assert other_trace["cache"] == "miss"
+    assert "7730" in other.json()["choices"][0]["message"]["content"]
+
+
+def test_an_expired_entry_is_not_served(served: Served, upstream: FakeOpenAI) -> None:
+    settle(served, ask(served, "Where is my parcel? (ttl test)", model="route:brief"))
+    time.sleep(1.2)
+    late = trace(served, ask(served, "Where is my parcel? (ttl test)", model="route:brief"))
+
+    assert upstream.request_count == 2
+    assert (late["cache"], late["status"]) == ("miss", "ok")
+
+
+def test_a_response_with_tool_calls_is_never_cached(served: Served, upstream: FakeOpenAI) -> None:
+    body = {"tools": TOOLS, "tool_choice": "required"}
+    first = ask(served, "Look up customer 42 (tool test)", **body)
+    settle(served, first)
+    second = ask(served, "Look up customer 42 (tool test)", **body)
+
+    assert first.json()["choices"][0]["message"]["tool_calls"]
+    assert upstream.request_count == 2
+    assert trace(served, second)["cache"] == "miss"
+
+
+def test_sampled_requests_and_routes_without_a_cache_are_not_cached(
+    served: Served, upstream: FakeOpenAI
+) -> None:
+    for _ in range(2):
+        ask(served, "Tell me a joke (sampled test)", temperature=0.9)
+        ask(served, "Tell me a joke (sampled test)", model="route:plain")
+        ask(served, "Tell me a joke (no temperature test)", temperature=None)
+    assert upstream.request_count == 6
+
+
+@pytest.mark.parametrize(
+    "header", [{"Cache-Control": "no-store"}, {"X-Fleetdeck-Cache": "bypass"}], ids=["no-store", "bypass"]
+)
+def test_a_client_can_refuse_the_cache(served: Served, upstream: FakeOpenAI, header: dict[str, str]) -> None:
+    text = f"Is the API down? ({next(iter(header))} test)"
+    settle(served, ask(served, text))
+    refused = trace(served, ask(served, text, headers=header))
+    settle(served, ask(served, f"{text} stored?", headers=header))
+    unstored = trace(served, ask(served, f"{text} stored?"))
+
+    assert upstream.request_count == 4  # every one but the first: refused, and not stored
+    assert refused["cache"] == "miss"
+    assert unstored["cache"] == "miss"
+
+
+def test_no_cache_refreshes_the_entry(served: Served, upstream: FakeOpenAI) -> None:
+    text = "What payment methods do you accept? (no-cache test)"
+    settle(served, ask(served, text))
+    fresh = settle(served, ask(served, text, headers={"Cache-Control": "no-cache"}))
+    replayed = trace(served, ask(served, text))
+
+    assert upstream.request_count == 2
+    assert fresh["cache"] == "miss"
+    assert replayed["cache_entry"] == fresh["request_id"]
+
+
+def test_a_cached_answer_streams_to_the_openai_sdk(served: Served, upstream: FakeOpenAI) -> None:
+    client = served.client()
+    messages = [SYSTEM, {"role": "user", "content": "Do you ship to other countries? (stream test)"}]
+    first = client.chat.completions.create(model="route:cached", messages=messages, temperature=0)  # type: ignore[arg-type]
+    time.sleep(0.3)
+    stream = client.chat.completions.with_raw_response.create(
+        model="route:cached",
+        messages=messages,  # type: ignore[arg-type]
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream.parse())
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    hit = trace_of(served, stream.headers["x-fleetdeck-request-id"])
+
+    assert upstream.request_count == 1
+    assert text == first.choices[0].message.content
+    assert len([c for c in chunks if c.choices]) > 3  # streamed in pieces, not one blob
+    assert finish == [first.choices[0].finish_reason]
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == first.usage.completion_tokens  # type: ignore[union-attr]
+    assert (hit["cache"], hit["status"], hit["stream"]) == ("exact", "cached", True)
+
+
+def test_a_streamed_answer_is_cached_for_both_kinds_of_client(served: Served, upstream: FakeOpenAI) -> None:
+    client = served.client()
+    messages = [SYSTEM, {"role": "user", "content": "How long does delivery take? (stream first test)"}]
+    streamed = "".join(
+        c.choices[0].delta.content or ""
+        for c in client.chat.completions.create(
+            model="route:cached",
+            messages=messages,  # type: ignore[arg-type]
+            temperature=0,
+            stream=True,
+        )
+        if c.choices
+    )
+    time.sleep(0.3)
+    again = client.chat.completions.with_raw_response.create(
+        model="route:cached",
+        messages=messages,  # type: ignore[arg-type]
+        temperature=0,
+    )
+
+    assert upstream.request_count == 1
+    assert again.parse().choices[0].message.content == streamed
+    assert again.headers["x-fleetdeck-cache"] == "exact"
