@@ -91,9 +91,8 @@ def test_each_embedder_reports_precision_and_recall_at_the_default_threshold(
     rows = {name: score(values, DEFAULT_CACHE_THRESHOLD) for name, values in sims.items()}
     print(f"\nparaphrase test, {len(PAIRS)} pairs, threshold {DEFAULT_CACHE_THRESHOLD}")
     for name, s in rows.items():
-        print(
-            f"  {name:8} precision {s.precision:.2f}  recall {s.recall:.2f}  ({s.true_positives} tp, {s.false_positives} fp)"
-        )
+        counts = f"{s.true_positives} tp, {s.false_positives} fp"
+        print(f"  {name:8} precision {s.precision:.2f}  recall {s.recall:.2f}  ({counts})")
     assert rows["minilm"].false_positives == 0  # the default serves no different-meaning pair
     assert rows["lexical"].false_positives == 0
     assert rows["minilm"].recall > 2 * rows["lexical"].recall  # it does catch paraphrases

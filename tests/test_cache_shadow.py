@@ -135,9 +135,8 @@ def test_the_report_gives_hit_rate_and_similarity_per_threshold(
     print(f"\ncache_shadow over {len(shadow)} lookups ({len(PAIRS)} seeds, then their paraphrases)")
     for threshold, row in sorted(rows.items()):
         mean = row["mean_similarity"]
-        print(
-            f"  ≥ {threshold:.2f}: hit rate {row['hit_rate']:.2f} ({row['would_hit']}), mean similarity {mean}"
-        )
+        rate = f"hit rate {row['hit_rate']:.2f} ({row['would_hit']})"
+        print(f"  ≥ {threshold:.2f}: {rate}, mean similarity {mean}")
     assert sorted(rows) == [0.75, 0.8, 0.85, 0.9, 0.92, 0.95, 0.98]
     rates = [rows[threshold]["hit_rate"] for threshold in sorted(rows)]
     assert rates == sorted(rates, reverse=True)
