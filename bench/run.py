@@ -4,6 +4,7 @@
 1. bench/gateway.py          direct vs Fleetdeck vs LiteLLM's proxy on a mock upstream
 2. bench/local_inference.py  Fleetdeck's local model vs bare llama-cpp-python
 3. bench/ingest.py           the store: ingest rate, pane queries at 1 M and 10 M traces
+4. bench/cache.py            the response cache: lookups at 10k / 100k entries, hit vs miss end to end
 
 Each part runs as its own process and writes bench/out/<part>.json; a part that fails
 is reported as failed and the others still run. Numbers are never asserted: the tables
@@ -11,7 +12,7 @@ say which goals of issue 11 were met on this run. The machine is shared and smal
 the report carries the load average around each part, and the comparisons that matter
 are ratios between rounds interleaved in the same run.
 
-Run: `.venv/bin/python bench/run.py [--quick] [--only gateway local ingest]`.
+Run: `.venv/bin/python bench/run.py [--quick] [--only gateway local ingest cache]`.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 OUT = BENCH / "out"
-PARTS = ("gateway", "local", "ingest")
+PARTS = ("gateway", "local", "ingest", "cache")
 
 
 def part_command(part: str, quick: bool) -> list[str]:
@@ -46,12 +47,20 @@ def part_command(part: str, quick: bool) -> list[str]:
             str(BENCH / "local_inference.py"),
             *(["--rounds", "1", "--max-tokens", "48"] if quick else []),
         ]
+    if part == "cache":
+        return [py, str(BENCH / "cache.py"), *(["--sizes", "10000"] if quick else [])]
     sizes = ["--traces", "20000", "--sizes", "100000", "1000000"] if quick else []
     return [py, str(BENCH / "ingest.py"), *sizes]
 
 
 def out_file(part: str) -> Path:
-    return OUT / {"gateway": "gateway.json", "local": "local_inference.json", "ingest": "ingest.json"}[part]
+    names = {
+        "gateway": "gateway.json",
+        "local": "local_inference.json",
+        "ingest": "ingest.json",
+        "cache": "cache.json",
+    }
+    return OUT / names[part]
 
 
 def run_part(part: str, quick: bool) -> dict[str, Any]:
@@ -259,6 +268,52 @@ def ingest_tables(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def cache_tables(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "## 4. Response cache",
+        "",
+        "One scope's usearch HNSW index (f16, 384 dimensions, vectors around 2,000 topics), queried with "
+        "perturbed copies of stored vectors; `lookup()` = keys, exact probe, index search and anchor check with "
+        "the embedding precomputed.",
+        "",
+        "| entries | index build s | nearest p50 / p99 ms | recall@1 | lookup exact p50 / p99 ms "
+        "| lookup semantic p50 / p99 ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    for index, lookup in zip(r["index"], r["lookup"], strict=True):
+        e, s = lookup["exact"], lookup["semantic"]
+        lines.append(
+            f"| {index['entries']:,} | {f(index['build_s'])} | {f(index['p50_ms'], 3)} / {f(index['p99_ms'], 2)} "
+            f"| {index['recall_at_1']:.3f} | {f(e['p50_ms'], 3)} / {f(e['p99_ms'], 2)} "
+            f"| {f(s['p50_ms'], 3)} / {f(s['p99_ms'], 2)} |"
+        )
+    e2e = r["end_to_end"]
+    miss = e2e["miss"]["p50_ms"]
+    lines += [
+        "",
+        f"End to end through `fleetdeck serve` (local SmolLM2-135M, max_tokens {e2e['max_tokens']}, embedder "
+        "MiniLM), latency seen by the client:",
+        "",
+        "| request | p50 ms | p99 ms | × faster than a miss (p50) |",
+        "|---|---|---|---|",
+    ]
+    for phase in ("miss", "exact", "semantic"):
+        x = e2e[phase]
+        lines.append(f"| {phase} | {f(x['p50_ms'])} | {f(x['p99_ms'])} | {ratio(miss, x['p50_ms'])} |")
+    p = r["paraphrases"]
+    lines += [
+        "",
+        f"Paraphrase test ({p['pairs']} pairs, threshold {p['threshold']}): "
+        + "; ".join(
+            f"{name} precision {x['precision']:.2f}, recall {x['recall']:.2f}"
+            for name, x in p["embedders"].items()
+        )
+        + f". Load after: {r['loadavg']}.",
+        "",
+    ]
+    return lines
+
+
 def goals(parts: dict[str, dict[str, Any]]) -> list[str]:
     rows: list[tuple[str, str, str]] = []
     g = parts.get("gateway", {}).get("result")
@@ -341,7 +396,17 @@ def goals(parts: dict[str, dict[str, Any]]) -> list[str]:
                 "met" if worst_q[1] <= 250 else "not met",
             )
         )
-    rows.append(("cache lookup p50/p99 at 100,000 entries", "the cache has not landed", "n/a"))
+    cache = parts.get("cache", {}).get("result")
+    if cache:
+        largest = max(cache["lookup"], key=lambda x: x["entries"])
+        s = largest["semantic"]
+        rows.append(
+            (
+                f"cache lookup < 1 ms at {largest['entries']:,} entries (semantic, p50 / p99)",
+                f"{s['p50_ms']:.3f} / {s['p99_ms']:.2f} ms",
+                "met" if s["p50_ms"] < 1 else "not met",
+            )
+        )
     return [
         "## Goals of issue 11 on this run",
         "",
@@ -372,7 +437,12 @@ def report(info: dict[str, Any], parts: dict[str, dict[str, Any]], total_s: floa
         "",
     ]
     lines += goals(parts)
-    makers = {"gateway": gateway_tables, "local": local_tables, "ingest": ingest_tables}
+    makers = {
+        "gateway": gateway_tables,
+        "local": local_tables,
+        "ingest": ingest_tables,
+        "cache": cache_tables,
+    }
     for name, status in parts.items():
         if "result" in status:
             lines += makers[name](status["result"])

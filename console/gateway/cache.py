@@ -234,6 +234,13 @@ class ScopeIndex:
         self.entry_ids[key] = entry_id
         self.keys[entry_id] = key
 
+    def add_many(self, keys: list[int], entry_ids: list[str], vectors: Vector, threads: int = 0) -> None:
+        """A batch at once (loading at start): usearch builds it on every core."""
+        self.index.add(np.asarray(keys, dtype=np.uint64), vectors, threads=threads)
+        for key, entry_id in zip(keys, entry_ids, strict=True):
+            self.entry_ids[key] = entry_id
+            self.keys[entry_id] = key
+
     def remove(self, entry_id: str) -> None:
         key = self.keys.pop(entry_id, None)
         if key is not None:
@@ -423,8 +430,7 @@ class ResponseCache:
     # -- the writer -------------------------------------------------------------------------
 
     def _run_writer(self, loaded: list[Entry]) -> None:
-        for entry in loaded:
-            self._index(entry)
+        self._index_loaded(loaded)
         swept = time.monotonic()
         while True:
             batch: list[Entry | None] = []
@@ -452,6 +458,23 @@ class ResponseCache:
             if index is None:
                 index = self._scopes[entry.scope] = ScopeIndex(len(entry.vector))
             index.add(next(self._keys), entry.entry_id, entry.vector)
+
+    def _index_loaded(self, loaded: list[Entry]) -> None:
+        by_scope: dict[str, list[Entry]] = {}
+        for entry in loaded:
+            if entry.scope is not None and entry.vector is not None:
+                by_scope.setdefault(entry.scope, []).append(entry)
+        for scope, entries in by_scope.items():
+            index = ScopeIndex(len(entries[0].vector))  # type: ignore[arg-type]
+            index.add_many(
+                [next(self._keys) for _ in entries],
+                [e.entry_id for e in entries],
+                np.stack([e.vector for e in entries]),  # type: ignore[misc]
+            )
+            with self._lock:
+                self._scopes[scope] = index
+        if loaded:
+            log.info("cache: %d entries loaded, %d scopes indexed", len(loaded), len(by_scope))
 
     def _write(self, entries: list[Entry]) -> None:
         if self._db is None or not entries:
