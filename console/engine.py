@@ -114,7 +114,7 @@ class Engine:
         self._cache = gateway.cache = ResponseCache(
             self.db, self.settings.data_dir / "models", embed_via(gateway.router, gateway.executor)
         )
-        self._cache.start()
+        self._cache.start(self.policy.routes)
         self.gateway = gateway
         self._host = host or self.settings.host
         self._admin_token = secrets.token_urlsafe(32)

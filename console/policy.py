@@ -444,6 +444,10 @@ def _cross_check(
         message = f"No route has intent {default_route!r}{_hint(default_route, first_seen)}"
         problems.append((("default_route",), message))
     for index, (intent, route) in enumerate(routes):
+        via = route.cache_embedder.removeprefix("route:") if route is not None else None
+        if route is not None and route.cache_embedder.startswith("route:") and via not in first_seen:
+            message = f"route:{via} names no route of this policy{_hint(str(via), first_seen)}"
+            problems.append((("routes", index, "cache_embedder"), message))
         stricter = route.on_injection if route is not None else "block"
         if stricter != "block" and (stricter not in first_seen or stricter == intent):
             message = f"on_injection must be 'block' or another route's intent, not {stricter!r}"

@@ -15,6 +15,8 @@ import pytest
 from fakes.openai_upstream import FakeOpenAI
 from gateway_process import Served, fleetdeck_serve, trace_of
 
+from console.policy import PolicyError, parse_policy
+
 OUTPUT_PRICE = 2.0  # USD per million output tokens
 
 POLICY = """
@@ -22,13 +24,15 @@ providers:
   lab:
     kind: openai_compat
     base_url: "{url}"
-    models: [mock-gpt]
+    models: [mock-gpt, text-embedding-3-small]
     prices: {{mock-gpt: {{input: 1.0, output: {output}}}}}
 routes:
   - {{intent: cached, primary: lab/mock-gpt, cache: "on", cache_embedder: lexical}}
   - {{intent: sampled, primary: lab/mock-gpt, cache: "on", cache_embedder: lexical, cache_sampled: true}}
   - {{intent: brief, primary: lab/mock-gpt, cache: "on", cache_embedder: lexical, cache_ttl: 1}}
   - {{intent: plain, primary: lab/mock-gpt}}
+  - {{intent: embed, primary: lab/text-embedding-3-small}}
+  - {{intent: via_route, primary: lab/mock-gpt, cache: "on", cache_embedder: "route:embed"}}
 default_route: cached
 """
 SYSTEM = {"role": "system", "content": "You are a support agent for ACME. Answer in one sentence."}
@@ -116,8 +120,12 @@ def test_a_repeated_request_is_served_from_the_cache_at_no_cost(served: Served, 
         ({"tools": TOOLS}, "cached"),
         ({"max_tokens": 3}, "cached"),
         ({"temperature": 0.7}, "sampled"),
+        (
+            {"history": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]},
+            "cached",
+        ),
     ],
-    ids=["system-prompt", "tools", "max-tokens", "temperature"],
+    ids=["system-prompt", "tools", "max-tokens", "temperature", "history"],
 )
 def test_requests_that_differ_in_what_shapes_the_answer_never_share_an_entry(
     served: Served, upstream: FakeOpenAI, change: dict[str, Any], route: str
@@ -128,6 +136,8 @@ def test_requests_that_differ_in_what_shapes_the_answer_never_share_an_entry(
     variant = {**base, **change}
     if "messages" in change:
         variant["messages"] = [*change["messages"], {"role": "user", "content": text}]
+    if "history" in change:
+        variant["messages"] = [SYSTEM, *variant.pop("history"), {"role": "user", "content": text}]
     other = trace(served, ask(served, text, **variant))
     again = trace(served, ask(served, text, **base))
 
@@ -259,3 +269,54 @@ def test_a_streamed_answer_is_cached_for_both_kinds_of_client(served: Served, up
     assert upstream.request_count == 1
     assert again.parse().choices[0].message.content == streamed
     assert again.headers["x-fleetdeck-cache"] == "exact"
+
+
+def test_requests_and_answers_with_personal_data_are_not_cached(served: Served, upstream: FakeOpenAI) -> None:
+    text = "My email is jane.doe@example.com: where is my order? (pii test)"
+    settle(served, ask(served, text))
+    again = trace(served, ask(served, text))
+
+    assert upstream.request_count == 2
+    assert again["cache"] == "miss"
+    assert again["pii_redactions"] > 0
+
+
+def test_a_route_embedder_asks_the_embeddings_route(served: Served, upstream: FakeOpenAI) -> None:
+    text = "Which payment options can I use? (route embedder test)"
+    other = "What payment methods do you take? (route embedder test)"
+    settle(served, ask(served, text, model="route:via_route"))
+    again = trace(served, ask(served, text, model="route:via_route"))  # exact: nothing to embed
+    ask(served, other, model="route:via_route")
+
+    embeddings = [r for r in upstream.requests if r.path == "/v1/embeddings"]
+    assert [r.body["input"] for r in embeddings] == [text, other]
+    assert embeddings[0].body["model"] == "text-embedding-3-small"
+    assert again["cache"] == "exact"
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ("cache: sometimes", "Input should be 'off', 'on' or 'shadow'"),
+        ("cache_threshold: 1.5", "less than or equal to 1"),
+        ("cache_embedder: bert", "Expected minilm, lexical, gguf:PATH or route:NAME, got 'bert'"),
+        (
+            "cache_embedder: 'route:embedz'",
+            "route:embedz names no route of this policy (did you mean 'embed'?)",
+        ),
+    ],
+)
+def test_cache_settings_are_checked_with_the_line_they_are_on(field: str, message: str) -> None:
+    text = (
+        "providers: {lab: {kind: openai_compat, base_url: 'http://127.0.0.1:1/v1'}}\n"
+        "routes:\n"
+        "  - intent: embed\n"
+        "    primary: lab/e\n"
+        "  - intent: chat\n"
+        "    primary: lab/m\n"
+        f"    {field}\n"
+    )
+    with pytest.raises(PolicyError) as caught:
+        parse_policy(text)
+    assert str(caught.value).startswith("<policy>:7: routes[1].cache")
+    assert message in str(caught.value)

@@ -36,7 +36,7 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -288,14 +288,31 @@ class ResponseCache:
 
     # -- lifecycle --------------------------------------------------------------------
 
-    def start(self) -> int:
-        """Load the entries that have not expired, then start the writer; returns how many."""
+    def start(self, routes: Iterable[Route] = ()) -> int:
+        """Load the entries that have not expired, start the writer, and warm the routes'
+        embedders (MiniLM's first use converts and loads it); returns the entries loaded."""
         loaded = self._load() if self._db is not None else []
+        names = {
+            r.cache_embedder
+            for r in routes
+            if r.cache_mode != "off" and not r.cache_embedder.startswith("route:")
+        }
+        threading.Thread(
+            target=self._warm, args=(sorted(names),), name="fleetdeck-cache-warm", daemon=True
+        ).start()
         self._writer = threading.Thread(
             target=self._run_writer, args=(loaded,), name="fleetdeck-cache", daemon=True
         )
         self._writer.start()
         return len(loaded)
+
+    def _warm(self, names: list[str]) -> None:
+        for name in names:
+            embedder = self._embedder(name)
+            try:
+                asyncio.run(embedder.embed("warm up"))
+            except Exception:
+                log.exception("embedder %s does not work; its routes get exact hits only", name)
 
     def stop(self) -> None:
         if self._writer is not None:
@@ -405,11 +422,12 @@ class ResponseCache:
 
     # -- embedders --------------------------------------------------------------------------
 
-    def _embedder(self, name: str) -> Embedder | None:
-        embedder = self._embedders.get(name)
-        if embedder is None:
-            embedder = self._embedders[name] = self._build_embedder(name)
-        return embedder
+    def _embedder(self, name: str) -> Embedder:
+        with self._lock:  # the warm-up thread and the event loop may ask at once
+            embedder = self._embedders.get(name)
+            if embedder is None:
+                embedder = self._embedders[name] = self._build_embedder(name)
+            return embedder
 
     def _build_embedder(self, name: str) -> Embedder:
         kind, _, rest = name.partition(":")
