@@ -320,3 +320,13 @@ def test_cache_settings_are_checked_with_the_line_they_are_on(field: str, messag
         parse_policy(text)
     assert str(caught.value).startswith("<policy>:7: routes[1].cache")
     assert message in str(caught.value)
+
+
+def test_an_answer_that_fails_its_output_schema_is_not_cached(served: Served, upstream: FakeOpenAI) -> None:
+    text = "Describe the order as JSON (schema test)"  # the fake echoes it: not JSON
+    first = settle(served, ask(served, text, response_format={"type": "json_object"}))
+    again = trace(served, ask(served, text, response_format={"type": "json_object"}))
+
+    assert first["schema_valid"] is False
+    assert upstream.request_count == 2
+    assert again["cache"] == "miss"

@@ -11,8 +11,9 @@ A request is keyed twice (DESIGN.md step 3, after the input guards, before the b
 
 Never cached: requests with `Cache-Control: no-store` or `X-Fleetdeck-Cache: bypass`,
 sampled requests (temperature unset or above 0) unless the route sets `cache_sampled`,
-answers with tool calls or a finish other than stop/length, answers to or with personal
-data, failed or cut streams. `Cache-Control: no-cache` skips the lookup and keeps the answer.
+answers with tool calls, a finish other than stop/length or that fail their output schema,
+answers to or with personal data, failed or cut streams. `Cache-Control: no-cache` skips
+the lookup and keeps the answer.
 
 A semantic match needs cosine ≥ the route's `cache_threshold` and the two texts agreeing on
 their anchors: the same numbers and codes, and not the same words in another order
@@ -613,7 +614,8 @@ def _refused_by_client(headers: Mapping[str, str]) -> bool:
 
 
 def cacheable_answer(response: Body, trace: Trace) -> bool:
-    """No tool calls, a clean finish, and no personal data on either side."""
+    """No tool calls, a clean finish, an answer that matches its schema (when it has one), and
+    no personal data on either side."""
     choices = response.get("choices")
     if not isinstance(choices, list) or not choices:
         return False
@@ -624,7 +626,7 @@ def cacheable_answer(response: Body, trace: Trace) -> bool:
         if choice.get("finish_reason") not in CACHEABLE_FINISH:
             return False
     guard = trace.guard_results if isinstance(trace.guard_results, dict) else {}
-    return not trace.pii_redactions and not guard.get("output_pii")
+    return not trace.pii_redactions and not guard.get("output_pii") and trace.schema_valid is not False
 
 
 # --------------------------------------------------------------------------- replay
