@@ -321,15 +321,6 @@ class ResponseCache:
             self._writer.join()
             self._writer = None
 
-    def flush(self, timeout_s: float = 10.0) -> None:
-        """Wait until every stored entry is indexed and written (tests, bench)."""
-        deadline = time.monotonic() + timeout_s
-        while self._pending.unfinished_tasks and time.monotonic() < deadline:
-            time.sleep(0.005)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
     # -- lookup ---------------------------------------------------------------------------
 
     async def lookup(
