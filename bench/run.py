@@ -273,15 +273,15 @@ def cache_tables(r: dict[str, Any]) -> list[str]:
         "## 4. Response cache",
         "",
         "One scope's usearch HNSW index (f16, 384 dimensions, vectors around 2,000 topics), queried with "
-        "perturbed copies of stored vectors; `lookup()` = keys, exact probe, index search and anchor check with "
-        "the embedding precomputed.",
+        "stored vectors moved to cosine ≈ 0.98 (paraphrase-like); `lookup()` = keys, exact probe, index search and "
+        "anchor check with the embedding precomputed, for exact hits, semantic hits and misses (new questions).",
         "",
         "Wall time is what a caller saw on this shared box; CPU time (the thread's own) is what a lookup "
         "costs, and load does not inflate it.",
         "",
         "| entries | index build s | nearest p50 / p99 ms (CPU p50 / p99) | recall@1 "
-        "| lookup exact p50 / p99 ms (CPU) | lookup semantic p50 / p99 ms (CPU) |",
-        "|---|---|---|---|---|---|",
+        "| lookup exact p50 / p99 ms (CPU) | lookup semantic hit (CPU) | lookup miss (CPU) |",
+        "|---|---|---|---|---|---|---|",
     ]
 
     def cell(x: dict[str, Any]) -> str:
@@ -291,7 +291,7 @@ def cache_tables(r: dict[str, Any]) -> list[str]:
     for index, lookup in zip(r["index"], r["lookup"], strict=True):
         lines.append(
             f"| {index['entries']:,} | {f(index['build_s'])} | {cell(index)} | {index['recall_at_1']:.3f} "
-            f"| {cell(lookup['exact'])} | {cell(lookup['semantic'])} |"
+            f"| {cell(lookup['exact'])} | {cell(lookup['semantic'])} | {cell(lookup['miss'])} |"
         )
     e2e = r["end_to_end"]
     miss = e2e["miss"]["p50_ms"]
@@ -405,10 +405,10 @@ def goals(parts: dict[str, dict[str, Any]]) -> list[str]:
     cache = parts.get("cache", {}).get("result")
     if cache:
         largest = max(cache["lookup"], key=lambda x: x["entries"])
-        s = largest["semantic"]
+        s = max(largest["semantic"], largest["miss"], key=lambda x: x.get("cpu_p50_ms", x["p50_ms"]))
         rows.append(
             (
-                f"cache lookup < 1 ms at {largest['entries']:,} entries (semantic, p50 / p99)",
+                f"cache lookup < 1 ms at {largest['entries']:,} entries (slower of semantic hit / miss, p50 / p99)",
                 f"wall {s['p50_ms']:.3f} / {s['p99_ms']:.2f} ms, CPU {f(s.get('cpu_p50_ms'), 3)} / "
                 f"{f(s.get('cpu_p99_ms'), 2)} ms",
                 "met" if s.get("cpu_p50_ms", s["p50_ms"]) < 1 else "not met",  # CPU: the box is shared

@@ -68,6 +68,7 @@ Body = dict[str, Any]
 NOT_OUTPUT = frozenset({"model", "messages", "stream", "stream_options", "user", "metadata", "store"})
 CACHEABLE_FINISH = frozenset({"stop", "length"})
 CANDIDATES = 8  # nearest neighbours checked for one that has not expired
+SEARCH_LIST = 24  # HNSW expansion_search (usearch's default: 64)
 WRITE_INTERVAL_S = 0.1
 SWEEP_INTERVAL_S = 60.0
 _ANCHOR = re.compile(r"\w*\d\w*")
@@ -226,7 +227,9 @@ class ScopeIndex:
         from usearch.index import Index
 
         self.dimensions = dimensions
-        self.index = Index(ndim=dimensions, metric="ip", dtype="f16")
+        # A hit's neighbour is near (cosine ≥ the threshold), an easy query for HNSW: a short
+        # search list finds it (recall@1 ≥ 0.99 in bench/cache.py) at a fraction of the cost.
+        self.index = Index(ndim=dimensions, metric="ip", dtype="f16", expansion_search=SEARCH_LIST)
         self.entry_ids: dict[int, str] = {}
         self.keys: dict[str, int] = {}
 
