@@ -321,11 +321,13 @@ class Evaluator:
         if not self.sampler.take(trace.workflow_id):
             return
         self.counts["sampled"] += 1
-        queue = self._start()
         try:
-            queue.put_nowait(Sampled(trace, request, response))
+            self._start().put_nowait(Sampled(trace, request, response))
         except asyncio.QueueFull:
             self.counts["dropped"] += 1
+        except RuntimeError:  # no running loop: a call finished outside the gateway's loop
+            self.counts["dropped"] += 1
+            log.exception("a sampled call could not be queued for the judge")
 
     def _start(self) -> asyncio.Queue[Sampled]:
         """The queue and its workers, made on the first sampled call (on the gateway's loop)."""
