@@ -40,6 +40,7 @@ from console.gateway.router import Router
 from console.gateway.server import GatewayServer, build_app
 from console.policy import Policy
 from console.providers.base import Provider
+from console.quality import judge
 from console.settings import Settings
 from console.store import audit, queries
 from console.store.db import Database, first_row
@@ -78,6 +79,7 @@ class Engine:
         self._oversight: Oversight | None = None
         self._lazy = threading.Lock()  # key admin and oversight may first be asked for from any thread
         self.policy: Policy | None = None  # the policy in force, once the gateway is open
+        self.evaluator: judge.Evaluator | None = None  # the sampled judge, when the policy has one
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -110,6 +112,7 @@ class Engine:
             approvals=ApprovalQueue(self.recorder),
         )
         self.gateway = gateway
+        self.evaluator = self._evaluator(gateway)
         self._host = host or self.settings.host
         self._admin_token = secrets.token_urlsafe(32)
         app = build_app(
@@ -181,18 +184,33 @@ class Engine:
 
     def console_key(self) -> tuple[str, bool]:
         """The console's own dev key (made on first run, kept in keyring); (key, just made)."""
+        return self._own_key(CONSOLE_KEY_SECRET, CONSOLE_KEY_NAME, "dev", "console")
+
+    def _own_key(self, secret: str, key_name: str, environment: str, actor: str) -> tuple[str, bool]:
         data_dir, registry = self.settings.data_dir, self.key_admin.registry
-        stored = read_local_secret(CONSOLE_KEY_SECRET, data_dir)
+        stored = read_local_secret(secret, data_dir)
         if stored and registry.accepts(stored):
             return stored, False
         taken = {key.name for key in registry.known()}
-        candidates = itertools.chain(
-            [CONSOLE_KEY_NAME], (f"{CONSOLE_KEY_NAME}-{n}" for n in itertools.count(2))
-        )
+        candidates = itertools.chain([key_name], (f"{key_name}-{n}" for n in itertools.count(2)))
         name = next(name for name in candidates if name not in taken)
-        _, token = self.key_admin.create(name, "dev", actor="console")
-        store_local_secret(CONSOLE_KEY_SECRET, token, data_dir)
+        _, token = self.key_admin.create(name, environment, actor=actor)
+        store_local_secret(secret, token, data_dir)
         return token, True
+
+    def _evaluator(self, gateway: Gateway) -> judge.Evaluator | None:
+        """The judge over sampled live traffic, with its own prod key; None when nothing is judged."""
+        assert self.policy is not None
+        model = judge.judge_model(self.policy)
+        config = self.policy.eval
+        if model is None or not (config.sample_rate or any(config.workflows.values())):
+            return None
+        key = None
+        if self.settings.auth_required:
+            key, _ = self._own_key(judge.EVALUATOR_KEY_SECRET, judge.EVALUATOR_KEY_NAME, "prod", "engine")
+        evaluator = judge.Evaluator(config, model, gateway.handle, self.recorder, key)
+        gateway.after_trace = evaluator.offer
+        return evaluator
 
     def verify_audit(self, cursor: duckdb.DuckDBPyConnection | None = None) -> audit.Verification:
         """The audit chain against its signed checkpoints, with this instance's public key."""
@@ -281,6 +299,7 @@ class Engine:
             "status": "ok",
             "providers": {name: provider.describe() for name, provider in self.providers.items()},
             "breakers": {target: state.value for target, state in breakers.items()},
+            "evaluator": self.evaluator.stats() if self.evaluator else None,
             "budgets": [
                 {
                     "scope": b.scope,
@@ -299,6 +318,8 @@ class Engine:
             self.on_listening(self.url)
 
     async def _close_providers(self) -> None:
+        if self.evaluator is not None:
+            await self.evaluator.aclose()
         for provider in self.providers.values():
             try:
                 await provider.aclose()

@@ -302,6 +302,29 @@ class Workflow(_Schema):
     max_budget_daily: NonNegativeFloat | None = None  # USD, hard, over every route it uses
 
 
+SampleRate = Annotated[float, Field(ge=0, le=1)]
+_PROD_ONLY: list[Environment] = ["prod"]  # judging costs money; development traffic is noise
+
+
+class Evaluation(_Schema):
+    """The judge: a share of each workflow's served calls, judged off the request path."""
+
+    sample_rate: SampleRate = 0.05
+    judge: str | None = None  # provider/model or route:<intent>; None: the first local model
+    workflows: dict[Name, SampleRate] = Field(default_factory=dict)  # a rate per workflow_id
+    environments: list[Environment] = Field(default_factory=_PROD_ONLY.copy, min_length=1)
+    queue_size: PositiveInt = 1000  # sampled calls waiting for the judge; more are dropped
+    concurrency: PositiveInt = 1  # judge calls at a time
+    max_tokens: PositiveInt = 200  # of the judge's answer
+
+    @field_validator("judge")
+    @classmethod
+    def _judge_reference(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("route:"):
+            ModelRef.parse(value)
+        return value
+
+
 class Policy(_Schema):
     providers: dict[Name, Provider] = Field(min_length=1)
     routes: list[Route] = Field(default_factory=list)
@@ -309,6 +332,7 @@ class Policy(_Schema):
     default_route: Name | None = None  # intent for `route:default` and for requests naming no model
     breaker: Breaker = Field(default_factory=Breaker)
     retry: Retry = Field(default_factory=Retry)
+    eval: Evaluation = Field(default_factory=Evaluation)
 
     _hash: str | None = PrivateAttr(default=None)
 
@@ -356,7 +380,7 @@ _T = TypeVar("_T")
 _ALL_FIELDS = sorted(
     {
         name
-        for model in (Policy, Route, Timeouts, ToolPolicy, Breaker, Retry, Price, LocalProvider)
+        for model in (Policy, Route, Timeouts, ToolPolicy, Breaker, Retry, Price, LocalProvider, Evaluation)
         for name in model.model_fields
     }
     | set(OpenAICompatProvider.model_fields)
@@ -369,7 +393,25 @@ _ALL_FIELDS = sorted(
 def cross_check(policy: Policy) -> list[tuple[Loc, str]]:
     """Problems across fields: references to providers, unique intents, the default route."""
     routes = [(route.intent, route) for route in policy.routes]
-    return _cross_check(policy.providers, routes, policy.default_route)
+    return _cross_check(policy.providers, routes, policy.default_route) + _check_judge(policy)
+
+
+def _check_judge(policy: Policy) -> list[tuple[Loc, str]]:
+    judge = policy.eval.judge
+    if judge is None:
+        return []
+    intent = judge.removeprefix("route:")
+    if intent != judge:
+        known = {route.intent: route for route in policy.routes}
+        return (
+            []
+            if policy.route(intent)
+            else [(("eval", "judge"), f"No route has intent {intent!r}{_hint(intent, known)}")]
+        )
+    provider = ModelRef.parse(judge).provider
+    if provider in policy.providers:
+        return []
+    return [(("eval", "judge"), f"Unknown provider {provider!r}{_hint(provider, policy.providers)}")]
 
 
 def _cross_check_raw(data: dict[Any, Any]) -> list[tuple[Loc, str]]:

@@ -80,6 +80,8 @@ class Gateway:
     stops: RouteStops = field(default_factory=RouteStops)
     fallbacks: FallbackNotes | None = None
     approvals: ApprovalQueue | None = None
+    # Told of every finished call with its stored (redacted) request and response: the judge.
+    after_trace: Callable[[Trace, Body | None, Body | None], None] | None = None
 
     async def handle(
         self, operation: str, raw: bytes, headers: Mapping[str, str], disconnected: Disconnected
@@ -656,15 +658,17 @@ class _Call:
         trace.attempt_log = [a.as_json() for a in self.attempts]
         if self.request is None:
             self.gateway.recorder.record(trace)
-            return
-        trace.payload_ref = trace.request_id
-        payload = Payload(
-            payload_ref=trace.request_id,
-            request_id=trace.request_id,
-            request=self.request,
-            response=self.response,
-        )
-        self.gateway.recorder.record(trace, payload)
+        else:
+            trace.payload_ref = trace.request_id
+            payload = Payload(
+                payload_ref=trace.request_id,
+                request_id=trace.request_id,
+                request=self.request,
+                response=self.response,
+            )
+            self.gateway.recorder.record(trace, payload)
+        if self.gateway.after_trace is not None:
+            self.gateway.after_trace(trace, self.request, self.response)
 
 
 def _output_schema(body: Body, route: Route | None) -> dict[str, Any] | None:

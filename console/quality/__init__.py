@@ -1,0 +1,1 @@
+"""Quality of the served answers: the sampled judge, golden sets, drift and the prompt registry."""
