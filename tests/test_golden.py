@@ -298,3 +298,8 @@ def test_harvest_run_and_gate_end_to_end_on_the_sample_traces(tmp_path: Path, up
         data_dir, "eval", "harvest", "--workflow", "support_triage", "--out", str(tmp_path / "x.yaml")
     )
     assert refused.returncode == 2 and "none with a payload" in refused.stderr
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda path: path.name)
+def test_the_examples_are_valid_golden_sets(path: Path) -> None:
+    assert golden.load(path).cases()

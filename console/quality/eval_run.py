@@ -37,7 +37,8 @@ REQUEST_TIMEOUT_S = 600.0
 TRACE_WAIT_S = 30.0
 GRADE_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"reason": {"type": "string"}, "pass": {"type": "boolean"}},
+    # Bounded, so a small judge that repeats itself still closes the JSON within max_tokens.
+    "properties": {"reason": {"type": "string", "maxLength": 240}, "pass": {"type": "boolean"}},
     "required": ["reason", "pass"],
 }
 JUDGE_INSTRUCTIONS = (
