@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -198,7 +199,7 @@ class Runner:
             ]
         return self._conclude(started, results)
 
-    def _conclude(self, started: Any, results: list[CaseResult]) -> RunResult:
+    def _conclude(self, started: datetime, results: list[CaseResult]) -> RunResult:
         name = str(self.golden_set.name)
         prompt_name, prompt_version = self._prompt_used(results)
         baseline = golden.baseline_of(self.target.rows(golden.last_passing_query(name, prompt_name)))
@@ -316,9 +317,12 @@ class Runner:
                     "json_schema": {"name": "grade", "schema": GRADE_SCHEMA},
                 },
             }
-            response = self.client.post(
-                "/chat/completions", content=orjson.dumps(body), headers=self._headers(answer.request_id)
-            )
+            try:
+                response = self.client.post(
+                    "/chat/completions", content=orjson.dumps(body), headers=self._headers(answer.request_id)
+                )
+            except httpx.HTTPError as exc:
+                return False, f"the judge {self.golden_set.judge} did not answer: {exc}"
             if response.status_code != 200:
                 return False, f"the judge {self.golden_set.judge} failed: {_error_of(response)[0]}"
             try:
