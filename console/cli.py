@@ -40,6 +40,12 @@ routes_app = typer.Typer(help="Stop and resume routes.", rich_markup_mode=None)
 app.add_typer(routes_app, name="routes")
 approvals_app = typer.Typer(help="Tool calls held for a human's approval.", rich_markup_mode=None)
 app.add_typer(approvals_app, name="approvals")
+eval_app = typer.Typer(
+    help="Golden sets: gated runs through the gateway, harvested from production.", rich_markup_mode=None
+)
+app.add_typer(eval_app, name="eval")
+prompts_app = typer.Typer(help="The prompt registry: versioned templates and pins.", rich_markup_mode=None)
+app.add_typer(prompts_app, name="prompts")
 
 DataDir = Annotated[
     Path | None,
@@ -394,6 +400,125 @@ def approvals_deny(
     """Refuse a held tool call: the response goes out without it."""
     _approvals(load_settings(data_dir), {"action": "deny", "approval_id": approval_id, "reason": reason})
     typer.echo(f"Denied {approval_id}.")
+
+
+@eval_app.command("run")
+def eval_run(
+    file: Annotated[Path, typer.Argument(help="The golden set (YAML).", dir_okay=False)],
+    route: Annotated[
+        str | None, typer.Option("--route", help="Model or route:<intent> (default: the file's).")
+    ] = None,
+    prompt: Annotated[
+        str | None,
+        typer.Option("--prompt", help="name@version, or name for the pinned one (default: the file's)."),
+    ] = None,
+    gate: Annotated[
+        float | None,
+        typer.Option("--gate", help="Pass rate the run must reach, 0..1 (default: the file's threshold)."),
+    ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option("--policy", help="routes.yaml when no instance runs (default: the configured one)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write the run's JSON report to FILE.")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run every case through the gateway; exit 1 when the gate fails, 2 on a bad file or prompt."""
+    from console.quality import eval_run as runs
+    from console.quality import golden
+
+    try:
+        golden_set = golden.load(file)
+        chosen = policies.load_policy(policy) if policy else None
+    except (golden.GoldenSetError, policies.PolicyError) as exc:
+        fail(str(exc), code=2)
+    options = runs.RunOptions(route=route, prompt=prompt, gate=gate, policy=chosen, actor=_operator())
+    try:
+        result = runs.run_golden_set(load_settings(data_dir), golden_set, options)
+    except runs.EvalRunError as exc:
+        fail(str(exc), code=2)
+    formats.write(result.table(), formats.Format.table, None)
+    typer.echo(result.summary())
+    if out is not None:
+        runs.write_report(result, out)
+    if not result.gate.passed:
+        raise typer.Exit(1)
+
+
+@eval_app.command("harvest")
+def eval_harvest(
+    workflow: Annotated[str, typer.Option("--workflow", help="The workflow whose judged calls to take.")],
+    out: Annotated[Path, typer.Option("--out", help="The golden set to write (YAML).", dir_okay=False)],
+    verdict: Annotated[str, typer.Option("--verdict", help="correct, partial or incorrect.")] = "incorrect",
+    limit: Annotated[int, typer.Option("--limit", help="At most this many cases, newest first.", min=1)] = 50,
+    data_dir: DataDir = None,
+) -> None:
+    """Turn judged production calls (with their stored request) into golden cases."""
+    from console.quality import harvest
+
+    settings = load_settings(data_dir)
+    try:
+        request = harvest.query_request(workflow, verdict, limit)
+        rows = _run_query(settings, request).to_pylist()
+        written = harvest.write_golden_set(rows, workflow, verdict, out)
+    except harvest.HarvestError as exc:
+        fail(str(exc), code=2)
+    typer.echo(f"{written} cases from {workflow} ({verdict}) written to {out}.")
+
+
+@prompts_app.command("add")
+def prompts_add(
+    name: Annotated[str, typer.Argument(help="The prompt's name.")],
+    file: Annotated[Path, typer.Argument(help="The template (text; {{var}} placeholders).", dir_okay=False)],
+    data_dir: DataDir = None,
+) -> None:
+    """Add a version of a prompt (v1, v2, …); the same text again adds nothing."""
+    try:
+        template = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"{file}: cannot read it ({exc.strerror})", code=2)
+    request: dict[str, object] = {"action": "add", "name": name, "template": template, "actor": _operator()}
+    answer = _prompts_action(load_settings(data_dir), request)
+    if answer["added"]:
+        typer.echo(f"Prompt {name} {answer['version']} added (sha256 {answer['hash'][:12]}).")
+    else:
+        typer.echo(f"Prompt {name} unchanged: this text is {answer['version']} already.")
+
+
+@prompts_app.command("list")
+def prompts_list(
+    fmt: Annotated[formats.Format, typer.Option("--format", help="Output format.")] = formats.Format.table,
+    data_dir: DataDir = None,
+) -> None:
+    """Every version of every prompt, with the pinned one marked."""
+    rows = _prompts_action(load_settings(data_dir), {"action": "list"})["prompts"]
+    if not rows:
+        typer.echo("No prompts yet: fleetdeck prompts add NAME FILE")
+        return
+    formats.write(pa.Table.from_pylist(rows), fmt, None)
+
+
+@prompts_app.command("pin")
+def prompts_pin(
+    name: Annotated[str, typer.Argument(help="The prompt's name.")],
+    version: Annotated[
+        str, typer.Argument(help="The version requests naming the prompt get (rollback: an older one).")
+    ],
+    data_dir: DataDir = None,
+) -> None:
+    """Pin the version requests naming the prompt alone get; a running gateway applies it at once."""
+    request: dict[str, object] = {"action": "pin", "name": name, "version": version, "actor": _operator()}
+    answer = _prompts_action(load_settings(data_dir), request)
+    was = f" (was {answer['previous']})" if answer["previous"] else ""
+    typer.echo(f"Prompt {name} pinned to {answer['version']}{was}.")
+
+
+def _prompts_action(settings: Settings, request: dict[str, object]) -> dict[str, Any]:
+    return _instance_or_engine(
+        settings, "prompts", request, lambda engine, asked: engine.prompts.answer(asked)
+    )
 
 
 def _approvals(settings: Settings, request: dict[str, object]) -> dict[str, Any]:

@@ -40,7 +40,9 @@ from console.gateway.router import Router
 from console.gateway.server import GatewayServer, build_app
 from console.policy import Policy
 from console.providers.base import Provider
+from console.quality import golden as golden_runs
 from console.quality import judge
+from console.quality.prompts import PromptRegistry
 from console.settings import Settings
 from console.store import audit, queries
 from console.store.db import Database, first_row
@@ -77,6 +79,7 @@ class Engine:
         self.replayed = self.recorder.replay()
         self._key_admin: KeyAdmin | None = None
         self._oversight: Oversight | None = None
+        self._prompts: PromptRegistry | None = None
         self._lazy = threading.Lock()  # key admin and oversight may first be asked for from any thread
         self.policy: Policy | None = None  # the policy in force, once the gateway is open
         self.evaluator: judge.Evaluator | None = None  # the sampled judge, when the policy has one
@@ -110,6 +113,7 @@ class Engine:
             stops=self.oversight.stops,
             fallbacks=FallbackNotes(self.recorder),
             approvals=ApprovalQueue(self.recorder),
+            prompts=self.prompts,
         )
         self.gateway = gateway
         self.evaluator = self._evaluator(gateway)
@@ -125,6 +129,8 @@ class Engine:
                 "audit_verify": self._answer_audit_verify,
                 "oversight": self._answer_oversight,
                 "approvals": self._answer_approvals,
+                "prompts": self.prompts.answer,
+                "eval_runs": lambda request: golden_runs.answer(self.db, self.recorder, request),
             },
         )
         self._server = GatewayServer(
@@ -231,6 +237,15 @@ class Engine:
                 policy = self.policy or self._load_policy()
                 self._oversight = Oversight(self.recorder, stops, {route.intent for route in policy.routes})
             return self._oversight
+
+    @property
+    def prompts(self) -> PromptRegistry:
+        """The prompt registry; pins are audit entries, so it needs the recorder running."""
+        with self._lazy:
+            if self._prompts is None:
+                self.start_recorder()
+                self._prompts = PromptRegistry.open(self.db, self.recorder)
+            return self._prompts
 
     def _answer_approvals(self, request: Mapping[str, Any]) -> dict[str, Any]:
         approvals = self.gateway.approvals

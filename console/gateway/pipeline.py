@@ -32,6 +32,7 @@ from console.gateway.router import Decision, Router
 from console.guards import schema as schema_guard
 from console.policy import DEFAULT_MAX_TOKENS, Policy, Route, ToolPolicy
 from console.providers.base import Body, ErrorType, Provider, ProviderError, Usage
+from console.quality.prompts import PromptError, PromptRegistry
 from console.store.audit import AuditEvent
 from console.store.recorder import Recorder
 from console.store.trace import Payload, Trace, utc_now
@@ -82,6 +83,7 @@ class Gateway:
     approvals: ApprovalQueue | None = None
     # Told of every finished call with its stored (redacted) request and response: the judge.
     after_trace: Callable[[Trace, Body | None, Body | None], None] | None = None
+    prompts: PromptRegistry | None = None
 
     async def handle(
         self, operation: str, raw: bytes, headers: Mapping[str, str], disconnected: Disconnected
@@ -154,6 +156,7 @@ class _Call:
             body = openai_api.parse_body(raw)
             openai_api.check_request(self.operation, body)
             self._read_context(headers, body)
+            self._apply_prompt(body)
             decision = self.gateway.router.decide(body.get("model"), trace.intent)
             self._note_decision(decision, body)
             route = self.gateway.router.route(decision.route)
@@ -442,6 +445,16 @@ class _Call:
         if "prompt" in context:
             name, _, version = context["prompt"].partition("@")
             trace.prompt_name, trace.prompt_version = name, version or None
+
+    def _apply_prompt(self, body: Body) -> None:
+        """X-Fleetdeck-Prompt: the registry's template goes in front of the messages (quality/prompts.py)."""
+        trace, prompts = self.trace, self.gateway.prompts
+        if trace.prompt_name is None or prompts is None:
+            return
+        try:
+            trace.prompt_version = prompts.apply(trace.prompt_name, trace.prompt_version, body).version
+        except PromptError as error:
+            raise ApiError(400, str(error), param="X-Fleetdeck-Prompt", code=error.code) from None
 
     def _note_decision(self, decision: Decision, body: Body) -> None:
         trace = self.trace

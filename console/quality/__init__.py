@@ -1,1 +1,1 @@
-"""Quality of the served answers: the sampled judge, golden sets, drift and the prompt registry."""
+"""Quality of served answers: the sampled judge, golden sets and their gate, the prompt registry, drift."""

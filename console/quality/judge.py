@@ -394,7 +394,6 @@ class Evaluator:
             "x-fleetdeck-intent": JUDGE_INTENT,
             "x-fleetdeck-parent": judged.request_id,
             "x-fleetdeck-trace": judged.trace_id or judged.request_id,
-            "x-fleetdeck-prompt": f"judge_{component}@{RUBRIC_VERSION}",
         }
         if judged.task_id:
             headers["x-fleetdeck-task"] = judged.task_id
