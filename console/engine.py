@@ -40,6 +40,7 @@ from console.gateway.router import Router
 from console.gateway.server import GatewayServer, build_app
 from console.policy import Policy
 from console.providers.base import Provider
+from console.routing.difficulty import load_models
 from console.settings import Settings
 from console.store import audit, queries
 from console.store.db import Database, first_row
@@ -96,7 +97,7 @@ class Engine:
         self.providers = build_providers(self.policy, self.settings)
         breakers = Breakers(self.policy.breaker, on_ejection=self._audit_ejection)
         gateway = Gateway(
-            router=Router(self.policy, self.providers),
+            router=Router(self.policy, self.providers, load_models(self.db.cursor())),
             executor=Executor(self.providers, breakers, self.policy.retry),
             providers=self.providers,
             prices=price_book(self.policy, self.settings),
