@@ -31,6 +31,7 @@ routes:
     max_retries: 0
     timeouts: {{total_s: 10}}
     escalation: {{large: big/gpt}}
+    context_budget_tokens: 200
     match: {{keywords: [reply], tools: [payments.issue_refund]}}
   - intent: big_only
     tier: large
@@ -200,11 +201,14 @@ def test_a_prompt_over_the_context_budget_skips_the_primary(
     moved = chat(gateway, long_text, model="route:docs")
     refused = chat(gateway, long_text, model="route:docs_alone")
     short = chat(gateway, "short", model="route:docs")
+    tiered = chat(gateway, long_text, model="route:reply")
     assert moved.status_code == 200 and moved.headers["x-fleetdeck-model"] == "big/gpt"
     assert moved.headers["x-fleetdeck-reason"] == "context-budget-exceeded"
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "context_budget_exceeded"
     assert short.headers["x-fleetdeck-model"] == "small/mini"
-    assert (small.request_count, big.request_count) == (1, 1)
+    assert tiered.headers["x-fleetdeck-model"] == "big/gpt", "the large tier is the next candidate"
+    assert tiered.headers["x-fleetdeck-reason"] == "context-budget-exceeded"
+    assert (small.request_count, big.request_count) == (1, 2)
 
 
 @pytest.mark.parametrize(
@@ -234,3 +238,18 @@ def test_cheap_checks(answer: dict[str, object], check: str | None) -> None:
     checks = ["schema_invalid", "refusal", "low_confidence", "truncated", "guard"]
     assert escalation.failed_check({"choices": [answer]}, checks, None, tools) == check
     assert escalation.failed_check({"choices": [answer]}, [], None, tools) is None
+
+
+def test_embeddings_do_not_escalate(
+    gateway: Served, upstreams: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    small, big = upstreams
+    embedded = httpx.post(
+        f"{gateway.base_url}/embeddings",
+        json={"model": "route:reply", "input": HEDGING},
+        headers=gateway.auth,
+        timeout=30,
+    )
+    gateway.sent.append(embedded)  # type: ignore[attr-defined]
+    assert embedded.status_code == 200 and embedded.headers["x-fleetdeck-model"] == "small/mini"
+    assert (small.request_count, big.request_count) == (1, 0)

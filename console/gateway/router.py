@@ -124,7 +124,8 @@ class Router:
         tokens //= BYTES_PER_TOKEN
         if tokens <= budget:
             return decision
-        rest = decision.plan.targets[1:] + (decision.escalation.targets if decision.escalation else ())
+        large = route.escalation.large if route.escalation else []
+        rest = decision.plan.targets[1:] + tuple(Target(ref.provider, ref.model) for ref in large)
         if not rest:
             raise ApiError(
                 400,
@@ -166,7 +167,8 @@ class Router:
             reason = self._difficulty_reason(route, body, step, notes)
         if reason is not None:
             return replace(decision, plan=large, tier=LARGE_TIER, reason_code=reason, notes=notes)
-        checks = tuple(route.escalation.checks) if not body.get("stream") else ()
+        answers_text = "messages" in body or "prompt" in body  # not embeddings
+        checks = tuple(route.escalation.checks) if answers_text and not body.get("stream") else ()
         return replace(
             decision,
             reason_code="cost-tier-downgrade",
