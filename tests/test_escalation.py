@@ -240,9 +240,7 @@ def test_cheap_checks(answer: dict[str, object], check: str | None) -> None:
     assert escalation.failed_check({"choices": [answer]}, [], None, tools) is None
 
 
-def test_embeddings_do_not_escalate(
-    gateway: Served, upstreams: tuple[FakeOpenAI, FakeOpenAI]
-) -> None:
+def test_embeddings_do_not_escalate(gateway: Served, upstreams: tuple[FakeOpenAI, FakeOpenAI]) -> None:
     small, big = upstreams
     embedded = httpx.post(
         f"{gateway.base_url}/embeddings",
