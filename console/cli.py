@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import json
 import socket
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -46,6 +48,10 @@ eval_app = typer.Typer(
 app.add_typer(eval_app, name="eval")
 prompts_app = typer.Typer(help="The prompt registry: versioned templates and pins.", rich_markup_mode=None)
 app.add_typer(prompts_app, name="prompts")
+routing_app = typer.Typer(
+    help="Learned routing: difficulty thresholds from judged traffic.", rich_markup_mode=None
+)
+app.add_typer(routing_app, name="routing")
 
 DataDir = Annotated[
     Path | None,
@@ -614,6 +620,62 @@ def scorecard(
         typer.echo(text, nl=False)
     else:
         out.write_text(text, encoding="utf-8")
+
+
+@routing_app.command("calibrate")
+def routing_calibrate(
+    route: Annotated[str, typer.Option("--route", help="The route (intent) to calibrate.")],
+    target_large_share: Annotated[
+        float, typer.Option("--target-large-share", help="Share of calls the large tier should answer (0-1).")
+    ],
+    from_: Annotated[str | None, typer.Option("--from", help="Traffic from (UTC), inclusive.")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Traffic to (UTC), exclusive.")] = None,
+    small_tier: Annotated[
+        str | None, typer.Option("--small-tier", help="Tier name (default: cheaper).")
+    ] = None,
+    large_tier: Annotated[
+        str | None, typer.Option("--large-tier", help="Tier name (default: dearer).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only; keep no threshold.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    data_dir: DataDir = None,
+) -> None:
+    """Fit a route's difficulty threshold on judged traffic; cost and quality vs always small/large."""
+    from console.routing import calibrate
+
+    if fmt not in ("table", "json"):
+        fail(f"--format {fmt!r}: expected table or json", code=2)
+    window = {name: _when(name, value) for name, value in (("--from", from_), ("--to", to))}
+    with Engine(load_settings(data_dir)) as engine:
+        try:
+            fitted = calibrate.calibrate(
+                engine.db.cursor(),
+                route,
+                target_large_share,
+                small_tier=small_tier,
+                large_tier=large_tier,
+                start=window["--from"],
+                end=window["--to"],
+            )
+        except calibrate.CalibrationError as exc:
+            fail(str(exc), code=2)
+        if not dry_run:
+            calibrate.save(engine.db.cursor(), fitted, _operator())
+            engine.start_recorder()
+            engine.recorder.record_audit(calibrate.audit_event(fitted, _operator()))
+    if fmt == "json":
+        typer.echo(json.dumps(calibrate.report_json(fitted), indent=2))
+        return
+    typer.echo(calibrate.render(fitted), nl=False)
+    if not dry_run:
+        typer.echo(f"Threshold kept for route {route}; the gateway uses it from its next start.")
+
+
+def _when(option: str, value: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:
+        fail(f"{option} {value!r}: expected an ISO date or timestamp", code=2)
 
 
 def _params(pairs: list[str]) -> dict[str, str]:

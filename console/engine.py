@@ -43,6 +43,7 @@ from console.providers.base import Provider
 from console.quality import golden as golden_runs
 from console.quality import judge
 from console.quality.prompts import PromptRegistry
+from console.routing.difficulty import load_models
 from console.settings import Settings
 from console.store import audit, queries
 from console.store.db import Database, first_row
@@ -101,7 +102,7 @@ class Engine:
         self.providers = build_providers(self.policy, self.settings)
         breakers = Breakers(self.policy.breaker, on_ejection=self._audit_ejection)
         gateway = Gateway(
-            router=Router(self.policy, self.providers),
+            router=Router(self.policy, self.providers, load_models(self.db.cursor())),
             executor=Executor(self.providers, breakers, self.policy.retry),
             providers=self.providers,
             prices=price_book(self.policy, self.settings),

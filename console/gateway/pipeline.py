@@ -14,16 +14,17 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
 from console import guards
-from console.gateway import openai_api
+from console.gateway import escalation, openai_api
 from console.gateway.approvals import ApprovalQueue, HeldCall, new_approval_id
 from console.gateway.budget import Cap, Ledger, Refusal, Reservation, TaskSteps
-from console.gateway.executor import Attempt, ExecutionFailed, Executor, Served, Target
+from console.gateway.classifier import Classification
+from console.gateway.executor import Attempt, ExecutionFailed, Executor, Plan, Served, Target
 from console.gateway.keys import KeyRegistry, VirtualKey
 from console.gateway.openai_api import ApiError
 from console.gateway.oversight import FallbackNotes, RouteStops
@@ -141,6 +142,9 @@ class _Call:
     pii_mode: str = "redact"
     response: Body | None = None  # the response as stored (redacted)
     output_schema: dict[str, Any] | None = None  # what every answer must match, when anything
+    classification: Classification | None = None  # intent and risk, when the request named none
+    routing: dict[str, Any] = field(default_factory=dict)  # why this model: guard_results.routing
+    escalated: escalation.Escalated | None = None  # the small tier's answer that failed a check
 
     def __post_init__(self) -> None:
         # "error" until a success says otherwise, so an unforeseen exit is never traced as ok.
@@ -157,8 +161,7 @@ class _Call:
             openai_api.check_request(self.operation, body)
             self._read_context(headers, body)
             self._apply_prompt(body)
-            decision = self.gateway.router.decide(body.get("model"), trace.intent)
-            self._note_decision(decision, body)
+            decision = await self._route(body)
             route = self.gateway.router.route(decision.route)
             self._check_stop(decision.route)
             self._check_access(route)
@@ -169,6 +172,10 @@ class _Call:
             if body.get("stream"):
                 return await self._open_stream(decision, body)
             served = await _unless_disconnected(self._execute(decision, body), disconnected)
+            if decision.escalation is not None:
+                served = await _unless_disconnected(
+                    self._escalate(decision, route, body, served), disconnected
+                )
             await self._police_tools(served.value, route, decision)
             await self._keep_response(served.value)
             return self._reply(served)
@@ -181,6 +188,53 @@ class _Call:
             return Reply(499, {})
 
     # -- steps ------------------------------------------------------------------------
+
+    async def _route(self, body: Body) -> Decision:
+        """Classify (when the request names no intent), pick the route, shape its plan."""
+        router, trace = self.gateway.router, self.trace
+        declared_tier = trace.tier
+        self.classification = await router.classify(body, trace.intent)
+        if self.classification is not None:
+            trace.intent = self.classification.intent or None
+            self.routing["classification"] = self.classification.as_json()
+        decision = router.decide(body.get("model"), trace.intent)
+        self._note_decision(decision, body)
+        decision = router.refine(decision, body, self.classification, declared_tier, trace.step)
+        self._note_decision(decision, body)
+        self.routing.update(decision.notes)
+        return decision
+
+    async def _escalate(
+        self, decision: Decision, route: Route | None, body: Body, served: Served[Body]
+    ) -> Served[Body]:
+        """The large tier's answer when the small tier's fails a cheap check (console.gateway.escalation)."""
+        assert decision.escalation is not None
+        check = escalation.failed_check(
+            served.value, decision.checks, self.output_schema, route.tools if route else None
+        )
+        plan = escalation.within(decision.escalation, decision.plan.timeouts.total_s - self._elapsed_s())
+        if check is None or plan is None:
+            return served
+        small = served.value
+        private = small.pop("_fleetdeck", None) or {}
+        usage = Usage.from_openai(small.get("usage"))
+        provider = self.gateway.providers[served.target.provider]
+        price = self.gateway.prices.price(
+            served.target.provider, provider.kind, served.target.model, usage, private.get("compute_s")
+        )
+        try:
+            large = await self._execute(replace(decision, plan=plan), body)
+        except ExecutionFailed:
+            self.routing["escalation"] = {"check": check, "failed": True}
+            small["_fleetdeck"] = private
+            return served
+        self.escalated = escalation.Escalated(check, served.target.name, usage, price.cost_usd or 0.0)
+        self.routing["escalation"] = self.escalated.as_json()
+        self.trace.reason_code, self.trace.tier = "escalation-check-failed", "large"
+        return large
+
+    def _elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
 
     def _authenticate(self, headers: Mapping[str, str]) -> None:
         if self.gateway.keys is None:
@@ -371,12 +425,18 @@ class _Call:
         return caps
 
     def _worst_case(self, decision: Decision, body: Body) -> float:
+        worst = self._worst_of(decision.plan, body)
+        if decision.escalation is not None:  # a second, larger call may follow the first
+            worst += self._worst_of(decision.escalation, body)
+        return worst
+
+    def _worst_of(self, plan: Plan, body: Body) -> float:
         bound = Usage(input_tokens=_prompt_token_bound(body), output_tokens=_max_tokens(body) or 0)
         worst = 0.0
-        for target in decision.plan.targets:
+        for target in plan.targets:
             provider = self.gateway.providers[target.provider]
             cost = self.gateway.prices.worst_case(
-                target.provider, provider.kind, target.model, bound, decision.plan.timeouts.total_s
+                target.provider, provider.kind, target.model, bound, plan.timeouts.total_s
             )
             if cost is None:
                 raise ApiError(
@@ -626,16 +686,19 @@ class _Call:
         estimated: bool = False,
     ) -> None:
         trace = self.trace
-        trace.input_tokens, trace.output_tokens = usage.input_tokens, usage.output_tokens
-        trace.cache_read_tokens, trace.reasoning_tokens = usage.cache_read_tokens, usage.reasoning_tokens
         provider = self.gateway.providers[target.provider]
         price = self.gateway.prices.price(
             target.provider, provider.kind, target.model, usage, compute_s, answered
         )
         trace.cost_usd = price.cost_usd
+        if self.escalated is not None:  # both tiers' attempts are paid for
+            usage = escalation.combined(self.escalated.usage, usage)
+            trace.cost_usd = (price.cost_usd or 0.0) + self.escalated.cost_usd
+        trace.input_tokens, trace.output_tokens = usage.input_tokens, usage.output_tokens
+        trace.cache_read_tokens, trace.reasoning_tokens = usage.cache_read_tokens, usage.reasoning_tokens
         trace.price_source = f"{price.source} (estimated)" if estimated else price.source
         if self.reservation is not None:
-            self.gateway.ledger.settle(self.reservation, price.cost_usd or 0.0)
+            self.gateway.ledger.settle(self.reservation, trace.cost_usd or 0.0)
 
     def _refuse(self, error: ApiError) -> Reply:
         if self.trace.status in ("blocked", "over_budget"):
@@ -669,6 +732,10 @@ class _Call:
         trace.latency_ms = (time.perf_counter() - self.started) * 1000
         trace.attempts = sum(1 for a in self.attempts if a.status != "skipped")
         trace.attempt_log = [a.as_json() for a in self.attempts]
+        self.gateway.router.observe(trace.route, self.attempts)
+        if self.routing:
+            found = trace.guard_results if isinstance(trace.guard_results, dict) else {}
+            trace.guard_results = {**found, "routing": self.routing}
         if self.request is None:
             self.gateway.recorder.record(trace)
         else:
