@@ -40,6 +40,8 @@ from console.gateway.router import Router
 from console.gateway.server import GatewayServer, build_app
 from console.policy import Policy
 from console.providers.base import Provider
+from console.quality import drift_report
+from console.quality.monitor import DriftMonitor
 from console.settings import Settings
 from console.store import audit, queries
 from console.store.db import Database, first_row
@@ -76,6 +78,7 @@ class Engine:
         self.replayed = self.recorder.replay()
         self._key_admin: KeyAdmin | None = None
         self._oversight: Oversight | None = None
+        self._drift: DriftMonitor | None = None
         self._lazy = threading.Lock()  # key admin and oversight may first be asked for from any thread
         self.policy: Policy | None = None  # the policy in force, once the gateway is open
 
@@ -122,6 +125,7 @@ class Engine:
                 "audit_verify": self._answer_audit_verify,
                 "oversight": self._answer_oversight,
                 "approvals": self._answer_approvals,
+                "drift": self._answer_drift,
             },
         )
         self._server = GatewayServer(
@@ -135,11 +139,13 @@ class Engine:
     def serve(self) -> None:
         """Run the gateway in this thread until interrupted (`fleetdeck serve`)."""
         assert self._server is not None, "open_gateway() first"
+        self.drift.start(self.settings.drift_interval_s)
         self._server.serve()
 
     def start(self) -> None:
         """Run the gateway on its own thread (the console, tests)."""
         assert self._server is not None, "open_gateway() first"
+        self.drift.start(self.settings.drift_interval_s)
         self._server.start()
 
     @property
@@ -148,6 +154,8 @@ class Engine:
         return f"http://{self._host}:{self._server.port}"
 
     def stop(self) -> None:
+        if self._drift is not None:
+            self._drift.stop()
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -213,6 +221,18 @@ class Engine:
                 policy = self.policy or self._load_policy()
                 self._oversight = Oversight(self.recorder, stops, {route.intent for route in policy.routes})
             return self._oversight
+
+    @property
+    def drift(self) -> DriftMonitor:
+        """Drift statistics and alerts (console/quality); audit events need the recorder running."""
+        with self._lazy:
+            if self._drift is None:
+                self.start_recorder()
+                self._drift = DriftMonitor(self.db, self.recorder, self.settings.drift_webhook_url)
+            return self._drift
+
+    def _answer_drift(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        return drift_report.answer(self.drift, request)
 
     def _answer_approvals(self, request: Mapping[str, Any]) -> dict[str, Any]:
         approvals = self.gateway.approvals
