@@ -503,6 +503,21 @@ def _float(value: Any) -> float | None:
     return None if value is None else float(value)
 
 
+def value_text(metric: str, number: float | None) -> str:
+    """A statistic's baseline or current value as people read it."""
+    if number is None:
+        return "-"
+    if metric.endswith(("_rate", "_share")):
+        return f"{number:.1%}"
+    if metric == Metric.VERDICT_MIX:
+        return f"score {number:.2f}"
+    if metric == Metric.COST_PER_OUTCOME:
+        return f"${number:.5f}"
+    if metric == Metric.LATENCY_MS:
+        return f"{number:,.0f} ms"
+    return f"{number:,.0f}"
+
+
 # -- alerts ------------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from console.gateway.openai_api import ApiError
+from console.quality import drift
 from console.quality.monitor import DriftMonitor
 
 if TYPE_CHECKING:
@@ -93,24 +94,10 @@ def _row(item: Mapping[str, Any]) -> tuple[str, ...]:
         item["workflow_id"],
         metric,
         item["component"] or "",
-        _value(metric, item["baseline"]),
-        _value(metric, item["current"]),
+        drift.value_text(metric, item["baseline"]),
+        drift.value_text(metric, item["current"]),
         "" if item["change"] is None else f"{item['change']:+.0%}",
         item["test"],
         "" if item["score"] is None else f"{item['score']:.3g}",
         item["level"],
     )
-
-
-def _value(metric: str, number: float | None) -> str:
-    if number is None:
-        return "-"
-    if metric.endswith("_rate"):
-        return f"{number:.1%}"
-    if metric == "verdict_mix":
-        return f"score {number:.2f}"
-    if metric == "cost_per_outcome":
-        return f"${number:.4f}"
-    if metric == "latency_ms":
-        return f"{number:,.0f} ms"
-    return f"{number:,.0f}"
