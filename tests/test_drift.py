@@ -294,6 +294,10 @@ def test_drift_command_stores_each_alert_once_and_audits_it(store: Path) -> None
     assert {row[1:] for row in audited} == {("fleetdeck:drift", "system", "workflow:invoice_parsing")}
     verified = run_cli(store, "audit", "verify")
     assert verified.returncode == 0, verified.stderr
+    listed = run_cli(store, "query", "--name", "drift_alerts", "--format", "json")
+    latest = [(row["alert_id"], row["source"]) for row in json.loads(listed.stdout)]
+    # Stored alerts once each (their audit entries are not listed again), and the sample's own audited one.
+    assert sorted(latest) == sorted([(row[0], "alerts") for row in rows] + [(latest[-1][0], "audit_log")])
 
 
 def test_drift_command_prints_a_table_and_filters_by_workflow(store: Path) -> None:

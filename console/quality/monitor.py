@@ -116,8 +116,8 @@ class DriftMonitor:
         while not self._stop.wait(interval_s):
             try:
                 found = self.run()
-            except (duckdb.Error, RuntimeError) as exc:
-                log.warning("drift run failed: %s", exc)
+            except Exception:  # the monitor outlives one bad run; the next may succeed
+                log.exception("drift run failed")
                 continue
             if found.webhook_error:
                 log.warning("%s", found.webhook_error)
