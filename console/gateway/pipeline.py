@@ -29,6 +29,7 @@ from console.gateway.openai_api import ApiError
 from console.gateway.oversight import FallbackNotes, RouteStops
 from console.gateway.pricing import PriceBook
 from console.gateway.router import Decision, Router
+from console.guards import schema as schema_guard
 from console.policy import DEFAULT_MAX_TOKENS, Policy, Route, ToolPolicy
 from console.providers.base import Body, ErrorType, Provider, ProviderError, Usage
 from console.store.audit import AuditEvent
@@ -135,6 +136,7 @@ class _Call:
     request: Body | None = None  # the request as stored and as remote providers see it (redacted)
     pii_mode: str = "redact"
     response: Body | None = None  # the response as stored (redacted)
+    output_schema: dict[str, Any] | None = None  # what every answer must match, when anything
 
     def __post_init__(self) -> None:
         # "error" until a success says otherwise, so an unforeseen exit is never traced as ok.
@@ -156,6 +158,7 @@ class _Call:
             self._check_stop(decision.route)
             self._check_access(route)
             self._take_step(route)
+            self.output_schema = _output_schema(body, route)
             decision = await self._guard_input(decision, route, body, len(raw))
             self._reserve(decision, route, body)
             if body.get("stream"):
@@ -470,6 +473,7 @@ class _Call:
         choices = body.get("choices") or []
         self.trace.finish_reasons = [str(c.get("finish_reason")) for c in choices if c.get("finish_reason")]
         self.trace.tool_calls = _tool_calls(choices)
+        self._check_schema([_answer_text(c) for c in choices])
         self.trace.status, self.trace.http_status = "ok", 200
         return Reply(200, self._headers(served.target), orjson.dumps(body))
 
@@ -480,6 +484,15 @@ class _Call:
             self._note_output(*await asyncio.to_thread(guards.redact_body, stored))
         else:
             self._note_output(*guards.redact_body(stored))
+
+    def _check_schema(self, answers: list[str | None]) -> None:
+        """Output guard: schema validity of the answers, on the raw (unredacted) text."""
+        if self.output_schema is None:
+            return
+        verdict = schema_guard.check_answers(answers, self.output_schema)
+        self.trace.schema_valid = verdict.valid
+        if isinstance(self.trace.guard_results, dict):
+            self.trace.guard_results["output_schema"] = verdict.as_json()
 
     def _note_output(self, redacted: Body, found: dict[str, int]) -> None:
         """Keep the redacted response, with output PII counted on the trace."""
@@ -554,6 +567,7 @@ class _Call:
                 chunk = await _next_chunk(chunks, min(idle_s, deadline - time.perf_counter()))
             yield SSE_DONE
             trace.status, trace.http_status = "ok", 200
+            self._check_schema(["".join(text[i]) for i in sorted(text)])
         except (ProviderError, Exception) as exc:
             error = exc if isinstance(exc, ProviderError) else _unexpected(exc, target)
             trace.status, trace.error_type, trace.http_status = "partial", error.error_type.value, 200
@@ -651,6 +665,20 @@ class _Call:
             response=self.response,
         )
         self.gateway.recorder.record(trace, payload)
+
+
+def _output_schema(body: Body, route: Route | None) -> dict[str, Any] | None:
+    try:
+        requested = schema_guard.requested_schema(body)
+    except schema_guard.InvalidSchema as error:
+        raise openai_api.bad_request(str(error), param="response_format") from None
+    return requested if requested is not None else (route.output_schema if route else None)
+
+
+def _answer_text(choice: Body) -> str | None:
+    message = choice.get("message")
+    text = message.get("content") if isinstance(message, dict) else choice.get("text")
+    return text if isinstance(text, str) else None
 
 
 def _unexpected(exc: Exception, target: Target) -> ProviderError:
