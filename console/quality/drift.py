@@ -16,8 +16,8 @@ Statistics and thresholds:
 - Rates per component: the schema-valid rate per route, the Incorrect rate per judged
   component. An alert when the rate moved more than 10 % (relative) for the worse and
   Fisher's exact test, one-sided in that direction, gives p < 0.01: a week of 100
-  verdicts moves by 10 % from noise alone, and some 60 rates are tested per week, so
-  the size of a change alone would alert every week.
+  verdicts moves by 10 % from noise alone, and a dozen rates are tested every time
+  drift runs, so the size of a change alone would alert every week.
 - Output tokens and latency of served calls: as Evidently picks its test, the
   two-sample Kolmogorov–Smirnov test (drift when p < 0.05) while the baseline has at
   most 1000 calls, else the Wasserstein distance divided by the baseline's standard
