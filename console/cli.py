@@ -678,6 +678,32 @@ def _when(option: str, value: str | None) -> datetime | None:
         fail(f"{option} {value!r}: expected an ISO date or timestamp", code=2)
 
 
+@app.command()
+def drift(
+    workflow: Annotated[str | None, typer.Option("--workflow", help="Only this workflow.")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="End of the recent window (UTC date or time); default now.")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    data_dir: DataDir = None,
+) -> None:
+    """Drift per workflow: the 7 days before --as-of against the 28 before; new alerts are stored."""
+    from console.quality import drift_report
+
+    try:
+        chosen = drift_report.ReportFormat(fmt)
+        drift_report.parse_as_of(as_of)
+    except ValueError:
+        fail(f"--format {fmt!r}: expected table or json", code=2)
+    except ApiError as exc:
+        fail(exc.message, code=2)
+    settings, request = load_settings(data_dir), drift_report.request(as_of, workflow)
+    doc = _instance_or_engine(settings, "drift", request, drift_report.answer_for)
+    typer.echo(drift_report.render(doc, chosen), nl=False)
+    if doc["webhook_error"]:
+        typer.echo(f"fleetdeck: {doc['webhook_error']}", err=True)
+
+
 def _params(pairs: list[str]) -> dict[str, str]:
     params = {}
     for pair in pairs:

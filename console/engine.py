@@ -40,8 +40,9 @@ from console.gateway.router import Router
 from console.gateway.server import GatewayServer, build_app
 from console.policy import Policy
 from console.providers.base import Provider
+from console.quality import drift_report, judge
 from console.quality import golden as golden_runs
-from console.quality import judge
+from console.quality.monitor import DriftMonitor
 from console.quality.prompts import PromptRegistry
 from console.routing.difficulty import load_models
 from console.settings import Settings
@@ -81,6 +82,7 @@ class Engine:
         self._key_admin: KeyAdmin | None = None
         self._oversight: Oversight | None = None
         self._prompts: PromptRegistry | None = None
+        self._drift: DriftMonitor | None = None
         self._lazy = threading.Lock()  # key admin and oversight may first be asked for from any thread
         self.policy: Policy | None = None  # the policy in force, once the gateway is open
         self.evaluator: judge.Evaluator | None = None  # the sampled judge, when the policy has one
@@ -132,6 +134,7 @@ class Engine:
                 "approvals": self._answer_approvals,
                 "prompts": self.prompts.answer,
                 "eval_runs": lambda request: golden_runs.answer(self.db, self.recorder, request),
+                "drift": self._answer_drift,
             },
         )
         self._server = GatewayServer(
@@ -145,11 +148,13 @@ class Engine:
     def serve(self) -> None:
         """Run the gateway in this thread until interrupted (`fleetdeck serve`)."""
         assert self._server is not None, "open_gateway() first"
+        self.drift.start(self.settings.drift_interval_s)
         self._server.serve()
 
     def start(self) -> None:
         """Run the gateway on its own thread (the console, tests)."""
         assert self._server is not None, "open_gateway() first"
+        self.drift.start(self.settings.drift_interval_s)
         self._server.start()
 
     @property
@@ -158,6 +163,8 @@ class Engine:
         return f"http://{self._host}:{self._server.port}"
 
     def stop(self) -> None:
+        if self._drift is not None:
+            self._drift.stop()
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -247,6 +254,18 @@ class Engine:
                 self.start_recorder()
                 self._prompts = PromptRegistry.open(self.db, self.recorder)
             return self._prompts
+
+    @property
+    def drift(self) -> DriftMonitor:
+        """Drift statistics and alerts (console/quality); audit events need the recorder running."""
+        with self._lazy:
+            if self._drift is None:
+                self.start_recorder()
+                self._drift = DriftMonitor(self.db, self.recorder, self.settings.drift_webhook_url)
+            return self._drift
+
+    def _answer_drift(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        return drift_report.answer(self.drift, request)
 
     def _answer_approvals(self, request: Mapping[str, Any]) -> dict[str, Any]:
         approvals = self.gateway.approvals
