@@ -12,7 +12,9 @@ policy of bench/gateway.py, and the same prod key setup, but for `eval:`:
 For each concurrency (1 and 16) each instance gets 2,000 requests (workflow `bench`), in
 blocks of 250 alternating off / on with the order rotating, so load from elsewhere on
 the box hits both alike. Latency p50/p95/p99 over each instance's 2,000, with on ÷ off;
-the noise band is the spread of the block p50 and p99 of the *off* instance. Then,
+the noise band is the spread of the block p50 and p99 of the *off* instance. CPU
+seconds per 1,000 requests of each serving process (from /proc, as in bench/gateway.py)
+measure what the judge costs the gateway's process, judge calls included. Then,
 once the judge has drained its queue, the judged share of those 2,000: verdicts ÷
 served calls, from the instance's own counters (healthz), and over the whole run from
 its store (evals ÷ served prod calls, warm-up included).
@@ -76,6 +78,7 @@ def level(
     latencies: dict[str, list[float]] = {"off": [], "on": []}
     blocks: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     errors: dict[str, int] = {"off": 0, "on": 0}
+    cpu: dict[str, list[float]] = {"off": [0.0, 0.0], "on": [0.0, 0.0]}  # server CPU s, requests
     for i in range(requests // block):
         for target in rotated([off, on], i):
             spec = {
@@ -89,6 +92,8 @@ def level(
             latencies[target.name] += r["latencies_ms"]
             blocks[target.name].append(latency(r["latencies_ms"]))
             errors[target.name] += sum(r["errors"].values())
+            cpu[target.name][0] += r["server_cpu_s"]
+            cpu[target.name][1] += r["completed"]
             print(
                 f"  c={concurrency:<3} block {i + 1} {target.name:<3} p50 {r['p50_ms']:.2f} "
                 f"p99 {r['p99_ms']:.2f} ms  {r['rps']:6.0f} rps",
@@ -101,8 +106,11 @@ def level(
     result: dict[str, Any] = {"concurrency": concurrency, "judge": counts}
     for name in ("off", "on"):
         result[name] = {**latency(latencies[name]), "errors": errors[name], "blocks": blocks[name]}
+        result[name]["cpu_s_per_1k"] = cpu[name][0] / cpu[name][1] * 1000 if cpu[name][1] else None
     result["ratio"] = {
-        p: result["on"][p] / result["off"][p] for p in ("p50_ms", "p95_ms", "p99_ms") if result["off"][p]
+        p: result["on"][p] / result["off"][p]
+        for p in ("p50_ms", "p95_ms", "p99_ms", "cpu_s_per_1k")
+        if result["off"][p]
     }
     result["noise"] = {
         p: [min(b[p] for b in blocks["off"]), max(b[p] for b in blocks["off"])] for p in ("p50_ms", "p99_ms")

@@ -275,8 +275,8 @@ def judge_tables(r: dict[str, Any]) -> list[str]:
         f"{r['loadavg_after']} after.",
         "",
         "| conc. | off p50 / p95 / p99 ms | on p50 / p95 / p99 ms | on ÷ off p50 / p95 / p99 "
-        "| noise: off block p50, p99 ms | judged / served | share | dropped |",
-        "|---|---|---|---|---|---|---|---|",
+        "| noise: off block p50, p99 ms | CPU s / 1k req off / on | judged / served | share | dropped |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for lv in r["levels"]:
         off, on, ratios, noise, j = lv["off"], lv["on"], lv["ratio"], lv["noise"], lv["judge"]
@@ -285,7 +285,8 @@ def judge_tables(r: dict[str, Any]) -> list[str]:
             f"| {f(on['p50_ms'], 2)} / {f(on['p95_ms'], 2)} / {f(on['p99_ms'], 2)} "
             f"| {ratios['p50_ms']:.2f}× / {ratios['p95_ms']:.2f}× / {ratios['p99_ms']:.2f}× "
             f"| {f(noise['p50_ms'][0], 2)}–{f(noise['p50_ms'][1], 2)}, {f(noise['p99_ms'][0], 1)}–"
-            f"{f(noise['p99_ms'][1], 1)} | {j['judged']} / {j['eligible']} | {j['share']:.2%} | {j['dropped']} |"
+            f"{f(noise['p99_ms'][1], 1)} | {f(off['cpu_s_per_1k'], 2)} / {f(on['cpu_s_per_1k'], 2)} "
+            f"| {j['judged']} / {j['eligible']} | {j['share']:.2%} | {j['dropped']} |"
         )
     st = r["store"]
     lines += [
