@@ -194,6 +194,7 @@ providers:
     prices:
       mock-0ms: {{input: 1.00, output: 2.00}}
       mock-50ms: {{input: 1.00, output: 2.00}}
+      mock-judge-50ms: {{input: 1.00, output: 2.00}}  # the judge of bench/judge.py
 routes:
   - intent: bench-0ms
     primary: mock/mock-0ms
@@ -208,12 +209,14 @@ default_route: bench-0ms
 FLEETDECK_ENV = {"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
 
 
-def start_fleetdeck(mock_port: int, work: Path) -> tuple[Server, str, str, Path]:
+def start_fleetdeck(
+    mock_port: int, work: Path, name: str = "fleetdeck", more_policy: str = ""
+) -> tuple[Server, str, str, Path]:
     """`fleetdeck serve` on a fresh data dir with one prod key (daily cap $1e9) made before start."""
-    data_dir = work / "fleetdeck-data"
+    data_dir = work / f"{name}-data"
     data_dir.mkdir()
-    policy = work / "fleetdeck-routes.yaml"
-    policy.write_text(FLEETDECK_POLICY.format(port=mock_port))
+    policy = work / f"{name}-routes.yaml"
+    policy.write_text(FLEETDECK_POLICY.format(port=mock_port) + more_policy)
     make_key = (
         "from pathlib import Path; from console.engine import Engine; from console.settings import Settings\n"
         f"with Engine(Settings(data_dir=Path({str(data_dir)!r}))) as e:\n"
@@ -229,7 +232,7 @@ def start_fleetdeck(mock_port: int, work: Path) -> tuple[Server, str, str, Path]
     ).stdout.strip()
     port = free_port()
     args = [sys.executable, "-m", "console", "serve", "--port", str(port), "--policy", str(policy)]
-    server = Server("fleetdeck", [*args, "--data-dir", str(data_dir)], FLEETDECK_ENV, REPO)
+    server = Server(name, [*args, "--data-dir", str(data_dir)], FLEETDECK_ENV, REPO)
     server.wait_for_line(" on http://", 60)
     return server, f"http://127.0.0.1:{port}", key, data_dir
 

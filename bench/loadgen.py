@@ -5,7 +5,8 @@ its import cost is paid once: the orchestrator writes one JSON round spec per li
 stdin and reads one JSON result per line on stdout.
 
 A round spec: `{"url", "headers", "body", "stream", "mode": "closed"|"open",
-"concurrency", "rate", "duration", "warmup"}`.
+"concurrency", "rate", "duration", "warmup"}`; a closed round may give `requests` (a
+count) instead of `duration`, and `raw: true` returns every latency too.
 
 - closed loop: `concurrency` workers, each sending its next request when the last one
   is done; a request counts when it ends inside the measured window (after the
@@ -125,20 +126,32 @@ def percentiles(ordered: list[float], prefix: str) -> dict[str, float | None]:
 
 
 async def closed_loop(spec: dict[str, Any]) -> dict[str, Any]:
+    """For `duration` seconds after a warm-up, or, given `requests`, for that many requests, all measured."""
     run = Round(spec)
     concurrency = int(spec["concurrency"])
+    limit = spec.get("requests")
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False, ttl_dns_cache=None)
     async with aiohttp.ClientSession(connector=connector, timeout=TIMEOUT) as session:
         start = time.perf_counter()
-        measure_from = start + float(spec.get("warmup", 0.5))
-        stop_at = measure_from + float(spec["duration"])
+        if limit is None:
+            measure_from = start + float(spec.get("warmup", 0.5))
+            stop_at = measure_from + float(spec["duration"])
+        else:
+            measure_from, stop_at = start, float("inf")
+        sent = 0
 
         async def worker() -> None:
-            while (t0 := time.perf_counter()) < stop_at:
+            nonlocal sent
+            while (t0 := time.perf_counter()) < stop_at and (limit is None or sent < limit):
+                sent += 1
                 await run.one(session, t0, (measure_from, stop_at))
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return run.summary(stop_at - measure_from)
+    ended = stop_at if limit is None else time.perf_counter()
+    result = run.summary(ended - measure_from)
+    if spec.get("raw"):
+        result["latencies_ms"] = run.latencies
+    return result
 
 
 async def open_loop(spec: dict[str, Any]) -> dict[str, Any]:

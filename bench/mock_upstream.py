@@ -8,6 +8,7 @@ looks at three fields of the JSON body with byte searches and answers from templ
 - `POST /v1/chat/completions`: a chat completion of ~80 tokens with usage; with
   `"stream": true` an SSE stream of 20 content chunks, a finish chunk, a usage chunk
   when `stream_options.include_usage` is set, then `[DONE]`, sent chunked.
+- A model whose name holds `judge` answers a judge's verdict, `{"verdict": "correct", …}`.
 - The delay comes from the model name: `mock-50ms` answers after 50 ms, `mock-0ms`
   (or any name without `<n>ms`) at once. One process serves every delay.
 - `GET /v1/models`, `GET /healthz`: small JSON answers.
@@ -39,6 +40,8 @@ ANSWER = (
     "we will escalate it to billing right away."
 )
 WORDS = ANSWER.split()
+# A model named `…judge…` answers as the judge does (bench/judge.py): a verdict in JSON.
+JUDGE_ANSWER = '{"verdict": "correct", "rationale": "The reply addresses the duplicate charge."}'
 PROMPT_TOKENS = 57
 COMPLETION_TOKENS = 80
 CREATED = 1_767_225_600
@@ -57,6 +60,10 @@ def _usage() -> dict[str, object]:
     }
 
 
+def _content(model: str) -> str:
+    return JUDGE_ANSWER if "judge" in model else " ".join(WORDS)
+
+
 def _json_template(model: str) -> tuple[bytes, bytes]:
     """(prefix, suffix) around the completion's id number."""
     body = {
@@ -68,7 +75,7 @@ def _json_template(model: str) -> tuple[bytes, bytes]:
         "choices": [
             {
                 "index": 0,
-                "message": {"role": "assistant", "content": " ".join(WORDS), "refusal": None},
+                "message": {"role": "assistant", "content": _content(model), "refusal": None},
                 "logprobs": None,
                 "finish_reason": "stop",
             }

@@ -4,7 +4,8 @@
 1. bench/gateway.py          direct vs Fleetdeck vs LiteLLM's proxy on a mock upstream
 2. bench/local_inference.py  Fleetdeck's local model vs bare llama-cpp-python
 3. bench/ingest.py           the store: ingest rate, pane queries at 1 M and 10 M traces
-4. bench/cache.py            the response cache: lookups at 10k / 100k entries, hit vs miss end to end
+4. bench/judge.py            the gateway with the judge off vs on (5 %): latency, judged share
+5. bench/cache.py            the response cache: lookups at 10k / 100k entries, hit vs miss end to end
 
 Each part runs as its own process and writes bench/out/<part>.json; a part that fails
 is reported as failed and the others still run. Numbers are never asserted: the tables
@@ -12,7 +13,7 @@ say which goals of issue 11 were met on this run. The machine is shared and smal
 the report carries the load average around each part, and the comparisons that matter
 are ratios between rounds interleaved in the same run.
 
-Run: `.venv/bin/python bench/run.py [--quick] [--only gateway local ingest cache]`.
+Run: `.venv/bin/python bench/run.py [--quick] [--only gateway local ingest judge cache]`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 OUT = BENCH / "out"
-PARTS = ("gateway", "local", "ingest", "cache")
+PARTS = ("gateway", "local", "ingest", "judge", "cache")
 
 
 def part_command(part: str, quick: bool) -> list[str]:
@@ -47,6 +48,8 @@ def part_command(part: str, quick: bool) -> list[str]:
             str(BENCH / "local_inference.py"),
             *(["--rounds", "1", "--max-tokens", "48"] if quick else []),
         ]
+    if part == "judge":
+        return [py, str(BENCH / "judge.py"), *(["--requests", "1000"] if quick else [])]
     if part == "cache":
         return [py, str(BENCH / "cache.py"), *(["--sizes", "10000"] if quick else [])]
     sizes = ["--traces", "20000", "--sizes", "100000", "1000000"] if quick else []
@@ -54,13 +57,8 @@ def part_command(part: str, quick: bool) -> list[str]:
 
 
 def out_file(part: str) -> Path:
-    names = {
-        "gateway": "gateway.json",
-        "local": "local_inference.json",
-        "ingest": "ingest.json",
-        "cache": "cache.json",
-    }
-    return OUT / names[part]
+    names = {"gateway": "gateway.json", "local": "local_inference.json", "ingest": "ingest.json"}
+    return OUT / names.get(part, f"{part}.json")
 
 
 def run_part(part: str, quick: bool) -> dict[str, Any]:
@@ -268,9 +266,44 @@ def ingest_tables(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def judge_tables(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "## 4. The judge and the request path",
+        "",
+        f"Two `fleetdeck serve` on the mock: judge off vs on ({r['sample_rate']:.0%} of the calls judged by "
+        f"{r['judge']}). Per concurrency, {r['requests']:,} requests to each, in blocks of {r['block']} "
+        "alternating off / on (order rotating); percentiles over all of an instance's requests. Noise: the "
+        "range of the *off* instance's block p50 and p99. Judged share: verdicts ÷ served calls of those "
+        f"requests, once the judge drained its queue. Load average: {r['loadavg_before']} before, "
+        f"{r['loadavg_after']} after.",
+        "",
+        "| conc. | off p50 / p95 / p99 ms | on p50 / p95 / p99 ms | on ÷ off p50 / p95 / p99 "
+        "| noise: off block p50, p99 ms | CPU s / 1k req off / on | judged / served | share | dropped |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for lv in r["levels"]:
+        off, on, ratios, noise, j = lv["off"], lv["on"], lv["ratio"], lv["noise"], lv["judge"]
+        lines.append(
+            f"| {lv['concurrency']} | {f(off['p50_ms'], 2)} / {f(off['p95_ms'], 2)} / {f(off['p99_ms'], 2)} "
+            f"| {f(on['p50_ms'], 2)} / {f(on['p95_ms'], 2)} / {f(on['p99_ms'], 2)} "
+            f"| {ratios['p50_ms']:.2f}× / {ratios['p95_ms']:.2f}× / {ratios['p99_ms']:.2f}× "
+            f"| {f(noise['p50_ms'][0], 2)}–{f(noise['p50_ms'][1], 2)}, {f(noise['p99_ms'][0], 1)}–"
+            f"{f(noise['p99_ms'][1], 1)} | {f(off['cpu_s_per_1k'], 2)} / {f(on['cpu_s_per_1k'], 2)} "
+            f"| {j['judged']} / {j['eligible']} | {j['share']:.2%} | {j['dropped']} |"
+        )
+    st = r["store"]
+    lines += [
+        "",
+        f"Whole run, from the *on* instance's store (warm-up included): {st['verdicts']:,} verdicts over "
+        f"{st['served']:,} served calls = {st['share']:.2%}; {st['judge_calls']:,} judge calls traced.",
+        "",
+    ]
+    return lines
+
+
 def cache_tables(r: dict[str, Any]) -> list[str]:
     lines = [
-        "## 4. Response cache",
+        "## 5. Response cache",
         "",
         "One scope's usearch HNSW index (f16, 384 dimensions, vectors around 2,000 topics), queried with "
         "stored vectors moved to cosine ≈ 0.98 (paraphrase-like); `lookup()` = keys, exact probe, index search and "
@@ -318,6 +351,31 @@ def cache_tables(r: dict[str, Any]) -> list[str]:
         "",
     ]
     return lines
+
+
+def judge_goals(r: dict[str, Any]) -> list[tuple[str, str, str]]:
+    rows = []
+    for lv in r["levels"]:
+        j, on, noise = lv["judge"], lv["on"], lv["noise"]
+        if j["eligible"] >= 2000:
+            miss = abs(j["share"] - r["sample_rate"]) * 100
+            rows.append(
+                (
+                    f"judged share within 1 point of {r['sample_rate']:.0%} over 2,000 requests (c={lv['concurrency']})",
+                    f"{j['judged']} / {j['eligible']} = {j['share']:.2%}",
+                    "met" if miss <= 1 else "not met",
+                )
+            )
+        inside = all(noise[p][0] <= on[p] <= noise[p][1] for p in ("p50_ms", "p99_ms"))
+        rows.append(
+            (
+                f"latency with the judge on within noise (c={lv['concurrency']})",
+                f"p50 {on['p50_ms']:.2f} ms in {noise['p50_ms'][0]:.2f}–{noise['p50_ms'][1]:.2f}, "
+                f"p99 {on['p99_ms']:.1f} ms in {noise['p99_ms'][0]:.1f}–{noise['p99_ms'][1]:.1f}",
+                "met" if inside else "not met",
+            )
+        )
+    return rows
 
 
 def goals(parts: dict[str, dict[str, Any]]) -> list[str]:
@@ -414,8 +472,11 @@ def goals(parts: dict[str, dict[str, Any]]) -> list[str]:
                 "met" if s.get("cpu_p50_ms", s["p50_ms"]) < 1 else "not met",  # CPU: the box is shared
             )
         )
+    judge = parts.get("judge", {}).get("result")
+    if judge:
+        rows += judge_goals(judge)
     return [
-        "## Goals of issue 11 on this run",
+        "## Goals of issues 11 and 6 on this run",
         "",
         "| goal | measured | |",
         "|---|---|---|",
@@ -448,6 +509,7 @@ def report(info: dict[str, Any], parts: dict[str, dict[str, Any]], total_s: floa
         "gateway": gateway_tables,
         "local": local_tables,
         "ingest": ingest_tables,
+        "judge": judge_tables,
         "cache": cache_tables,
     }
     for name, status in parts.items():

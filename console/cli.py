@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import json
 import socket
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -40,6 +42,16 @@ routes_app = typer.Typer(help="Stop and resume routes.", rich_markup_mode=None)
 app.add_typer(routes_app, name="routes")
 approvals_app = typer.Typer(help="Tool calls held for a human's approval.", rich_markup_mode=None)
 app.add_typer(approvals_app, name="approvals")
+eval_app = typer.Typer(
+    help="Golden sets: gated runs through the gateway, harvested from production.", rich_markup_mode=None
+)
+app.add_typer(eval_app, name="eval")
+prompts_app = typer.Typer(help="The prompt registry: versioned templates and pins.", rich_markup_mode=None)
+app.add_typer(prompts_app, name="prompts")
+routing_app = typer.Typer(
+    help="Learned routing: difficulty thresholds from judged traffic.", rich_markup_mode=None
+)
+app.add_typer(routing_app, name="routing")
 
 DataDir = Annotated[
     Path | None,
@@ -396,6 +408,125 @@ def approvals_deny(
     typer.echo(f"Denied {approval_id}.")
 
 
+@eval_app.command("run")
+def eval_run(
+    file: Annotated[Path, typer.Argument(help="The golden set (YAML).", dir_okay=False)],
+    route: Annotated[
+        str | None, typer.Option("--route", help="Model or route:<intent> (default: the file's).")
+    ] = None,
+    prompt: Annotated[
+        str | None,
+        typer.Option("--prompt", help="name@version, or name for the pinned one (default: the file's)."),
+    ] = None,
+    gate: Annotated[
+        float | None,
+        typer.Option("--gate", help="Pass rate the run must reach, 0..1 (default: the file's threshold)."),
+    ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option("--policy", help="routes.yaml when no instance runs (default: the configured one)."),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Also write the run's JSON report to FILE.")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Run every case through the gateway; exit 1 when the gate fails, 2 on a bad file or prompt."""
+    from console.quality import eval_run as runs
+    from console.quality import golden
+
+    try:
+        golden_set = golden.load(file)
+        chosen = policies.load_policy(policy) if policy else None
+    except (golden.GoldenSetError, policies.PolicyError) as exc:
+        fail(str(exc), code=2)
+    options = runs.RunOptions(route=route, prompt=prompt, gate=gate, policy=chosen, actor=_operator())
+    try:
+        result = runs.run_golden_set(load_settings(data_dir), golden_set, options)
+    except runs.EvalRunError as exc:
+        fail(str(exc), code=2)
+    formats.write(result.table(), formats.Format.table, None)
+    typer.echo(result.summary())
+    if out is not None:
+        runs.write_report(result, out)
+    if not result.gate.passed:
+        raise typer.Exit(1)
+
+
+@eval_app.command("harvest")
+def eval_harvest(
+    workflow: Annotated[str, typer.Option("--workflow", help="The workflow whose judged calls to take.")],
+    out: Annotated[Path, typer.Option("--out", help="The golden set to write (YAML).", dir_okay=False)],
+    verdict: Annotated[str, typer.Option("--verdict", help="correct, partial or incorrect.")] = "incorrect",
+    limit: Annotated[int, typer.Option("--limit", help="At most this many cases, newest first.", min=1)] = 50,
+    data_dir: DataDir = None,
+) -> None:
+    """Turn judged production calls (with their stored request) into golden cases."""
+    from console.quality import harvest
+
+    settings = load_settings(data_dir)
+    try:
+        request = harvest.query_request(workflow, verdict, limit)
+        rows = _run_query(settings, request).to_pylist()
+        written = harvest.write_golden_set(rows, workflow, verdict, out)
+    except harvest.HarvestError as exc:
+        fail(str(exc), code=2)
+    typer.echo(f"{written} cases from {workflow} ({verdict}) written to {out}.")
+
+
+@prompts_app.command("add")
+def prompts_add(
+    name: Annotated[str, typer.Argument(help="The prompt's name.")],
+    file: Annotated[Path, typer.Argument(help="The template (text; {{var}} placeholders).", dir_okay=False)],
+    data_dir: DataDir = None,
+) -> None:
+    """Add a version of a prompt (v1, v2, …); the same text again adds nothing."""
+    try:
+        template = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"{file}: cannot read it ({exc.strerror})", code=2)
+    request: dict[str, object] = {"action": "add", "name": name, "template": template, "actor": _operator()}
+    answer = _prompts_action(load_settings(data_dir), request)
+    if answer["added"]:
+        typer.echo(f"Prompt {name} {answer['version']} added (sha256 {answer['hash'][:12]}).")
+    else:
+        typer.echo(f"Prompt {name} unchanged: this text is {answer['version']} already.")
+
+
+@prompts_app.command("list")
+def prompts_list(
+    fmt: Annotated[formats.Format, typer.Option("--format", help="Output format.")] = formats.Format.table,
+    data_dir: DataDir = None,
+) -> None:
+    """Every version of every prompt, with the pinned one marked."""
+    rows = _prompts_action(load_settings(data_dir), {"action": "list"})["prompts"]
+    if not rows:
+        typer.echo("No prompts yet: fleetdeck prompts add NAME FILE")
+        return
+    formats.write(pa.Table.from_pylist(rows), fmt, None)
+
+
+@prompts_app.command("pin")
+def prompts_pin(
+    name: Annotated[str, typer.Argument(help="The prompt's name.")],
+    version: Annotated[
+        str, typer.Argument(help="The version requests naming the prompt get (rollback: an older one).")
+    ],
+    data_dir: DataDir = None,
+) -> None:
+    """Pin the version requests naming the prompt alone get; a running gateway applies it at once."""
+    request: dict[str, object] = {"action": "pin", "name": name, "version": version, "actor": _operator()}
+    answer = _prompts_action(load_settings(data_dir), request)
+    was = f" (was {answer['previous']})" if answer["previous"] else ""
+    typer.echo(f"Prompt {name} pinned to {answer['version']}{was}.")
+
+
+def _prompts_action(settings: Settings, request: dict[str, object]) -> dict[str, Any]:
+    return _instance_or_engine(
+        settings, "prompts", request, lambda engine, asked: engine.prompts.answer(asked)
+    )
+
+
 def _approvals(settings: Settings, request: dict[str, object]) -> dict[str, Any]:
     """Held calls live in the running instance: there is nothing to decide without one."""
     instance = AdminEndpoint.find(settings.data_dir)
@@ -489,6 +620,88 @@ def scorecard(
         typer.echo(text, nl=False)
     else:
         out.write_text(text, encoding="utf-8")
+
+
+@routing_app.command("calibrate")
+def routing_calibrate(
+    route: Annotated[str, typer.Option("--route", help="The route (intent) to calibrate.")],
+    target_large_share: Annotated[
+        float, typer.Option("--target-large-share", help="Share of calls the large tier should answer (0-1).")
+    ],
+    from_: Annotated[str | None, typer.Option("--from", help="Traffic from (UTC), inclusive.")] = None,
+    to: Annotated[str | None, typer.Option("--to", help="Traffic to (UTC), exclusive.")] = None,
+    small_tier: Annotated[
+        str | None, typer.Option("--small-tier", help="Tier name (default: cheaper).")
+    ] = None,
+    large_tier: Annotated[
+        str | None, typer.Option("--large-tier", help="Tier name (default: dearer).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only; keep no threshold.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    data_dir: DataDir = None,
+) -> None:
+    """Fit a route's difficulty threshold on judged traffic; cost and quality vs always small/large."""
+    from console.routing import calibrate
+
+    if fmt not in ("table", "json"):
+        fail(f"--format {fmt!r}: expected table or json", code=2)
+    window = {name: _when(name, value) for name, value in (("--from", from_), ("--to", to))}
+    with Engine(load_settings(data_dir)) as engine:
+        try:
+            fitted = calibrate.calibrate(
+                engine.db.cursor(),
+                route,
+                target_large_share,
+                small_tier=small_tier,
+                large_tier=large_tier,
+                start=window["--from"],
+                end=window["--to"],
+            )
+        except calibrate.CalibrationError as exc:
+            fail(str(exc), code=2)
+        if not dry_run:
+            calibrate.save(engine.db.cursor(), fitted, _operator())
+            engine.start_recorder()
+            engine.recorder.record_audit(calibrate.audit_event(fitted, _operator()))
+    if fmt == "json":
+        typer.echo(json.dumps(calibrate.report_json(fitted), indent=2))
+        return
+    typer.echo(calibrate.render(fitted), nl=False)
+    if not dry_run:
+        typer.echo(f"Threshold kept for route {route}; the gateway uses it from its next start.")
+
+
+def _when(option: str, value: str | None) -> datetime | None:
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except ValueError:
+        fail(f"{option} {value!r}: expected an ISO date or timestamp", code=2)
+
+
+@app.command()
+def drift(
+    workflow: Annotated[str | None, typer.Option("--workflow", help="Only this workflow.")] = None,
+    as_of: Annotated[
+        str | None, typer.Option("--as-of", help="End of the recent window (UTC date or time); default now.")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    data_dir: DataDir = None,
+) -> None:
+    """Drift per workflow: the 7 days before --as-of against the 28 before; new alerts are stored."""
+    from console.quality import drift_report
+
+    try:
+        chosen = drift_report.ReportFormat(fmt)
+        drift_report.parse_as_of(as_of)
+    except ValueError:
+        fail(f"--format {fmt!r}: expected table or json", code=2)
+    except ApiError as exc:
+        fail(exc.message, code=2)
+    settings, request = load_settings(data_dir), drift_report.request(as_of, workflow)
+    doc = _instance_or_engine(settings, "drift", request, drift_report.answer_for)
+    typer.echo(drift_report.render(doc, chosen), nl=False)
+    if doc["webhook_error"]:
+        typer.echo(f"fleetdeck: {doc['webhook_error']}", err=True)
 
 
 def _params(pairs: list[str]) -> dict[str, str]:

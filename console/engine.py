@@ -41,6 +41,11 @@ from console.gateway.router import Router
 from console.gateway.server import GatewayServer, build_app
 from console.policy import Policy
 from console.providers.base import Provider
+from console.quality import drift_report, judge
+from console.quality import golden as golden_runs
+from console.quality.monitor import DriftMonitor
+from console.quality.prompts import PromptRegistry
+from console.routing.difficulty import load_models
 from console.settings import Settings
 from console.store import audit, queries
 from console.store.db import Database, first_row
@@ -78,8 +83,11 @@ class Engine:
         self.replayed = self.recorder.replay()
         self._key_admin: KeyAdmin | None = None
         self._oversight: Oversight | None = None
+        self._prompts: PromptRegistry | None = None
+        self._drift: DriftMonitor | None = None
         self._lazy = threading.Lock()  # key admin and oversight may first be asked for from any thread
         self.policy: Policy | None = None  # the policy in force, once the gateway is open
+        self.evaluator: judge.Evaluator | None = None  # the sampled judge, when the policy has one
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -98,7 +106,7 @@ class Engine:
         self.providers = build_providers(self.policy, self.settings)
         breakers = Breakers(self.policy.breaker, on_ejection=self._audit_ejection)
         gateway = Gateway(
-            router=Router(self.policy, self.providers),
+            router=Router(self.policy, self.providers, load_models(self.db.cursor())),
             executor=Executor(self.providers, breakers, self.policy.retry),
             providers=self.providers,
             prices=price_book(self.policy, self.settings),
@@ -110,12 +118,14 @@ class Engine:
             stops=self.oversight.stops,
             fallbacks=FallbackNotes(self.recorder),
             approvals=ApprovalQueue(self.recorder),
+            prompts=self.prompts,
         )
         self._cache = gateway.cache = ResponseCache(
             self.db, self.settings.data_dir / "models", embed_via(gateway.router, gateway.executor)
         )
         self._cache.start(self.policy.routes)
         self.gateway = gateway
+        self.evaluator = self._evaluator(gateway)
         self._host = host or self.settings.host
         self._admin_token = secrets.token_urlsafe(32)
         app = build_app(
@@ -128,6 +138,9 @@ class Engine:
                 "audit_verify": self._answer_audit_verify,
                 "oversight": self._answer_oversight,
                 "approvals": self._answer_approvals,
+                "prompts": self.prompts.answer,
+                "eval_runs": lambda request: golden_runs.answer(self.db, self.recorder, request),
+                "drift": self._answer_drift,
             },
         )
         self._server = GatewayServer(
@@ -141,11 +154,13 @@ class Engine:
     def serve(self) -> None:
         """Run the gateway in this thread until interrupted (`fleetdeck serve`)."""
         assert self._server is not None, "open_gateway() first"
+        self.drift.start(self.settings.drift_interval_s)
         self._server.serve()
 
     def start(self) -> None:
         """Run the gateway on its own thread (the console, tests)."""
         assert self._server is not None, "open_gateway() first"
+        self.drift.start(self.settings.drift_interval_s)
         self._server.start()
 
     @property
@@ -154,6 +169,8 @@ class Engine:
         return f"http://{self._host}:{self._server.port}"
 
     def stop(self) -> None:
+        if self._drift is not None:
+            self._drift.stop()
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -190,18 +207,33 @@ class Engine:
 
     def console_key(self) -> tuple[str, bool]:
         """The console's own dev key (made on first run, kept in keyring); (key, just made)."""
+        return self._own_key(CONSOLE_KEY_SECRET, CONSOLE_KEY_NAME, "dev", "console")
+
+    def _own_key(self, secret: str, key_name: str, environment: str, actor: str) -> tuple[str, bool]:
         data_dir, registry = self.settings.data_dir, self.key_admin.registry
-        stored = read_local_secret(CONSOLE_KEY_SECRET, data_dir)
+        stored = read_local_secret(secret, data_dir)
         if stored and registry.accepts(stored):
             return stored, False
         taken = {key.name for key in registry.known()}
-        candidates = itertools.chain(
-            [CONSOLE_KEY_NAME], (f"{CONSOLE_KEY_NAME}-{n}" for n in itertools.count(2))
-        )
+        candidates = itertools.chain([key_name], (f"{key_name}-{n}" for n in itertools.count(2)))
         name = next(name for name in candidates if name not in taken)
-        _, token = self.key_admin.create(name, "dev", actor="console")
-        store_local_secret(CONSOLE_KEY_SECRET, token, data_dir)
+        _, token = self.key_admin.create(name, environment, actor=actor)
+        store_local_secret(secret, token, data_dir)
         return token, True
+
+    def _evaluator(self, gateway: Gateway) -> judge.Evaluator | None:
+        """The judge over sampled live traffic, with its own prod key; None when nothing is judged."""
+        assert self.policy is not None
+        model = judge.judge_model(self.policy)
+        config = self.policy.eval
+        if model is None or not (config.sample_rate or any(config.workflows.values())):
+            return None
+        key = None
+        if self.settings.auth_required:
+            key, _ = self._own_key(judge.EVALUATOR_KEY_SECRET, judge.EVALUATOR_KEY_NAME, "prod", "engine")
+        evaluator = judge.Evaluator(config, model, gateway.handle, self.recorder, key)
+        gateway.after_trace = evaluator.offer
+        return evaluator
 
     def verify_audit(self, cursor: duckdb.DuckDBPyConnection | None = None) -> audit.Verification:
         """The audit chain against its signed checkpoints, with this instance's public key."""
@@ -222,6 +254,27 @@ class Engine:
                 policy = self.policy or self._load_policy()
                 self._oversight = Oversight(self.recorder, stops, {route.intent for route in policy.routes})
             return self._oversight
+
+    @property
+    def prompts(self) -> PromptRegistry:
+        """The prompt registry; pins are audit entries, so it needs the recorder running."""
+        with self._lazy:
+            if self._prompts is None:
+                self.start_recorder()
+                self._prompts = PromptRegistry.open(self.db, self.recorder)
+            return self._prompts
+
+    @property
+    def drift(self) -> DriftMonitor:
+        """Drift statistics and alerts (console/quality); audit events need the recorder running."""
+        with self._lazy:
+            if self._drift is None:
+                self.start_recorder()
+                self._drift = DriftMonitor(self.db, self.recorder, self.settings.drift_webhook_url)
+            return self._drift
+
+    def _answer_drift(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        return drift_report.answer(self.drift, request)
 
     def _answer_approvals(self, request: Mapping[str, Any]) -> dict[str, Any]:
         approvals = self.gateway.approvals
@@ -290,6 +343,7 @@ class Engine:
             "status": "ok",
             "providers": {name: provider.describe() for name, provider in self.providers.items()},
             "breakers": {target: state.value for target, state in breakers.items()},
+            "evaluator": self.evaluator.stats() if self.evaluator else None,
             "budgets": [
                 {
                     "scope": b.scope,
@@ -308,6 +362,8 @@ class Engine:
             self.on_listening(self.url)
 
     async def _close_providers(self) -> None:
+        if self.evaluator is not None:
+            await self.evaluator.aclose()
         for provider in self.providers.values():
             try:
                 await provider.aclose()

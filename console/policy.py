@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, get_args
 from urllib.parse import urlsplit
 
 import yaml
@@ -225,6 +225,43 @@ class ToolPolicy(_Schema):
         return self
 
 
+EscalationCheck = Literal["schema_invalid", "refusal", "low_confidence", "truncated", "guard"]
+ESCALATION_CHECKS: tuple[EscalationCheck, ...] = get_args(EscalationCheck)
+
+
+class Escalation(_Schema):
+    """Tiers: the route's chain is the small tier; `large` answers when the small tier's answer
+    fails a cheap check, or up front when the request's difficulty is above the threshold."""
+
+    large: list[ModelRef] = Field(min_length=1)  # the strong model, then its fallbacks
+    checks: list[EscalationCheck] = Field(default_factory=lambda: list(ESCALATION_CHECKS))
+    # Predicted difficulty (0-1) above which the large tier answers first; a threshold
+    # fitted by `fleetdeck routing calibrate` wins over this one.
+    difficulty_threshold: float | None = Field(default=None, ge=0, le=1)
+
+    @field_validator("large", mode="before")
+    @classmethod
+    def _single_model(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+def _check_pattern(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"Not a valid regular expression: {exc}") from None
+    return pattern
+
+
+class RouteMatch(_Schema):
+    """What the classifier's rules look for when a request names no intent."""
+
+    keywords: list[str] = Field(default_factory=list)  # whole words or phrases, any case
+    patterns: list[Annotated[str, AfterValidator(_check_pattern)]] = Field(default_factory=list)
+    tools: list[Token] = Field(default_factory=list)  # a request offering one of these tools
+    description: str | None = None  # what the router model is told the intent is for
+
+
 class Route(_Schema):
     intent: Name
     primary: ModelRef
@@ -256,6 +293,12 @@ class Route(_Schema):
     environments: list[Environment] | None = Field(default=None, min_length=1)  # None: every environment
     # JSON Schema every answer must match (a request's own response_format schema wins).
     output_schema: dict[str, Any] | None = None
+    match: RouteMatch | None = None  # rules for the classifier (requests that name no intent)
+    escalation: Escalation | None = None  # small -> large tiers
+    # p95 latency (ms) of the primary over its last latency_slo_window calls; above it, the
+    # fastest other candidate answers first (latency-slo-override) until the primary recovers.
+    latency_slo_ms: PositiveInt | None = None
+    latency_slo_window: int = Field(default=20, ge=4, le=1000)
 
     @field_validator("fallback", mode="before")
     @classmethod
@@ -326,8 +369,41 @@ class Retry(_Schema):
         return (rng or random).uniform(0, delay) if self.jitter else delay
 
 
+class Classifier(_Schema):
+    """Intent and risk for requests that name no intent: rules, then a small router model."""
+
+    model: ModelRef = ModelRef("local", DEFAULT_LOCAL_MODEL_NAME)
+    votes: int = Field(default=3, ge=1, le=7)  # samples of the router model; confidence = agreement
+    min_confidence: float = Field(default=0.6, gt=0, le=1)  # below it: the default route
+    timeout_s: PositiveFloat = 5.0  # bound on the router model's part
+    risk_keywords: list[str] = Field(default_factory=list)  # added to the built-in ones
+
+
 class Workflow(_Schema):
     max_budget_daily: NonNegativeFloat | None = None  # USD, hard, over every route it uses
+
+
+SampleRate = Annotated[float, Field(ge=0, le=1)]
+_PROD_ONLY: list[Environment] = ["prod"]  # judging costs money; development traffic is noise
+
+
+class Evaluation(_Schema):
+    """The judge: a share of each workflow's served calls, judged off the request path."""
+
+    sample_rate: SampleRate = 0.05
+    judge: str | None = None  # provider/model or route:<intent>; None: the first local model
+    workflows: dict[Name, SampleRate] = Field(default_factory=dict)  # a rate per workflow_id
+    environments: list[Environment] = Field(default_factory=_PROD_ONLY.copy, min_length=1)
+    queue_size: PositiveInt = 1000  # sampled calls waiting for the judge; more are dropped
+    concurrency: PositiveInt = 1  # judge calls at a time
+    max_tokens: PositiveInt = 200  # of the judge's answer
+
+    @field_validator("judge")
+    @classmethod
+    def _judge_reference(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("route:"):
+            ModelRef.parse(value)
+        return value
 
 
 class Policy(_Schema):
@@ -337,6 +413,8 @@ class Policy(_Schema):
     default_route: Name | None = None  # intent for `route:default` and for requests naming no model
     breaker: Breaker = Field(default_factory=Breaker)
     retry: Retry = Field(default_factory=Retry)
+    eval: Evaluation = Field(default_factory=Evaluation)
+    classifier: Classifier | None = None  # None: requests naming no intent go to default_route
 
     _hash: str | None = PrivateAttr(default=None)
 
@@ -384,7 +462,20 @@ _T = TypeVar("_T")
 _ALL_FIELDS = sorted(
     {
         name
-        for model in (Policy, Route, Timeouts, ToolPolicy, Breaker, Retry, Price, LocalProvider)
+        for model in (
+            Policy,
+            Route,
+            Timeouts,
+            ToolPolicy,
+            Breaker,
+            Retry,
+            Price,
+            LocalProvider,
+            Escalation,
+            RouteMatch,
+            Classifier,
+            Evaluation,
+        )
         for name in model.model_fields
     }
     | set(OpenAICompatProvider.model_fields)
@@ -397,7 +488,32 @@ _ALL_FIELDS = sorted(
 def cross_check(policy: Policy) -> list[tuple[Loc, str]]:
     """Problems across fields: references to providers, unique intents, the default route."""
     routes = [(route.intent, route) for route in policy.routes]
-    return _cross_check(policy.providers, routes, policy.default_route)
+    problems = _cross_check(policy.providers, routes, policy.default_route)
+    classifier = policy.classifier
+    if classifier is not None and classifier.model.provider not in policy.providers:
+        name = classifier.model.provider
+        problems.append(
+            (("classifier", "model"), f"Unknown provider {name!r}{_hint(name, policy.providers)}")
+        )
+    return problems + _check_judge(policy)
+
+
+def _check_judge(policy: Policy) -> list[tuple[Loc, str]]:
+    judge = policy.eval.judge
+    if judge is None:
+        return []
+    intent = judge.removeprefix("route:")
+    if intent != judge:
+        known = {route.intent: route for route in policy.routes}
+        return (
+            []
+            if policy.route(intent)
+            else [(("eval", "judge"), f"No route has intent {intent!r}{_hint(intent, known)}")]
+        )
+    provider = ModelRef.parse(judge).provider
+    if provider in policy.providers:
+        return []
+    return [(("eval", "judge"), f"Unknown provider {provider!r}{_hint(provider, policy.providers)}")]
 
 
 def _cross_check_raw(data: dict[Any, Any]) -> list[tuple[Loc, str]]:
@@ -460,8 +576,12 @@ def _check_chain(
 ) -> Iterator[tuple[Loc, str]]:
     locs: list[Loc] = [("routes", index, "primary")]
     locs += [("routes", index, "fallback", position) for position in range(len(route.fallback))]
+    refs = list(route.chain)
+    if route.escalation is not None:
+        locs += [("routes", index, "escalation", "large", n) for n in range(len(route.escalation.large))]
+        refs += route.escalation.large
     seen: set[ModelRef] = set()
-    for loc, ref in zip(locs, route.chain, strict=True):
+    for loc, ref in zip(locs, refs, strict=True):
         provider = providers.get(ref.provider)
         if ref.provider not in providers:
             yield loc, f"Unknown provider {ref.provider!r}{_hint(ref.provider, providers)}"

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=183, ge=183)
     # Requests need a virtual key (Authorization: Bearer …); off only on a trusted single-user box.
     auth_required: bool = True
+    # Drift alerts are also POSTed as JSON here (FLEETDECK_DRIFT_WEBHOOK_URL); none by default.
+    drift_webhook_url: str | None = None
+    # While serving, drift runs this often (seconds); 0 turns the monitor off.
+    drift_interval_s: float = Field(default=3600.0, ge=0)
 
     @property
     def db_path(self) -> Path:

@@ -9,7 +9,7 @@
 -- param to: TIMESTAMP = now | end of the recent window, exclusive (UTC)
 -- param days: INTEGER = 7 | length of the recent window in days
 -- param baseline_days: INTEGER = 28 | length of the baseline window in days, just before the recent one
--- users: drift pane, fleetdeck query --name drift_summary
+-- users: fleetdeck query --name drift_summary (the drift pane uses the drift_* queries)
 WITH bounds AS (
     SELECT
         coalesce($to::TIMESTAMP, (now() AT TIME ZONE 'UTC')::TIMESTAMP) AS window_end,

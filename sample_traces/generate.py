@@ -2,7 +2,7 @@
 
     .venv/bin/python sample_traces/generate.py [--seed 7] [--out sample_traces]
 
-Writes traces, outcomes, evals and audit_log as zstd-compressed Parquet. The Arrow
+Writes traces, payloads, outcomes, evals and audit_log as zstd-compressed Parquet. The Arrow
 schemas are read from the DuckDB migrations, so the files always match the store. The
 same seed always gives the same tables; nothing depends on the clock or the network
 (genai-prices is used with its bundled price snapshot). The scripted scenarios are
@@ -30,7 +30,7 @@ from console.store import audit
 
 ROOT = Path(__file__).resolve().parents[1]
 MIGRATIONS = ROOT / "console" / "store" / "migrations"
-TABLES = ("traces", "outcomes", "evals", "audit_log")
+TABLES = ("traces", "payloads", "outcomes", "evals", "audit_log")
 DEFAULT_SEED = 7
 
 # The dataset covers [START, END): eight Monday-to-Sunday weeks, naive UTC.
@@ -1424,6 +1424,112 @@ def audit_rows(events: list[AuditEvent]) -> list[dict[str, Any]]:
     return rows
 
 
+# --------------------------------------------------------------------------- payloads
+
+# The redacted bodies of the invoice_parsing calls the judge saw, so judged production
+# traffic can be harvested into golden cases (`fleetdeck eval harvest`). They come from a
+# stream of their own, after the simulation: the other tables do not change with them.
+INVOICE_PROMPTS = {
+    "v3": "Extract the invoice's fields: vendor (the issuing company), invoice_number, date "
+    "(YYYY-MM-DD), total (a number, taxes included) and currency (ISO 4217). Reply with the JSON only.",
+    "v4": "Extract vendor, invoice_number, date, total, currency as JSON.",
+}
+INVOICE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "vendor": {"type": "string"},
+        "invoice_number": {"type": "string"},
+        "date": {"type": "string"},
+        "total": {"type": "number"},
+        "currency": {"type": "string"},
+    },
+    "required": ["vendor", "invoice_number", "date", "total", "currency"],
+}
+VENDORS = ("Northwind Traders", "Contoso Ltd", "Fabrikam GmbH", "Tailspin Toys", "Litware SA", "Adatum Corp")
+CURRENCIES = ("EUR", "USD", "GBP")
+
+
+def payloads(sim: Sim) -> list[dict[str, Any]]:
+    rng = sim.rng("payloads")
+    traces = {t["request_id"]: t for t in sim.traces if t["workflow_id"] == "invoice_parsing"}
+    rows = []
+    for judged in sim.evals:
+        trace = traces.get(judged["request_id"])
+        if trace is None:
+            continue
+        invoice = invoice_fields(rng, trace["ts_start"])
+        request = {
+            "model": trace["request_model"] or "route:extract_invoice",
+            "messages": [
+                {"role": "system", "content": INVOICE_PROMPTS[trace["prompt_version"]]},
+                {"role": "user", "content": invoice_text(invoice)},
+            ],
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "invoice", "schema": INVOICE_SCHEMA},
+            },
+            "temperature": 0,
+            "max_tokens": 200,
+        }
+        answer = invoice_answer(rng, invoice, judged["verdict"], trace["schema_valid"])
+        response = {
+            "object": "chat.completion",
+            "model": trace["response_model"],
+            "choices": [
+                {"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}
+            ],
+        }
+        rows.append(
+            {
+                "payload_ref": trace["request_id"],
+                "request_id": trace["request_id"],
+                "ts": trace["ts_end"],
+                "request": canonical(request).decode(),
+                "response": canonical(response).decode(),
+            }
+        )
+    rows.sort(key=lambda row: (row["ts"], row["request_id"]))
+    return rows
+
+
+def invoice_fields(rng: random.Random, ts: datetime) -> dict[str, Any]:
+    issued = ts - timedelta(days=rng.randint(1, 40))
+    return {
+        "vendor": rng.choice(VENDORS),
+        "invoice_number": f"INV-{issued.year}-{rng.randint(10_000, 99_999)}",
+        "date": issued.strftime("%Y-%m-%d"),
+        "total": round(rng.uniform(40, 4_000), 2),
+        "currency": rng.choice(CURRENCIES),
+    }
+
+
+def invoice_text(invoice: dict[str, Any]) -> str:
+    net = round(invoice["total"] / 1.2, 2)
+    return (
+        f"INVOICE {invoice['invoice_number']}\n{invoice['vendor']}\nDate: {invoice['date']}\n"
+        f"Services rendered: {net:.2f} {invoice['currency']}\nVAT 20%: {invoice['total'] - net:.2f}\n"
+        f"Total due: {invoice['total']:.2f} {invoice['currency']}"
+    )
+
+
+def invoice_answer(
+    rng: random.Random, invoice: dict[str, Any], verdict: str, schema_valid: bool | None
+) -> str:
+    """What the model answered, as bad as its verdict says: invalid JSON, a wrong or missing field."""
+    answer = dict(invoice)
+    if verdict == "incorrect":
+        wrong = rng.choice(("total", "vendor", "date"))
+        answer[wrong] = {
+            "total": round(invoice["total"] / 1.2, 2),  # the net amount instead of the total due
+            "vendor": "VAT",
+            "date": invoice["date"][:8] + "01",
+        }[wrong]
+    elif verdict == "partial":
+        answer["currency"] = ""
+    text = canonical(answer).decode()
+    return text[: rng.randint(20, len(text) - 2)] if schema_valid is False else text
+
+
 # --------------------------------------------------------------------------- tables
 
 
@@ -1468,6 +1574,7 @@ def build(seed: int) -> dict[str, pa.Table]:
     tables = schemas()
     return {
         "traces": to_table(sim.traces, tables["traces"]),
+        "payloads": to_table(payloads(sim), tables["payloads"]),
         "outcomes": to_table(sim.outcomes, tables["outcomes"]),
         "evals": to_table(sim.evals, tables["evals"]),
         "audit_log": to_table(audit_rows(sim.audit), tables["audit_log"]),

@@ -66,6 +66,8 @@ def verify_copy(
     The checkpoint file stays where it is (outside the database) and the public key is
     the instance's, as `fleetdeck audit verify` uses them."""
     workdir.mkdir(exist_ok=True)
+    for stale in workdir.glob("fleetdeck.duckdb*"):  # a WAL left by the last copy would replay into this one
+        stale.unlink()
     copy = workdir / "fleetdeck.duckdb"
     shutil.copyfile(settings.db_path, copy)
     with duckdb.connect(str(copy)) as con:

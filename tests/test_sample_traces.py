@@ -20,7 +20,7 @@ from ulid import ULID
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_traces"
-TABLES = ("traces", "outcomes", "evals", "audit_log")
+TABLES = ("traces", "payloads", "outcomes", "evals", "audit_log")
 START, END = datetime(2026, 9, 7), datetime(2026, 11, 2)
 WEEK = "1 + date_diff('day', TIMESTAMP '2026-09-07', ts_start) // 7"
 

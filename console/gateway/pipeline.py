@@ -14,17 +14,18 @@ import hashlib
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
 from console import guards
 from console.gateway import cache as response_cache
-from console.gateway import openai_api
+from console.gateway import escalation, openai_api
 from console.gateway.approvals import ApprovalQueue, HeldCall, new_approval_id
 from console.gateway.budget import Cap, Ledger, Refusal, Reservation, TaskSteps
-from console.gateway.executor import Attempt, ExecutionFailed, Executor, Served, Target
+from console.gateway.classifier import Classification
+from console.gateway.executor import Attempt, ExecutionFailed, Executor, Plan, Served, Target
 from console.gateway.keys import KeyRegistry, VirtualKey
 from console.gateway.openai_api import ApiError
 from console.gateway.oversight import FallbackNotes, RouteStops
@@ -33,6 +34,7 @@ from console.gateway.router import Decision, Router
 from console.guards import schema as schema_guard
 from console.policy import DEFAULT_MAX_TOKENS, Policy, Route, ToolPolicy
 from console.providers.base import Body, ErrorType, Provider, ProviderError, Usage
+from console.quality.prompts import PromptError, PromptRegistry
 from console.store.audit import AuditEvent
 from console.store.recorder import Recorder
 from console.store.trace import Payload, Trace, utc_now
@@ -81,6 +83,9 @@ class Gateway:
     stops: RouteStops = field(default_factory=RouteStops)
     fallbacks: FallbackNotes | None = None
     approvals: ApprovalQueue | None = None
+    # Told of every finished call with its stored (redacted) request and response: the judge.
+    after_trace: Callable[[Trace, Body | None, Body | None], None] | None = None
+    prompts: PromptRegistry | None = None
     cache: response_cache.ResponseCache | None = None
 
     async def handle(
@@ -139,6 +144,9 @@ class _Call:
     pii_mode: str = "redact"
     response: Body | None = None  # the response as stored (redacted)
     output_schema: dict[str, Any] | None = None  # what every answer must match, when anything
+    classification: Classification | None = None  # intent and risk, when the request named none
+    routing: dict[str, Any] = field(default_factory=dict)  # why this model: guard_results.routing
+    escalated: escalation.Escalated | None = None  # the small tier's answer that failed a check
     lookup: response_cache.Lookup | None = None
 
     def __post_init__(self) -> None:
@@ -155,8 +163,8 @@ class _Call:
             body = openai_api.parse_body(raw)
             openai_api.check_request(self.operation, body)
             self._read_context(headers, body)
-            decision = self.gateway.router.decide(body.get("model"), trace.intent)
-            self._note_decision(decision, body)
+            self._apply_prompt(body)
+            decision = await self._route(body)
             route = self.gateway.router.route(decision.route)
             self._check_stop(decision.route)
             self._check_access(route)
@@ -170,6 +178,10 @@ class _Call:
             if body.get("stream"):
                 return await self._open_stream(decision, body)
             served = await _unless_disconnected(self._execute(decision, body), disconnected)
+            if decision.escalation is not None:
+                served = await _unless_disconnected(
+                    self._escalate(decision, route, body, served), disconnected
+                )
             await self._police_tools(served.value, route, decision)
             await self._keep_response(served.value)
             reply = self._reply(served)
@@ -184,6 +196,53 @@ class _Call:
             return Reply(499, {})
 
     # -- steps ------------------------------------------------------------------------
+
+    async def _route(self, body: Body) -> Decision:
+        """Classify (when the request names no intent), pick the route, shape its plan."""
+        router, trace = self.gateway.router, self.trace
+        declared_tier = trace.tier
+        self.classification = await router.classify(body, trace.intent)
+        if self.classification is not None:
+            trace.intent = self.classification.intent or None
+            self.routing["classification"] = self.classification.as_json()
+        decision = router.decide(body.get("model"), trace.intent)
+        self._note_decision(decision, body)
+        decision = router.refine(decision, body, self.classification, declared_tier, trace.step)
+        self._note_decision(decision, body)
+        self.routing.update(decision.notes)
+        return decision
+
+    async def _escalate(
+        self, decision: Decision, route: Route | None, body: Body, served: Served[Body]
+    ) -> Served[Body]:
+        """The large tier's answer when the small tier's fails a cheap check (console.gateway.escalation)."""
+        assert decision.escalation is not None
+        check = escalation.failed_check(
+            served.value, decision.checks, self.output_schema, route.tools if route else None
+        )
+        plan = escalation.within(decision.escalation, decision.plan.timeouts.total_s - self._elapsed_s())
+        if check is None or plan is None:
+            return served
+        small = served.value
+        private = small.pop("_fleetdeck", None) or {}
+        usage = Usage.from_openai(small.get("usage"))
+        provider = self.gateway.providers[served.target.provider]
+        price = self.gateway.prices.price(
+            served.target.provider, provider.kind, served.target.model, usage, private.get("compute_s")
+        )
+        try:
+            large = await self._execute(replace(decision, plan=plan), body)
+        except ExecutionFailed:
+            self.routing["escalation"] = {"check": check, "failed": True}
+            small["_fleetdeck"] = private
+            return served
+        self.escalated = escalation.Escalated(check, served.target.name, usage, price.cost_usd or 0.0)
+        self.routing["escalation"] = self.escalated.as_json()
+        self.trace.reason_code, self.trace.tier = "escalation-check-failed", "large"
+        return large
+
+    def _elapsed_s(self) -> float:
+        return time.perf_counter() - self.started
 
     def _authenticate(self, headers: Mapping[str, str]) -> None:
         if self.gateway.keys is None:
@@ -405,12 +464,18 @@ class _Call:
         return caps
 
     def _worst_case(self, decision: Decision, body: Body) -> float:
+        worst = self._worst_of(decision.plan, body)
+        if decision.escalation is not None:  # a second, larger call may follow the first
+            worst += self._worst_of(decision.escalation, body)
+        return worst
+
+    def _worst_of(self, plan: Plan, body: Body) -> float:
         bound = Usage(input_tokens=_prompt_token_bound(body), output_tokens=_max_tokens(body) or 0)
         worst = 0.0
-        for target in decision.plan.targets:
+        for target in plan.targets:
             provider = self.gateway.providers[target.provider]
             cost = self.gateway.prices.worst_case(
-                target.provider, provider.kind, target.model, bound, decision.plan.timeouts.total_s
+                target.provider, provider.kind, target.model, bound, plan.timeouts.total_s
             )
             if cost is None:
                 raise ApiError(
@@ -479,6 +544,16 @@ class _Call:
         if "prompt" in context:
             name, _, version = context["prompt"].partition("@")
             trace.prompt_name, trace.prompt_version = name, version or None
+
+    def _apply_prompt(self, body: Body) -> None:
+        """X-Fleetdeck-Prompt: the registry's template goes in front of the messages (quality/prompts.py)."""
+        trace, prompts = self.trace, self.gateway.prompts
+        if trace.prompt_name is None or prompts is None:
+            return
+        try:
+            trace.prompt_version = prompts.apply(trace.prompt_name, trace.prompt_version, body).version
+        except PromptError as error:
+            raise ApiError(400, str(error), param="X-Fleetdeck-Prompt", code=error.code) from None
 
     def _note_decision(self, decision: Decision, body: Body) -> None:
         trace = self.trace
@@ -652,16 +727,19 @@ class _Call:
         estimated: bool = False,
     ) -> None:
         trace = self.trace
-        trace.input_tokens, trace.output_tokens = usage.input_tokens, usage.output_tokens
-        trace.cache_read_tokens, trace.reasoning_tokens = usage.cache_read_tokens, usage.reasoning_tokens
         provider = self.gateway.providers[target.provider]
         price = self.gateway.prices.price(
             target.provider, provider.kind, target.model, usage, compute_s, answered
         )
         trace.cost_usd = price.cost_usd
+        if self.escalated is not None:  # both tiers' attempts are paid for
+            usage = escalation.combined(self.escalated.usage, usage)
+            trace.cost_usd = (price.cost_usd or 0.0) + self.escalated.cost_usd
+        trace.input_tokens, trace.output_tokens = usage.input_tokens, usage.output_tokens
+        trace.cache_read_tokens, trace.reasoning_tokens = usage.cache_read_tokens, usage.reasoning_tokens
         trace.price_source = f"{price.source} (estimated)" if estimated else price.source
         if self.reservation is not None:
-            self.gateway.ledger.settle(self.reservation, price.cost_usd or 0.0)
+            self.gateway.ledger.settle(self.reservation, trace.cost_usd or 0.0)
 
     def _refuse(self, error: ApiError) -> Reply:
         if self.trace.status in ("blocked", "over_budget"):
@@ -695,17 +773,23 @@ class _Call:
         trace.latency_ms = (time.perf_counter() - self.started) * 1000
         trace.attempts = sum(1 for a in self.attempts if a.status != "skipped")
         trace.attempt_log = [a.as_json() for a in self.attempts]
+        self.gateway.router.observe(trace.route, self.attempts)
+        if self.routing:
+            found = trace.guard_results if isinstance(trace.guard_results, dict) else {}
+            trace.guard_results = {**found, "routing": self.routing}
         if self.request is None:
             self.gateway.recorder.record(trace)
-            return
-        trace.payload_ref = trace.request_id
-        payload = Payload(
-            payload_ref=trace.request_id,
-            request_id=trace.request_id,
-            request=self.request,
-            response=self.response,
-        )
-        self.gateway.recorder.record(trace, payload)
+        else:
+            trace.payload_ref = trace.request_id
+            payload = Payload(
+                payload_ref=trace.request_id,
+                request_id=trace.request_id,
+                request=self.request,
+                response=self.response,
+            )
+            self.gateway.recorder.record(trace, payload)
+        if self.gateway.after_trace is not None:
+            self.gateway.after_trace(trace, self.request, self.response)
 
 
 def _output_schema(body: Body, route: Route | None) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ caller's own parser would reject it too.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,22 @@ def requested_schema(body: Mapping[str, Any]) -> dict[str, Any] | None:
 
 def check_schema(schema: dict[str, Any]) -> None:
     """Raise InvalidSchema when `schema` is not a valid JSON Schema (of its declared draft)."""
+    # Apps (and the judge) send the same schema with every call, and checking one against its
+    # meta-schema costs milliseconds of the gateway's loop: each valid schema is checked once.
+    try:
+        canonical = orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # not JSON (a YAML policy's odd key): check it as it is
+        _check_against_meta_schema(schema)
+    else:
+        _check_canonical(canonical)
+
+
+@functools.lru_cache(maxsize=512)
+def _check_canonical(canonical: bytes) -> None:
+    _check_against_meta_schema(orjson.loads(canonical))
+
+
+def _check_against_meta_schema(schema: dict[str, Any]) -> None:
     validator = jsonschema.validators.validator_for(schema)
     try:
         validator.check_schema(schema)

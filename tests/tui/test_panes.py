@@ -11,8 +11,9 @@ from textual.widgets import DataTable, Input, Static
 
 from console.engine import Engine
 from console.store.trace import Trace
-from console.tui.app import FleetdeckApp
+from console.tui.app import ConsoleOptions, FleetdeckApp
 from console.tui.core import cost
+from console.tui.core.clock import frozen
 from console.tui.panes.base import Pane
 from console.tui.panes.stream import TraceStream
 from console.tui.panes.traffic import TrafficPane
@@ -159,14 +160,43 @@ def test_cost_shows_every_workflow_and_route(console_engine: Engine) -> None:
     drive(app, scenario)
 
 
-def test_drift_highlights_the_invoice_schema_regression(console_engine: Engine) -> None:
+def test_drift_is_quiet_in_the_last_week_and_lists_the_sample_drift_alert(console_engine: Engine) -> None:
+    """At the frozen clock the last week is measured against weeks 4-7, which hold the drift already."""
     app = offline_app(console_engine)
 
     async def scenario(pilot: Pilot[None]) -> None:
         await loaded(pilot, await show(pilot, "4", "drift"))
+        assert "4 workflows, no drift" in text_of(app, "#drift-headline")
+        assert not app.query_one("#drift-headline").has_class("-alert")
+        assert app.query_one("#drift-table", DataTable).row_count > 20
+        alerts = app.query_one("#drift-alerts", DataTable)
+        assert alerts.row_count == 1  # the sample's own alert.raised (kind drift) of Wed 2026-10-14
+        assert "invoice_parsing" in str(alerts.get_row_at(0))
+
+    drive(app, scenario)
+
+
+def test_drift_in_the_drift_week_highlights_invoice_parsing(console_engine: Engine) -> None:
+    app = FleetdeckApp(
+        console_engine, ConsoleOptions(seed=False, gateway=False, clock=frozen(datetime(2026, 10, 19)))
+    )
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await loaded(pilot, await show(pilot, "4", "drift"))
         headline = text_of(app, "#drift-headline")
-        assert "invoice_parsing" in headline and "alerts" in headline
+        assert "in invoice_parsing (" in headline and "alerts" in headline
         assert app.query_one("#drift-headline").has_class("-alert")
+        table = app.query_one("#drift-table", DataTable)
+        flagged = [
+            str(table.get_row_at(n)) for n in range(table.row_count) if "▲ alert" in str(table.get_row_at(n))
+        ]
+        assert flagged and all(
+            "schema valid rate" in row
+            or "incorrect rate" in row
+            or "verdict mix" in row
+            or "cost per outcome" in row
+            for row in flagged
+        )
 
     drive(app, scenario)
 

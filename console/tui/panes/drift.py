@@ -1,4 +1,4 @@
-"""Drift: per workflow, the last week's quality metrics against the four weeks before, alerts highlighted."""
+"""Drift: per workflow, the last 7 days against the 28 before (statistics, tests, levels), latest alerts."""
 
 from __future__ import annotations
 
@@ -7,59 +7,86 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.widgets import DataTable, Static
 
+from console.quality.drift import Level, Statistic, value_text
 from console.tui import humanize
 from console.tui.context import ConsoleContext
 from console.tui.core import drift
-from console.tui.core.drift import Reading, WorkflowDrift
+from console.tui.core.drift import DriftView
 from console.tui.panes.base import Pane
 from console.tui.panes.tables import Cell, fill, right
 
-COLUMNS = ("workflow", "metric", "baseline", "last 7 d", "change", "")
+COLUMNS = ("workflow", "metric", "component", "baseline", "last 7 d", "change", "test", "score", "")
+ALERT_COLUMNS = ("raised (UTC)", "workflow", "metric", "severity", "baseline", "current")
+LEVEL_STYLES = {Level.ALERT: "bold red", Level.WARNING: "yellow", Level.OK: "dim", Level.TOO_FEW: "dim"}
 
 
-def value(reading: Reading, number: float | None) -> str:
-    if reading.metric.kind == "share":
-        return humanize.percent(number)
-    if reading.metric.kind == "ms":
-        return humanize.duration_ms(number)
-    return humanize.count(number)
+def level_text(level: Level) -> Text:
+    label = {Level.ALERT: "▲ alert", Level.WARNING: "△ warning"}.get(level, level.value)
+    return Text(label, style=LEVEL_STYLES[level])
 
 
-def rows(workflows: list[WorkflowDrift]) -> list[list[Cell]]:
+def score_text(item: Statistic) -> str:
+    if item.score is None:
+        return "-"
+    if item.test == "median day":
+        return f"{item.score:+.0%}"
+    return f"{item.score:.3g}" if item.test in ("fisher", "ks") else f"{item.score:.3f}"
+
+
+def rows(view: DriftView) -> list[list[Cell]]:
     found: list[list[Cell]] = []
-    for item in workflows:
-        name = item.workflow_id or "(no workflow)"
-        for reading in item.readings:
-            if reading.current is None and reading.baseline is None:
-                continue
-            style = "bold red" if reading.drifted else ""
-            found.append(
-                [
-                    name,
-                    reading.metric.name,
-                    right(value(reading, reading.baseline)),
-                    Text(value(reading, reading.current), style=style, justify="right"),
-                    Text(humanize.change(reading.current, reading.baseline), style=style, justify="right"),
-                    Text("▲ drift", style=style) if reading.drifted else Text("ok", style="dim"),
-                ]
-            )
-            name = ""
+    previous = None
+    for item in view.report.statistics:
+        style = LEVEL_STYLES[item.level] if item.level.raises else ""
+        metric = item.metric.value
+        found.append(
+            [
+                item.workflow_id if item.workflow_id != previous else "",
+                metric.replace("_", " "),
+                item.component or "",
+                right(value_text(metric, item.baseline)),
+                Text(value_text(metric, item.current), style=style, justify="right"),
+                Text(humanize.change(item.current, item.baseline), style=style, justify="right"),
+                item.test,
+                right(score_text(item)),
+                level_text(item.level),
+            ]
+        )
+        previous = item.workflow_id
     return found
 
 
-def headline(workflows: list[WorkflowDrift]) -> str:
-    alerts = [(item, reading) for item in workflows for reading in item.alerts]
+def alert_rows(view: DriftView) -> list[list[Cell]]:
+    return [
+        [
+            humanize.day_and_time(alert["ts"]),
+            humanize.text(alert["workflow_id"]),
+            humanize.text(alert["metric"]),
+            Text(alert["severity"] or "", style="bold red" if alert["severity"] == "critical" else "yellow"),
+            right(value_text(alert["metric"] or "", alert["baseline"])),
+            right(value_text(alert["metric"] or "", alert["current"])),
+        ]
+        for alert in view.recent_alerts
+    ]
+
+
+def headline(view: DriftView) -> str:
+    windows = "last 7 days against the 28 before"
+    workflows = view.report.workflows()
     if not workflows:
         return "no traffic in the last five weeks"
-    if not alerts:
-        return f"{len(workflows)} workflows, no metric drifted (last 7 days against the 28 before)"
-    names = sorted({item.workflow_id or "(no workflow)" for item, _ in alerts})
-    return f"{len(alerts)} alerts in {', '.join(names)} (last 7 days against the 28 before)"
+    raised = view.raised
+    if not raised:
+        return f"{len(workflows)} workflows, no drift ({windows})"
+    names = sorted({item.workflow_id for item in raised})
+    alerts = sum(item.level is Level.ALERT for item in raised)
+    warnings = len(raised) - alerts
+    return f"{alerts} alerts, {warnings} warnings in {', '.join(names)} ({windows})"
 
 
 class DriftPane(Pane):
     TITLE = "Drift"
-    REFRESH_S = 10.0
+    REFRESH_S = 30.0
     FOCUS = "#drift-table"
 
     def __init__(self, context: ConsoleContext, *, id: str = "drift") -> None:
@@ -68,13 +95,17 @@ class DriftPane(Pane):
     def compose(self) -> ComposeResult:
         yield Static("", id="drift-headline", classes="pane-status")
         yield DataTable(id="drift-table", cursor_type="row")
+        yield Static("Latest drift alerts", classes="section-title")
+        yield DataTable(id="drift-alerts", cursor_type="row")
 
-    def fetch(self, cursor: duckdb.DuckDBPyConnection) -> list[WorkflowDrift]:
+    def fetch(self, cursor: duckdb.DuckDBPyConnection) -> DriftView:
         return drift.snapshot(cursor, self.context.clock())
 
-    def show(self, data: list[WorkflowDrift]) -> None:
+    def show(self, data: DriftView) -> None:
         status = self.query_one("#drift-headline", Static)
         status.update(headline(data))
-        status.set_class(any(item.alerts for item in data), "-alert")
+        status.set_class(bool(data.raised), "-alert")
         table: DataTable[Cell] = self.query_one("#drift-table", DataTable)
         fill(table, COLUMNS, rows(data))
+        alerts: DataTable[Cell] = self.query_one("#drift-alerts", DataTable)
+        fill(alerts, ALERT_COLUMNS, alert_rows(data))

@@ -1,0 +1,1 @@
+"""Quality of served answers: the sampled judge, golden sets and their gate, the prompt registry, drift."""

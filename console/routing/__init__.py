@@ -1,0 +1,1 @@
+"""Routing that is learned offline: the difficulty model and its calibration on judged traffic."""
