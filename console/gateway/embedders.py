@@ -92,20 +92,23 @@ class GgufEmbedder:
             return unit(self._model.embed(text, truncate=True))
 
     def _load(self) -> Any:
-        from llama_cpp import Llama
+        # Under the local provider's load lock: llama-cpp-python points fds 1 and 2 at
+        # /dev/null while it loads, and two loads at once can leave them there for good.
+        from console.providers.local import _quiet_loading
 
         if not self.path.is_file():
             raise FileNotFoundError(f"embedding model {self.path} does not exist")
-        return Llama(
-            model_path=str(self.path),
-            embedding=True,
-            n_ctx=512,
-            n_batch=512,
-            n_ubatch=512,
-            n_threads=1,
-            n_threads_batch=1,
-            verbose=False,
-        )
+        with _quiet_loading(cpu_extra_buffers=False) as lib:
+            return lib.Llama(
+                model_path=str(self.path),
+                embedding=True,
+                n_ctx=512,
+                n_batch=512,
+                n_ubatch=512,
+                n_threads=1,
+                n_threads_batch=1,
+                verbose=False,
+            )
 
 
 EmbedCall = Callable[[str], Awaitable[list[float]]]
