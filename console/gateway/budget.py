@@ -22,6 +22,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+import orjson
+
+from console.gateway.executor import Plan
+from console.gateway.keys import VirtualKey
+from console.gateway.openai_api import ApiError
+from console.gateway.pricing import PriceBook
+from console.policy import Policy, Route
+from console.providers.base import Body, Provider, Usage
+from console.store.audit import AuditEvent
+from console.store.recorder import Recorder
 from console.store.trace import utc_now
 
 Period = Literal["day", "month"]
@@ -137,6 +147,98 @@ class Ledger:
                 )
                 for (scope, period), limit in sorted(self._caps.items())
             ]
+
+
+def caps_for(
+    key: VirtualKey | None, route: Route | None, policy: Policy, workflow_id: str | None
+) -> list[Cap]:
+    """Every cap a call of this key, route and workflow is held to."""
+    caps = []
+    if key is not None and key.daily_cap is not None:
+        caps.append(Cap(f"key:{key.key_id}", "day", key.daily_cap))
+    if key is not None and key.monthly_cap is not None:
+        caps.append(Cap(f"key:{key.key_id}", "month", key.monthly_cap))
+    if route is not None and route.max_budget_daily is not None:
+        caps.append(Cap(f"route:{route.intent}", "day", route.max_budget_daily))
+    workflow = policy.workflows.get(workflow_id or "")
+    if workflow is not None and workflow.max_budget_daily is not None:
+        caps.append(Cap(f"workflow:{workflow_id}", "day", workflow.max_budget_daily))
+    return caps
+
+
+def worst_case(
+    plans: Sequence[Plan], body: Body, providers: Mapping[str, Provider], prices: PriceBook
+) -> float:
+    """What the call may cost at most: the dearest target of each plan it may run, summed
+    (an escalating call runs its small tier's plan, then its large tier's)."""
+    bound = Usage(input_tokens=prompt_token_bound(body), output_tokens=_max_tokens(body))
+    return sum(_worst_of(plan, bound, providers, prices) for plan in plans)
+
+
+def _worst_of(plan: Plan, bound: Usage, providers: Mapping[str, Provider], prices: PriceBook) -> float:
+    worst = 0.0
+    for target in plan.targets:
+        kind = providers[target.provider].kind
+        cost = prices.worst_case(target.provider, kind, target.model, bound, plan.timeouts.total_s)
+        if cost is None:
+            raise ApiError(
+                400,
+                f"{target.name} has no known price, and this call is under a hard budget cap: "
+                f"give it one under providers.{target.provider}.prices in the policy",
+                param="model",
+                code="model_unpriced",
+            )
+        worst = max(worst, cost)
+    return worst
+
+
+def prompt_token_bound(body: Body) -> int:
+    """An upper bound on prompt tokens without a tokenizer: a token is at least one byte,
+    and the JSON around each message outweighs the chat template's tokens."""
+    return sum(len(orjson.dumps(body.get(name))) for name in ("messages", "prompt", "input", "tools"))
+
+
+def _max_tokens(body: Body) -> int:
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0
+
+
+def audit_refusal(
+    recorder: Recorder, refusal: Refusal, key: VirtualKey | None, details: Mapping[str, object]
+) -> None:
+    """An audit entry for the refused call, and one more, the incident, for the cap's first breach."""
+    cap = refusal.cap
+    payload = {
+        "period": cap.period,
+        "cap_usd": cap.limit_usd,
+        "spent_usd": refusal.spent_usd,
+        "held_usd": refusal.held_usd,
+        "asked_usd": refusal.asked_usd,
+        "route": details.get("route"),
+        "workflow_id": details.get("workflow_id"),
+    }
+    if refusal.first:
+        recorder.record_audit(
+            AuditEvent(
+                actor="gateway",
+                actor_kind="system",
+                action="budget.breach",
+                subject=cap.scope,
+                payload=payload,
+            )
+        )
+    recorder.record_audit(
+        AuditEvent(
+            actor=key.name if key else "anonymous",
+            actor_kind="key" if key else "system",
+            action="budget.exceeded",
+            subject=cap.scope,
+            payload={**payload, "request_id": details.get("request_id")},
+        )
+    )
 
 
 def period_key(period: Period, now: datetime) -> str:

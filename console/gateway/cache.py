@@ -38,8 +38,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,7 @@ import numpy as np
 import orjson
 
 from console.gateway import minilm
+from console.gateway.cache_store import Entry, StoredEntries
 from console.gateway.embedders import (
     Embedder,
     GgufEmbedder,
@@ -110,22 +110,6 @@ _STOPWORDS = frozenset(
         "from",
     ]
 )
-
-
-@dataclass(slots=True)
-class Entry:
-    entry_id: str  # the request_id of the call whose answer it keeps
-    exact_key: str
-    scope: str | None
-    route: str | None
-    response: Body
-    model: str | None
-    cost_usd: float | None
-    expires_at: float  # epoch seconds
-    text: str | None = None  # the last user turn (kept in memory only, for the anchor check)
-    vector: Vector | None = None
-    embedder: str | None = None
-    created_at: float = field(default_factory=time.time)
 
 
 @dataclass(slots=True)
@@ -277,7 +261,7 @@ class ResponseCache:
         models_dir: Path,
         embed_via_route: EmbedViaRoute | None = None,
     ) -> None:
-        self._db = db
+        self._stored = StoredEntries(db) if db is not None else None
         self._models_dir = models_dir
         self._embed_via_route = embed_via_route
         self._entries: dict[str, Entry] = {}
@@ -295,7 +279,10 @@ class ResponseCache:
     def start(self, routes: Iterable[Route] = ()) -> int:
         """Load the entries that have not expired, start the writer, and warm the routes'
         embedders (MiniLM's first use converts and loads it); returns the entries loaded."""
-        loaded = self._load() if self._db is not None else []
+        loaded = self._stored.load() if self._stored is not None else []
+        for entry in loaded:
+            self._entries[entry.entry_id] = entry
+            self._exact[entry.exact_key] = entry.entry_id
         names = {
             r.cache_embedder
             for r in routes
@@ -454,7 +441,8 @@ class ResponseCache:
             entries = [e for e in batch if e is not None]
             for entry in entries:
                 self._index(entry)
-            self._write(entries)
+            if self._stored is not None and entries:
+                self._stored.write(entries)
             if time.monotonic() - swept > SWEEP_INTERVAL_S or self._expired:
                 self._sweep()
                 swept = time.monotonic()
@@ -489,33 +477,6 @@ class ResponseCache:
         if loaded:
             log.info("cache: %d entries loaded, %d scopes indexed", len(loaded), len(by_scope))
 
-    def _write(self, entries: list[Entry]) -> None:
-        if self._db is None or not entries:
-            return
-        rows = [
-            [
-                e.entry_id,
-                e.exact_key,
-                e.scope,
-                e.route,
-                e.embedder,
-                e.vector.tolist() if e.vector is not None else None,
-                orjson.dumps(e.response).decode(),
-                e.model,
-                e.cost_usd,
-                _timestamp(e.created_at),
-                _timestamp(e.expires_at),
-            ]
-            for e in entries
-        ]
-        try:
-            self._db.cursor().executemany(
-                "INSERT INTO cache_entries VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                rows,
-            )
-        except Exception:
-            log.exception("could not write %d cache entries; they stay in memory", len(rows))
-
     def _sweep(self) -> None:
         now = time.time()
         gone = [e for e in list(self._entries.values()) if e.expires_at <= now]
@@ -528,44 +489,9 @@ class ResponseCache:
                 index = self._scopes.get(entry.scope or "")
                 if index is not None:
                     index.remove(entry.entry_id)
-        if self._db is not None and gone:
+        if self._stored is not None and gone:
             with contextlib.suppress(Exception):
-                self._db.cursor().execute(
-                    "DELETE FROM cache_entries WHERE expires_at <= ?", [_timestamp(now)]
-                )
-
-    def _load(self) -> list[Entry]:
-        assert self._db is not None
-        cur = self._db.cursor()
-        now = _timestamp(time.time())
-        cur.execute("DELETE FROM cache_entries WHERE expires_at <= ?", [now])
-        rows = cur.execute(
-            "SELECT e.entry_id, e.exact_key, e.scope, e.route, e.embedder, e.vector, e.response, e.model, "
-            "e.cost_usd, epoch(e.created_at), epoch(e.expires_at), "
-            "json_extract_string(p.request, '$.messages[#-1].content') "
-            "FROM cache_entries e LEFT JOIN payloads p ON p.payload_ref = e.entry_id "
-            "ORDER BY e.created_at"
-        ).fetchall()
-        loaded = []
-        for row in rows:
-            entry = Entry(
-                entry_id=row[0],
-                exact_key=row[1],
-                scope=row[2] if row[5] is not None else None,
-                route=row[3],
-                embedder=row[4],
-                vector=np.asarray(row[5], dtype=np.float32) if row[5] is not None else None,
-                response=orjson.loads(row[6]),
-                model=row[7],
-                cost_usd=row[8],
-                created_at=float(row[9]),
-                expires_at=float(row[10]),
-                text=row[11],
-            )
-            self._entries[entry.entry_id] = entry
-            self._exact[entry.exact_key] = entry.entry_id
-            loaded.append(entry)
-        return loaded
+                self._stored.delete_expired(now)
 
 
 def embed_via(router: Router, executor: Executor) -> EmbedViaRoute:
@@ -594,10 +520,6 @@ class _MiniLM(GgufEmbedder):
     def _load(self) -> Any:
         self.path = minilm.gguf_path(self._models_dir)
         return super()._load()
-
-
-def _timestamp(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)
 
 
 def _refused_by_client(headers: Mapping[str, str]) -> bool:
@@ -654,8 +576,8 @@ def replay_body(entry: Entry, request_id: str) -> Body:
     return body
 
 
-def replay_stream(body: Body, wants_usage: bool) -> list[bytes]:
-    """A cached answer as the SSE events a streaming client expects, `[DONE]` last."""
+def replay_stream(body: Body, wants_usage: bool) -> list[Body]:
+    """A cached answer as the chunks a streaming client expects."""
     base = {
         "id": body["id"],
         "object": "chat.completion.chunk",
@@ -675,7 +597,7 @@ def replay_stream(body: Body, wants_usage: bool) -> list[bytes]:
         )
     if wants_usage:
         events.append({**base, "choices": [], "usage": body.get("usage")})
-    return [b"data: " + orjson.dumps(event) + b"\n\n" for event in events] + [b"data: [DONE]\n\n"]
+    return events
 
 
 def _pieces(content: str) -> list[str]:
@@ -699,9 +621,3 @@ def assembled_answer(text: dict[int, list[str]], finish: list[str], model: str |
         for position, (index, parts) in enumerate(sorted(text.items()))
     ]
     return {"object": "chat.completion", "model": model, "choices": choices, "usage": tokens}
-
-
-async def stream_events(events: list[bytes]) -> Any:
-    for event in events:
-        yield event
-        await asyncio.sleep(0)

@@ -1,4 +1,5 @@
-"""The OpenAI surface: request checks light enough for the hot path, and the error envelope.
+"""The OpenAI error envelope, the body parser every ingress shares, and upstream errors as
+clients see them.
 
 Status codes follow what the official SDKs map to their exception classes: 400
 BadRequestError, 401 AuthenticationError, 403 PermissionDeniedError, 404
@@ -8,15 +9,11 @@ RateLimitError, 5xx InternalServerError.
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 
 from console.providers.base import Body, ErrorType, ProviderError
 
 MAX_BODY_BYTES = 8 * 1024 * 1024
-OPERATIONS = {"chat": "messages", "text_completion": "prompt", "embeddings": "input"}
-ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
 class ApiError(Exception):
@@ -83,59 +80,6 @@ def _not_utf8(raw: bytes) -> bool:
     except UnicodeDecodeError:
         return True
     return False
-
-
-def check_request(operation: str, body: Body) -> None:
-    """Checks the fields the gateway itself relies on; the provider checks the rest."""
-    model = body.get("model")
-    if model is not None and not isinstance(model, str):
-        raise bad_request("'model' must be a string", param="model")
-    stream = body.get("stream")
-    if stream is not None and not isinstance(stream, bool):
-        raise bad_request("'stream' must be true or false", param="stream")
-    if stream and operation == "embeddings":
-        raise bad_request("embeddings cannot be streamed", param="stream")
-    field = OPERATIONS[operation]
-    if field not in body:
-        raise bad_request(f"'{field}' is required", param=field)
-    if operation == "chat":
-        _check_messages(body["messages"])
-    elif not isinstance(body[field], str | list) or not body[field]:
-        raise bad_request(f"'{field}' must be a non-empty string or list", param=field)
-    for name in ("max_tokens", "max_completion_tokens", "n"):
-        value = body.get(name)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-            raise bad_request(f"'{name}' must be a positive integer", param=name)
-    for name in ("temperature", "top_p"):
-        value = body.get(name)
-        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
-            raise bad_request(f"'{name}' must be a number", param=name)
-    _check_object(body, "metadata")
-    _check_object(body, "stream_options")
-    _check_object(body, "response_format")
-
-
-def _check_messages(messages: Any) -> None:
-    if not isinstance(messages, list) or not messages:
-        raise bad_request("'messages' must be a non-empty array", param="messages")
-    for index, message in enumerate(messages):
-        param = f"messages[{index}]"
-        if not isinstance(message, dict):
-            raise bad_request(f"{param} must be an object", param=param)
-        role = message.get("role")
-        if role not in ROLES:
-            raise bad_request(
-                f"{param}.role must be one of {', '.join(sorted(ROLES))}", param=f"{param}.role"
-            )
-        content = message.get("content")
-        if content is not None and not isinstance(content, str | list):
-            raise bad_request(f"{param}.content must be a string or an array", param=f"{param}.content")
-
-
-def _check_object(body: Body, name: str) -> None:
-    value = body.get(name)
-    if value is not None and not isinstance(value, dict):
-        raise bad_request(f"'{name}' must be an object", param=name)
 
 
 def from_provider_error(error: ProviderError, provider: str) -> ApiError:

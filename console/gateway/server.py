@@ -1,8 +1,9 @@
 """The gateway's HTTP face: a Starlette app on uvicorn, headless or on its own thread.
 
-The request path touches no database: the pipeline hands each trace to the
-recorder. The admin API (`/_admin/…`) answers only loopback clients holding the
-token from the 0600 file in the data dir; its DuckDB work runs in a thread.
+Each wire protocol is an ingress adapter (console.gateway.ingress) mounted here. The
+request path touches no database: the call hands its trace to the recorder. The admin
+API (`/_admin/…`) answers only loopback clients holding the token from the 0600 file in
+the data dir; its DuckDB work runs in a thread.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from console.gateway.ingress import ADAPTERS, Ingress, Reply
 from console.gateway.openai_api import MAX_BODY_BYTES, ApiError, parse_body
-from console.gateway.pipeline import Gateway, Reply
+from console.gateway.pipeline import Gateway
 from console.store.trace import Outcome
 
 log = logging.getLogger("fleetdeck.gateway")
@@ -45,10 +47,10 @@ def build_app(
 ) -> Starlette:
     """`admin_handlers` by path under /_admin/: bytes answer as Arrow IPC, dicts as JSON."""
 
-    def operation(name: str) -> Callable[[Request], Awaitable[Response]]:
+    def operation(ingress: Ingress) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             raw = await _read_body(request)
-            reply = await gateway.handle(name, raw, request.headers, _disconnect_waiter(request))
+            reply = await gateway.handle(ingress, raw, request.headers, _disconnect_waiter(request))
             return _response(reply)
 
         return endpoint
@@ -110,9 +112,7 @@ def build_app(
         return _json(answer)
 
     routes = [
-        Route("/v1/chat/completions", operation("chat"), methods=["POST"]),
-        Route("/v1/completions", operation("text_completion"), methods=["POST"]),
-        Route("/v1/embeddings", operation("embeddings"), methods=["POST"]),
+        *(Route(ingress.path, operation(ingress), methods=["POST"]) for ingress in ADAPTERS),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/outcomes", outcomes, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),

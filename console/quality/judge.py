@@ -31,7 +31,8 @@ from typing import Any
 
 import orjson
 
-from console.gateway.pipeline import Disconnected, Reply
+from console.gateway.call import Disconnected
+from console.gateway.ingress import CHAT, Ingress, Reply
 from console.policy import Evaluation, LocalProvider, Policy
 from console.store.recorder import Recorder
 from console.store.trace import Eval, Trace, new_request_id, utc_now
@@ -82,7 +83,7 @@ RUBRICS = {
 }
 RUBRIC_VERSION = "v1"
 
-Handler = Callable[[str, bytes, Mapping[str, str], Disconnected], Awaitable[Reply]]
+Handler = Callable[[Ingress, bytes, Mapping[str, str], Disconnected], Awaitable[Reply]]
 
 
 # --------------------------------------------------------------------------- sampling
@@ -360,7 +361,7 @@ class Evaluator:
         waiter: asyncio.Future[Trace] = asyncio.get_running_loop().create_future()
         self._awaiting[judged.request_id] = waiter
         try:
-            reply = await self._handle("chat", raw, self._headers(judged, component), _never_disconnected)
+            reply = await self._handle(CHAT, raw, self._headers(judged, component), _never_disconnected)
         finally:
             self._awaiting.pop(judged.request_id, None)
         judge_trace = waiter.result() if waiter.done() else None

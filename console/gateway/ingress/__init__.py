@@ -1,0 +1,12 @@
+"""Ingress adapters, one module per wire protocol: each parses its requests into the
+canonical call (console.gateway.call) and renders the answer, the stream and the errors
+back in its own shape. A new protocol is a new module here; no step changes."""
+
+from console.gateway.ingress.base import Ingress, Reply
+from console.gateway.ingress.chat import CHAT
+from console.gateway.ingress.completions import COMPLETIONS
+from console.gateway.ingress.embeddings import EMBEDDINGS
+
+ADAPTERS: tuple[Ingress, ...] = (CHAT, COMPLETIONS, EMBEDDINGS)
+
+__all__ = ["ADAPTERS", "CHAT", "COMPLETIONS", "EMBEDDINGS", "Ingress", "Reply"]

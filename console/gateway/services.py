@@ -1,0 +1,42 @@
+"""What the steps of a call use: the Engine's parts, built once and shared by every call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from console.gateway.approvals import ApprovalQueue
+from console.gateway.budget import Ledger, TaskSteps
+from console.gateway.cache import ResponseCache
+from console.gateway.executor import Executor
+from console.gateway.keys import KeyRegistry
+from console.gateway.oversight import FallbackNotes, RouteStops
+from console.gateway.pricing import PriceBook
+from console.gateway.router import Router
+from console.policy import Policy
+from console.providers.base import Body, Provider
+from console.quality.prompts import PromptRegistry
+from console.store.recorder import Recorder
+from console.store.trace import Trace
+
+# Told of every finished call with its stored (redacted) request and response: the judge.
+AfterTrace = Callable[[Trace, Body | None, Body | None], None]
+
+
+@dataclass
+class GatewayServices:
+    router: Router
+    executor: Executor
+    providers: Mapping[str, Provider]
+    prices: PriceBook
+    recorder: Recorder
+    policy: Policy
+    keys: KeyRegistry | None  # None: no key needed (a trusted single-user box)
+    ledger: Ledger = field(default_factory=Ledger)
+    steps: TaskSteps = field(default_factory=TaskSteps)
+    stops: RouteStops = field(default_factory=RouteStops)
+    fallbacks: FallbackNotes | None = None
+    approvals: ApprovalQueue | None = None
+    after_trace: AfterTrace | None = None
+    prompts: PromptRegistry | None = None
+    cache: ResponseCache | None = None

@@ -1,0 +1,61 @@
+"""Fleetdeck's own context of a call (workflow, intent, task, step, tier, prompt, trace ids),
+from `X-Fleetdeck-*` headers or the request's `metadata`; headers win."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from console.gateway import openai_api
+from console.gateway.call import Call
+from console.providers.base import Body
+
+CONTEXT_HEADERS = {
+    "x-fleetdeck-workflow": "workflow",
+    "x-fleetdeck-intent": "intent",
+    "x-fleetdeck-task": "task",
+    "x-fleetdeck-step": "step",
+    "x-fleetdeck-tier": "tier",
+    "x-fleetdeck-prompt": "prompt",
+}
+CONTEXT_KEYS = frozenset(CONTEXT_HEADERS.values())
+
+
+async def read_context(call: Call) -> None:
+    read(call, call.body)
+
+
+def read(call: Call, body: Body) -> None:
+    """Fill the trace's context; the context keys leave `metadata` (providers never see them)."""
+    context = _context(call.headers, body)
+    trace = call.trace
+    trace.workflow_id = context.get("workflow")
+    trace.intent = context.get("intent")
+    trace.task_id = context.get("task")
+    trace.tier = context.get("tier")
+    trace.trace_id = call.headers.get("x-fleetdeck-trace") or trace.request_id
+    trace.parent_id = call.headers.get("x-fleetdeck-parent")
+    if "step" in context:
+        trace.step = _step(context["step"])
+    if "prompt" in context:
+        name, _, version = context["prompt"].partition("@")
+        trace.prompt_name, trace.prompt_version = name, version or None
+
+
+def _context(headers: Mapping[str, str], body: Body) -> dict[str, str]:
+    context = {key: headers[header] for header, key in CONTEXT_HEADERS.items() if header in headers}
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict):
+        for key in CONTEXT_KEYS & metadata.keys():
+            context.setdefault(key, str(metadata.pop(key)))
+        if not metadata:
+            del body["metadata"]
+    return context
+
+
+def _step(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise openai_api.bad_request(
+            f"X-Fleetdeck-Step must be an integer, not {value!r}", param="step"
+        ) from None

@@ -1,0 +1,99 @@
+"""The stream relay: a streamed call's chunks from the upstream to the client, under the
+idle timeout and the call's deadline. As the last chunk passes, the relay does for the
+stream what the settle and keep steps do for a JSON answer, and records the trace.
+
+A stream that fails after its first byte ends with a `Failed` event, never with `End`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+
+from console import guards
+from console.gateway import cache as response_cache
+from console.gateway import openai_api
+from console.gateway.call import Call, Chunk, End, Failed, StreamEvent
+from console.gateway.executor import Target
+from console.gateway.steps.keep import cache_answer, check_schema
+from console.gateway.steps.settle import settle_cost
+from console.providers.base import Body, ErrorType, ProviderError, Usage
+
+log = logging.getLogger("fleetdeck.gateway")
+
+
+async def relay(
+    call: Call, target: Target, chunks: AsyncGenerator[Body, None], first: Body
+) -> AsyncIterator[StreamEvent]:
+    assert call.request is not None and call.decision is not None
+    wants_usage, timeouts, trace = call.request.wants_usage, call.decision.plan.timeouts, call.trace
+    deadline = call.started + timeouts.total_s
+    usage, compute_s, finish, deltas, answered = None, None, [], 0, None
+    text: dict[int, list[str]] = {}
+    try:
+        chunk: Body | None = first
+        while chunk is not None:
+            private = chunk.pop("_fleetdeck", None)
+            if private:
+                compute_s = private.get("compute_s", compute_s)
+            if chunk.get("usage"):
+                usage = Usage.from_openai(chunk["usage"])
+            if isinstance(chunk.get("model"), str):
+                answered = chunk["model"]
+            deltas += _collect_text(chunk, text)
+            finish += [str(c["finish_reason"]) for c in chunk.get("choices") or () if c.get("finish_reason")]
+            if chunk.get("choices") or wants_usage:
+                yield Chunk(chunk)
+            chunk = await _next_chunk(chunks, min(timeouts.idle_s, deadline - time.perf_counter()))
+        yield End()
+        trace.status, trace.http_status = "ok", 200
+        check_schema(call, ["".join(text[i]) for i in sorted(text)])
+    except (ProviderError, Exception) as exc:
+        error = exc if isinstance(exc, ProviderError) else _unexpected(exc, target)
+        trace.status, trace.error_type, trace.http_status = "partial", error.error_type.value, 200
+        yield Failed(openai_api.from_provider_error(error, target.name))
+    except (asyncio.CancelledError, GeneratorExit):
+        trace.status, trace.error_type, trace.http_status = "partial", "client_disconnected", 499
+        raise
+    finally:
+        await chunks.aclose()
+        trace.finish_reasons = finish
+        # Inline: a generator closed by its client cannot await in `finally`; max_tokens bounds it.
+        assembled = [{"index": i, "message": {"content": "".join(parts)}} for i, parts in text.items()]
+        call.note_output(*guards.redact_body({"choices": assembled}))
+        if usage is None:  # cut before the usage chunk: price what was relayed
+            usage = Usage(output_tokens=deltas)
+            settle_cost(call, target, usage, compute_s or call.elapsed_s(), answered, estimated=True)
+        else:
+            settle_cost(call, target, usage, compute_s, answered)
+            if trace.status == "ok":
+                cache_answer(call, response_cache.assembled_answer(text, finish, answered, usage))
+        call.finish()
+
+
+def _collect_text(chunk: Body, text: dict[int, list[str]]) -> int:
+    """Append a stream chunk's content deltas per choice; returns how many it carried."""
+    carried = 0
+    for choice in chunk.get("choices") or ():
+        content = (choice.get("delta") or {}).get("content")
+        if content:
+            text.setdefault(int(choice.get("index") or 0), []).append(str(content))
+            carried += 1
+    return carried
+
+
+async def _next_chunk(chunks: AsyncGenerator[Body, None], timeout_s: float) -> Body | None:
+    try:
+        async with asyncio.timeout(max(timeout_s, 0)):
+            return await anext(chunks)
+    except StopAsyncIteration:
+        return None
+    except TimeoutError:
+        raise ProviderError(ErrorType.timeout, f"the stream went quiet for {timeout_s:.1f}s") from None
+
+
+def _unexpected(exc: Exception, target: Target) -> ProviderError:
+    log.exception("provider %s failed unexpectedly", target.name, exc_info=exc)
+    return ProviderError(ErrorType.bad_response, f"{type(exc).__name__} in the provider")
