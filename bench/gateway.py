@@ -210,9 +210,11 @@ FLEETDECK_ENV = {"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
 
 
 def start_fleetdeck(
-    mock_port: int, work: Path, name: str = "fleetdeck", more_policy: str = ""
+    mock_port: int, work: Path, name: str = "fleetdeck", more_policy: str = "", source: Path = REPO
 ) -> tuple[Server, str, str, Path]:
-    """`fleetdeck serve` on a fresh data dir with one prod key (daily cap $1e9) made before start."""
+    """`fleetdeck serve` on a fresh data dir with one prod key (daily cap $1e9) made before start;
+    `source` is the tree whose `console` package runs (another revision's, for bench/revisions.py)."""
+    env = {**FLEETDECK_ENV, "PYTHONPATH": str(source)}
     data_dir = work / f"{name}-data"
     data_dir.mkdir()
     policy = work / f"{name}-routes.yaml"
@@ -227,12 +229,12 @@ def start_fleetdeck(
         capture_output=True,
         text=True,
         check=True,
-        cwd=REPO,
-        env={**os.environ, **FLEETDECK_ENV},
+        cwd=source,
+        env={**os.environ, **env},
     ).stdout.strip()
     port = free_port()
     args = [sys.executable, "-m", "console", "serve", "--port", str(port), "--policy", str(policy)]
-    server = Server(name, [*args, "--data-dir", str(data_dir)], FLEETDECK_ENV, REPO)
+    server = Server(name, [*args, "--data-dir", str(data_dir)], env, source)
     server.wait_for_line(" on http://", 60)
     return server, f"http://127.0.0.1:{port}", key, data_dir
 

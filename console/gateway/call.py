@@ -68,13 +68,6 @@ class CanonicalRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class Chunk:
-    """A streamed delta, as a chat.completion.chunk body."""
-
-    body: Body
-
-
-@dataclass(frozen=True, slots=True)
 class End:
     """The stream finished cleanly."""
 
@@ -86,7 +79,8 @@ class Failed:
     error: ApiError
 
 
-StreamEvent = Chunk | End | Failed
+# A streamed delta is a chat.completion.chunk body as it is (no wrapper: streams are hot).
+StreamEvent = Body | End | Failed
 
 
 class ClientDisconnected(Exception):

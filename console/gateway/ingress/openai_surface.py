@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from console.gateway import openai_api
-from console.gateway.call import Call, CanonicalRequest, Chunk, End, StreamEvent
+from console.gateway.call import Call, CanonicalRequest, End, StreamEvent
 from console.gateway.ingress.base import Reply
 from console.gateway.openai_api import ApiError
 from console.providers.base import Body
@@ -49,8 +49,8 @@ async def sse(events: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
     """Canonical stream events as OpenAI's server-sent events: `[DONE]` only for a clean end."""
     try:
         async for event in events:
-            if isinstance(event, Chunk):
-                yield b"data: " + orjson.dumps(event.body) + b"\n\n"
+            if isinstance(event, dict):
+                yield b"data: " + orjson.dumps(event) + b"\n\n"
             elif isinstance(event, End):
                 yield SSE_DONE
             else:

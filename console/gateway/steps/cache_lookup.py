@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from console.gateway import cache as response_cache
-from console.gateway.call import Call, Chunk, End, StreamEvent
+from console.gateway.call import Call, End, StreamEvent
 from console.gateway.steps.keep import keep_stored_response
 from console.providers.base import Body
 
@@ -36,6 +36,6 @@ async def look_up_cache(call: Call) -> None:
 
 async def _replayed(chunks: list[Body]) -> AsyncIterator[StreamEvent]:
     for chunk in chunks:
-        yield Chunk(chunk)
+        yield chunk
         await asyncio.sleep(0)
     yield End()

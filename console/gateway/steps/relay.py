@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from console import guards
 from console.gateway import cache as response_cache
 from console.gateway import openai_api
-from console.gateway.call import Call, Chunk, End, Failed, StreamEvent
+from console.gateway.call import Call, End, Failed, StreamEvent
 from console.gateway.executor import Target
 from console.gateway.steps.keep import cache_answer, check_schema
 from console.gateway.steps.settle import settle_cost
@@ -45,7 +45,7 @@ async def relay(
             deltas += _collect_text(chunk, text)
             finish += [str(c["finish_reason"]) for c in chunk.get("choices") or () if c.get("finish_reason")]
             if chunk.get("choices") or wants_usage:
-                yield Chunk(chunk)
+                yield chunk
             chunk = await _next_chunk(chunks, min(timeouts.idle_s, deadline - time.perf_counter()))
         yield End()
         trace.status, trace.http_status = "ok", 200
