@@ -6,6 +6,7 @@
 3. bench/ingest.py           the store: ingest rate, pane queries at 1 M and 10 M traces
 4. bench/judge.py            the gateway with the judge off vs on (5 %): latency, judged share
 5. bench/cache.py            the response cache: lookups at 10k / 100k entries, hit vs miss end to end
+6. bench/guards.py           the guards: PII scan and injection score per call on 1 KB / 2 KB prompts
 
 Each part runs as its own process and writes bench/out/<part>.json; a part that fails
 is reported as failed and the others still run. Numbers are never asserted: the tables
@@ -13,7 +14,7 @@ say which goals of issue 11 were met on this run. The machine is shared and smal
 the report carries the load average around each part, and the comparisons that matter
 are ratios between rounds interleaved in the same run.
 
-Run: `.venv/bin/python bench/run.py [--quick] [--only gateway local ingest judge cache]`.
+Run: `.venv/bin/python bench/run.py [--quick] [--only gateway local ingest judge cache guards]`.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 OUT = BENCH / "out"
-PARTS = ("gateway", "local", "ingest", "judge", "cache")
+PARTS = ("gateway", "local", "ingest", "judge", "cache", "guards")
 
 
 def part_command(part: str, quick: bool) -> list[str]:
@@ -52,6 +53,8 @@ def part_command(part: str, quick: bool) -> list[str]:
         return [py, str(BENCH / "judge.py"), *(["--requests", "1000"] if quick else [])]
     if part == "cache":
         return [py, str(BENCH / "cache.py"), *(["--sizes", "10000"] if quick else [])]
+    if part == "guards":
+        return [py, str(BENCH / "guards.py"), *(["--rounds", "2"] if quick else [])]
     sizes = ["--traces", "20000", "--sizes", "100000", "1000000"] if quick else []
     return [py, str(BENCH / "ingest.py"), *sizes]
 
@@ -353,6 +356,27 @@ def cache_tables(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def guards_tables(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "## 6. Guards",
+        "",
+        "PII scan and injection score of one typical support prompt (an e-mail address, a phone number, "
+        "runbook text), best of the rounds, µs per call:",
+        "",
+        "| prompt | scan µs | injection_score µs |",
+        "|---|---|---|",
+    ]
+    for size in (1024, 2048):
+        lines.append(f"| {size:,} B | {f(r[f'scan_{size}B_us'])} | {f(r[f'injection_score_{size}B_us'])} |")
+    lines += [
+        "",
+        f"Injection corpus ({r['injection_corpus_texts']} texts): {f(r['injection_corpus_mean_us'])} µs per text. "
+        f"Calibration `sum(range(1000))`: {f(r['calibration_sum_range_1000_us'], 2)} µs.",
+        "",
+    ]
+    return lines
+
+
 def judge_goals(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     rows = []
     for lv in r["levels"]:
@@ -511,6 +535,7 @@ def report(info: dict[str, Any], parts: dict[str, dict[str, Any]], total_s: floa
         "ingest": ingest_tables,
         "judge": judge_tables,
         "cache": cache_tables,
+        "guards": guards_tables,
     }
     for name, status in parts.items():
         if "result" in status:

@@ -13,6 +13,9 @@ os.environ["PYTHON_KEYRING_BACKEND"] = "keyring.backends.fail.Keyring"
 from console.engine import Engine
 from console.settings import Settings
 
+# Fake upstreams and served gateways (`upstream`, `served`, `gateway`, …), declared once.
+pytest_plugins = ["gateway_fixtures"]  # tests/gateway_fixtures.py
+
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:

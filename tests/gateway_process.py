@@ -131,14 +131,32 @@ def stored_traces(data_dir: Path, columns: str = "*") -> list[dict[str, object]]
 
 def trace_of(served: Served, request_id: str, timeout_s: float = 10.0) -> dict[str, object]:
     """One trace, read through the running instance's admin API once the recorder has it."""
+    sql = f"SELECT * FROM traces WHERE request_id = '{request_id}'"
+    return rows_once_there(served, sql, f"no trace for {request_id}", timeout_s)[0]
+
+
+def cache_entry(served: Served, request_id: str, timeout_s: float = 10.0) -> dict[str, object]:
+    """The response cache's entry for a kept answer, once the cache has indexed it.
+
+    The cache's writer thread indexes an entry for semantic lookups, then writes its row
+    to `cache_entries`: the row is the event that says later lookups can find the entry.
+    """
+    sql = f"SELECT *, epoch(expires_at) AS expires_epoch FROM cache_entries WHERE entry_id = '{request_id}'"
+    return rows_once_there(served, sql, f"the cache kept no entry for {request_id}", timeout_s)[0]
+
+
+def rows_once_there(
+    served: Served, sql: str, missing: str, timeout_s: float = 10.0
+) -> list[dict[str, object]]:
+    """The rows of `sql`, through the running instance's admin API, polled until there are some."""
     from console.gateway.admin import AdminEndpoint
 
     endpoint = AdminEndpoint.find(served.data_dir)
     assert endpoint is not None, "the instance published no admin endpoint"
     deadline = time.monotonic() + timeout_s
     while True:
-        rows = endpoint.query({"sql": f"SELECT * FROM traces WHERE request_id = '{request_id}'"}).to_pylist()
+        rows: list[dict[str, object]] = endpoint.query({"sql": sql}).to_pylist()
         if rows or time.monotonic() > deadline:
-            assert rows, f"no trace for {request_id}"
-            return rows[0]
+            assert rows, missing
+            return rows
         time.sleep(0.05)

@@ -7,13 +7,12 @@ a hit from a miss independently of what the gateway's trace says about it.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from fakes.openai_upstream import FakeOpenAI
-from gateway_process import Served, fleetdeck_serve, trace_of
+from gateway_process import Served, cache_entry, trace_of
 
 from console.policy import PolicyError, parse_policy
 
@@ -44,22 +43,12 @@ TOOLS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
+pytestmark = pytest.mark.usefixtures("clean_upstream")
 
 
 @pytest.fixture(scope="module")
-def served(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    data_dir = tmp_path_factory.mktemp("cache") / "data"
-    with fleetdeck_serve(data_dir, POLICY.format(url=upstream.base_url, output=OUTPUT_PRICE)) as server:
-        yield server
-
-
-@pytest.fixture(autouse=True)
-def _clean(upstream: FakeOpenAI) -> None:
-    upstream.reset()
+def policy(upstream: FakeOpenAI) -> str:
+    return POLICY.format(url=upstream.base_url, output=OUTPUT_PRICE)
 
 
 def ask(served: Served, text: str, headers: dict[str, str] | None = None, **body: Any) -> httpx.Response:
@@ -84,10 +73,23 @@ def trace(served: Served, response: httpx.Response) -> dict[str, Any]:
 
 
 def settle(served: Served, response: httpx.Response) -> dict[str, Any]:
-    """The trace of a miss, once its entry can be found (the cache indexes in the background)."""
+    """The trace of a kept miss, once its entry can be found (the cache indexes in the background).
+
+    An answer the cache must not keep is read with `trace` instead: its exact key would be
+    in the cache before its trace is recorded, so a repeat finds a wrongly kept answer at once.
+    """
     stored = trace(served, response)
-    time.sleep(0.3)
+    cache_entry(served, response.headers["x-fleetdeck-request-id"])
     return stored
+
+
+def until_expired(entry: dict[str, Any], timeout_s: float = 30.0) -> None:
+    """Wait until the clock the cache reads (the system's) is past the entry's expiry."""
+    expires = float(entry["expires_epoch"]) + 0.001  # the stored timestamp keeps microseconds
+    deadline = time.monotonic() + timeout_s
+    while time.time() <= expires:
+        assert time.monotonic() < deadline, "the entry's TTL is longer than the route says"
+        time.sleep(0.05)
 
 
 def test_a_repeated_request_is_served_from_the_cache_at_no_cost(served: Served, upstream: FakeOpenAI) -> None:
@@ -165,8 +167,8 @@ def test_a_near_duplicate_of_a_templated_prompt_is_a_semantic_hit_but_another_nu
 
 
 def test_an_expired_entry_is_not_served(served: Served, upstream: FakeOpenAI) -> None:
-    settle(served, ask(served, "Where is my parcel? (ttl test)", model="route:brief"))
-    time.sleep(1.2)
+    kept = settle(served, ask(served, "Where is my parcel? (ttl test)", model="route:brief"))
+    until_expired(cache_entry(served, kept["request_id"]))
     late = trace(served, ask(served, "Where is my parcel? (ttl test)", model="route:brief"))
 
     assert upstream.request_count == 2
@@ -176,7 +178,7 @@ def test_an_expired_entry_is_not_served(served: Served, upstream: FakeOpenAI) ->
 def test_a_response_with_tool_calls_is_never_cached(served: Served, upstream: FakeOpenAI) -> None:
     body = {"tools": TOOLS, "tool_choice": "required"}
     first = ask(served, "Look up customer 42 (tool test)", **body)
-    settle(served, first)
+    trace(served, first)
     second = ask(served, "Look up customer 42 (tool test)", **body)
 
     assert first.json()["choices"][0]["message"]["tool_calls"]
@@ -201,7 +203,7 @@ def test_a_client_can_refuse_the_cache(served: Served, upstream: FakeOpenAI, hea
     text = f"Is the API down? ({next(iter(header))} test)"
     settle(served, ask(served, text))
     refused = trace(served, ask(served, text, headers=header))
-    settle(served, ask(served, f"{text} stored?", headers=header))
+    trace(served, ask(served, f"{text} stored?", headers=header))
     unstored = trace(served, ask(served, f"{text} stored?"))
 
     assert upstream.request_count == 4  # every one but the first: refused, and not stored
@@ -223,8 +225,13 @@ def test_no_cache_refreshes_the_entry(served: Served, upstream: FakeOpenAI) -> N
 def test_a_cached_answer_streams_to_the_openai_sdk(served: Served, upstream: FakeOpenAI) -> None:
     client = served.client()
     messages = [SYSTEM, {"role": "user", "content": "Do you ship to other countries? (stream test)"}]
-    first = client.chat.completions.create(model="route:cached", messages=messages, temperature=0)  # type: ignore[arg-type]
-    time.sleep(0.3)
+    answered = client.chat.completions.with_raw_response.create(
+        model="route:cached",
+        messages=messages,  # type: ignore[arg-type]
+        temperature=0,
+    )
+    first = answered.parse()
+    cache_entry(served, answered.headers["x-fleetdeck-request-id"])
     stream = client.chat.completions.with_raw_response.create(
         model="route:cached",
         messages=messages,  # type: ignore[arg-type]
@@ -249,17 +256,14 @@ def test_a_cached_answer_streams_to_the_openai_sdk(served: Served, upstream: Fak
 def test_a_streamed_answer_is_cached_for_both_kinds_of_client(served: Served, upstream: FakeOpenAI) -> None:
     client = served.client()
     messages = [SYSTEM, {"role": "user", "content": "How long does delivery take? (stream first test)"}]
-    streamed = "".join(
-        c.choices[0].delta.content or ""
-        for c in client.chat.completions.create(
-            model="route:cached",
-            messages=messages,  # type: ignore[arg-type]
-            temperature=0,
-            stream=True,
-        )
-        if c.choices
+    first = client.chat.completions.with_raw_response.create(
+        model="route:cached",
+        messages=messages,  # type: ignore[arg-type]
+        temperature=0,
+        stream=True,
     )
-    time.sleep(0.3)
+    streamed = "".join(c.choices[0].delta.content or "" for c in first.parse() if c.choices)
+    cache_entry(served, first.headers["x-fleetdeck-request-id"])
     again = client.chat.completions.with_raw_response.create(
         model="route:cached",
         messages=messages,  # type: ignore[arg-type]
@@ -273,7 +277,7 @@ def test_a_streamed_answer_is_cached_for_both_kinds_of_client(served: Served, up
 
 def test_requests_and_answers_with_personal_data_are_not_cached(served: Served, upstream: FakeOpenAI) -> None:
     text = "My email is jane.doe@example.com: where is my order? (pii test)"
-    settle(served, ask(served, text))
+    trace(served, ask(served, text))
     again = trace(served, ask(served, text))
 
     assert upstream.request_count == 2
@@ -324,7 +328,7 @@ def test_cache_settings_are_checked_with_the_line_they_are_on(field: str, messag
 
 def test_an_answer_that_fails_its_output_schema_is_not_cached(served: Served, upstream: FakeOpenAI) -> None:
     text = "Describe the order as JSON (schema test)"  # the fake echoes it: not JSON
-    first = settle(served, ask(served, text, response_format={"type": "json_object"}))
+    first = trace(served, ask(served, text, response_format={"type": "json_object"}))
     again = trace(served, ask(served, text, response_format={"type": "json_object"}))
 
     assert first["schema_valid"] is False

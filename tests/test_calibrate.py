@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -112,12 +111,6 @@ routes:
     max_retries: 0
     escalation: {{large: big/gpt}}
 """
-
-
-@pytest.fixture
-def upstreams() -> Iterator[tuple[FakeOpenAI, FakeOpenAI]]:
-    with FakeOpenAI() as small, FakeOpenAI() as big:
-        yield small, big
 
 
 def test_the_gateway_routes_on_the_calibrated_threshold(

@@ -11,7 +11,6 @@ import asyncio
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import httpx
 import orjson
 import pytest
 from fakes.openai_upstream import FakeOpenAI, Fault
-from gateway_process import REPO, Served, create_key, fleetdeck_serve, trace_of
+from gateway_process import REPO, Served, create_key, trace_of
 from genai_prices import Usage, calc_price
 
 from console.engine import Engine
@@ -54,26 +53,23 @@ KEYS = {
 }
 
 
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
+pytestmark = pytest.mark.usefixtures("clean_upstream")
 
 
 @pytest.fixture(scope="module")
-def lab(
-    upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Served, dict[str, str]]]:
-    data_dir = tmp_path_factory.mktemp("costs") / "data"
-    keys = {name: create_key(data_dir, name, **caps) for name, caps in KEYS.items()}
-    policy = POLICY.format(url=upstream.base_url, output=OUTPUT_PRICE, cap=CAP)
-    with fleetdeck_serve(data_dir, policy) as served:
-        yield served, keys
+def policy(upstream: FakeOpenAI) -> str:
+    return POLICY.format(url=upstream.base_url, output=OUTPUT_PRICE, cap=CAP)
 
 
-@pytest.fixture(autouse=True)
-def _clean(upstream: FakeOpenAI) -> None:
-    upstream.reset()
+@pytest.fixture(scope="module")
+def keys(data_dir: Path) -> dict[str, str]:
+    """The virtual keys, stored before the instance starts."""
+    return {name: create_key(data_dir, name, **caps) for name, caps in KEYS.items()}
+
+
+@pytest.fixture(scope="module")
+def lab(keys: dict[str, str], served: Served) -> tuple[Served, dict[str, str]]:
+    return served, keys  # `keys` first: pytest sets them up in this order
 
 
 def burst(served: Served, key: str, n: int, **body: Any) -> list[httpx.Response]:

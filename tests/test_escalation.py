@@ -51,22 +51,21 @@ HEDGING = "I'm not sure what the total on this invoice is."
 MAX_TOKENS = 50
 
 
+sent: list[httpx.Response] = []  # what the test sent to its `gateway`
+
+
 @pytest.fixture(scope="module")
-def upstreams() -> Iterator[tuple[FakeOpenAI, FakeOpenAI]]:
-    with FakeOpenAI() as small, FakeOpenAI() as big:
-        yield small, big
+def policy(upstreams: tuple[FakeOpenAI, FakeOpenAI]) -> str:
+    small, big = upstreams
+    return POLICY.format(small=small.base_url, big=big.base_url)
 
 
 @pytest.fixture
-def gateway(upstreams: tuple[FakeOpenAI, FakeOpenAI], tmp_path: Path) -> Iterator[Served]:
-    small, big = upstreams
-    small.reset()
-    big.reset()
-    sent: list[httpx.Response] = []
-    with fleetdeck_serve(tmp_path / "data", POLICY.format(small=small.base_url, big=big.base_url)) as served:
-        served.sent = sent  # type: ignore[attr-defined]
-        yield served
-    assert len(stored_traces(served.data_dir, "request_id")) == len(sent), "one trace per request"
+def gateway_dir(gateway_dir: Path) -> Iterator[Path]:
+    sent.clear()
+    yield gateway_dir
+    # `gateway` has stopped: its store can be opened
+    assert len(stored_traces(gateway_dir, "request_id")) == len(sent), "one trace per request"
 
 
 def chat(served: Served, text: str, model: str | None = "route:reply", **extra: object) -> httpx.Response:
@@ -78,7 +77,7 @@ def chat(served: Served, text: str, model: str | None = "route:reply", **extra: 
     if model is not None:
         body["model"] = model
     response = httpx.post(f"{served.base_url}/chat/completions", json=body, headers=served.auth, timeout=30)
-    served.sent.append(response)  # type: ignore[attr-defined]
+    sent.append(response)
     return response
 
 
@@ -248,6 +247,6 @@ def test_embeddings_do_not_escalate(gateway: Served, upstreams: tuple[FakeOpenAI
         headers=gateway.auth,
         timeout=30,
     )
-    gateway.sent.append(embedded)  # type: ignore[attr-defined]
+    sent.append(embedded)
     assert embedded.status_code == 200 and embedded.headers["x-fleetdeck-model"] == "small/mini"
     assert (small.request_count, big.request_count) == (1, 0)

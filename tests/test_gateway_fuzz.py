@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 from fakes.openai_upstream import FakeOpenAI
-from gateway_process import Served, fleetdeck_serve, stored_traces
+from gateway_process import Served, stored_traces
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -74,21 +74,24 @@ headers = st.dictionaries(
 )
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    policy = """
+POLICY = """
 providers:
   lab: {{kind: openai_compat, base_url: "{url}", prices: {{mock-gpt: {{input: 1, output: 2}}}}}}
 routes:
   - {{intent: support, primary: lab/mock-gpt, max_retries: 0, timeouts: {{total_s: 5}}}}
 default_route: support
 """
-    data_dir = tmp_path_factory.mktemp("fuzz") / "data"
-    with (
-        FakeOpenAI() as upstream,
-        fleetdeck_serve(data_dir, policy.format(url=upstream.base_url)) as instance,
-    ):
-        yield instance
+
+
+@pytest.fixture(scope="module")
+def policy(upstream: FakeOpenAI) -> str:
+    return POLICY.format(url=upstream.base_url)
+
+
+@pytest.fixture(scope="module")
+def data_dir(data_dir: Path) -> Iterator[Path]:
+    yield data_dir
+    # `served` has stopped: its store can be opened
     assert len(stored_traces(data_dir, "request_id")) == next(calls), "one trace per request"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,17 +44,8 @@ ATTACKS = [item for item in corpus("injection.jsonl") if item["label"] == "attac
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def served(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    with fleetdeck_serve(
-        tmp_path_factory.mktemp("guards") / "data", POLICY.format(url=upstream.base_url)
-    ) as s:
-        yield s
+def policy(upstream: FakeOpenAI) -> str:
+    return POLICY.format(url=upstream.base_url)
 
 
 def chat(served: Served, route: str, text: str) -> httpx.Response:

@@ -9,17 +9,16 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from gateway_process import Served, fleetdeck_serve, stored_traces, trace_of
+from gateway_process import Served, stored_traces, trace_of
 
 requests_sent = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    data_dir = tmp_path_factory.mktemp("gateway") / "data"
-    with fleetdeck_serve(data_dir) as instance:
-        yield instance
-    sent = next(requests_sent)
+def data_dir(data_dir: Path) -> Iterator[Path]:
+    """The shipped default policy's instance (`served`) keeps its store here."""
+    yield data_dir
+    sent = next(requests_sent)  # `served` has stopped: its store can be opened
     assert len(stored_traces(data_dir, "request_id")) == sent, "one trace per request"
 
 
@@ -151,8 +150,11 @@ def test_outcomes_are_recorded_and_checked(served: Served) -> None:
 
 
 def test_health_says_which_device_serves(served: Served) -> None:
+    import llama_cpp  # the build the instance runs: its own word on GPU offload
+
     health = httpx.get(f"{served.url}/healthz", timeout=10).json()
-    assert health["providers"]["local"]["device"] in ("cpu", "gpu")
+    expected = "gpu" if llama_cpp.llama_supports_gpu_offload() else "cpu"  # "cpu" on the CPU build
+    assert health["providers"]["local"]["device"] == expected
 
 
 def test_unknown_path_gets_an_error_envelope(served: Served, tmp_path: Path) -> None:

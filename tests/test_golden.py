@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import orjson
 import pytest
 import yaml
 from fakes.openai_upstream import FakeOpenAI
-from gateway_process import REPO, Served, fleetdeck_serve
+from gateway_process import REPO, Served
 
 from console.engine import Engine
 from console.gateway.admin import AdminEndpoint
@@ -215,16 +214,8 @@ default_route: echo
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, upstream: FakeOpenAI) -> Iterator[Served]:
-    data_dir = tmp_path_factory.mktemp("golden") / "data"
-    with fleetdeck_serve(data_dir, POLICY.format(url=upstream.base_url)) as instance:
-        yield instance
+def policy(upstream: FakeOpenAI) -> str:
+    return POLICY.format(url=upstream.base_url)
 
 
 def test_a_run_against_a_running_instance_is_stored_through_it(served: Served, tmp_path: Path) -> None:

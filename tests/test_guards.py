@@ -2,7 +2,7 @@
 
 The corpus tests print their numbers (run with ``pytest -s``) and write them to
 ``$FLEETDECK_GUARDS_REPORT`` (default: a file in the system temp dir) for the closing note.
-Times are printed, never asserted.
+Their speed is measured by bench/guards.py, never here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import json
 import os
 import re
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -545,10 +544,11 @@ def test_result_serialises_for_the_trace() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# speed: measured and printed, never asserted
+# the prompt bench/guards.py times scan() and injection_score() on
 
 
-def _typical_prompt(size: int) -> str:
+def typical_prompt(size: int) -> str:
+    """A support request of `size` characters: one e-mail address, one phone number, runbook text."""
     base = (
         "Hi team, following up on ticket #48213. The customer (reach her at jane.doe@example.com or "
         "+1 415 555 0132) says the export job fails with `TypeError: expected str, got bytes` after the "
@@ -566,24 +566,22 @@ def _typical_prompt(size: int) -> str:
     return text[:size]
 
 
-def test_report_speed() -> None:
-    rows = {}
-    for size in (1024, 2048):
-        prompt = _typical_prompt(size)
-        for name, fn in (("scan", scan), ("injection_score", injection_score)):
-            best = float("inf")
-            for _ in range(5):
-                start = time.perf_counter()
-                for _ in range(200):
-                    fn(prompt)
-                best = min(best, (time.perf_counter() - start) / 200)
-            rows[f"{name}_{size}B_us"] = round(best * 1e6, 1)
-    start = time.perf_counter()
-    for item in INJECTION:
-        injection_score(item["text"], item["source"])
-    rows["injection_corpus_mean_us"] = round((time.perf_counter() - start) / len(INJECTION) * 1e6, 1)
-    start = time.perf_counter()
-    for _ in range(1000):
-        sum(range(1000))
-    rows["calibration_sum_range_1000_us"] = round((time.perf_counter() - start) / 1000 * 1e6, 2)
-    _report("speed", rows)
+@pytest.mark.parametrize("size", [1024, 2048])
+def test_the_timed_prompt_holds_its_two_pii_values_and_no_injection(size: int) -> None:
+    prompt = typical_prompt(size)
+    found = [(f.kind, prompt[f.start : f.end]) for f in scan(prompt)]
+    assert [kind for kind, _ in found] == ["email", "phone"]
+    assert found[0][1] == "jane.doe@example.com"
+    assert found[1][1].startswith("+1 415 555 0132")  # and its ")": see the test below
+    redacted, counts = redact(prompt)
+    assert "jane.doe@example.com" not in redacted and "415 555 0132" not in redacted
+    assert sum(counts.values()) == 2
+    assert not injection_score(prompt).blocked()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the phone detector takes the closing parenthesis after a number with it (console/guards/pii.py)",
+)
+def test_a_phone_number_in_parentheses_leaves_the_parenthesis() -> None:
+    assert redact("call her (+1 415 555 0132) today")[0] == "call her ([PHONE]) today"

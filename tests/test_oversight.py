@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,23 +31,9 @@ HELLO = [{"role": "user", "content": "hello"}]
 
 
 @pytest.fixture(scope="module")
-def upstreams() -> Iterator[tuple[FakeOpenAI, FakeOpenAI]]:
-    with FakeOpenAI() as primary, FakeOpenAI() as backup:
-        yield primary, backup
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("oversight") / "data"
-
-
-@pytest.fixture(scope="module")
-def served(data_dir: Path, upstreams: tuple[FakeOpenAI, FakeOpenAI]) -> Iterator[Served]:
+def policy(upstreams: tuple[FakeOpenAI, FakeOpenAI]) -> str:
     primary, backup = upstreams
-    with fleetdeck_serve(
-        data_dir, POLICY.format(primary=primary.base_url, backup=backup.base_url)
-    ) as instance:
-        yield instance
+    return POLICY.format(primary=primary.base_url, backup=backup.base_url)
 
 
 def chat(served: Served, route: str) -> httpx.Response:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +9,7 @@ import httpx
 import orjson
 import pytest
 from fakes.openai_upstream import FakeOpenAI
-from gateway_process import Served, fleetdeck_serve, trace_of
+from gateway_process import Served, trace_of
 from gateway_process import run_cli as cli
 
 from console.engine import Engine
@@ -122,16 +121,8 @@ def test_cli_without_an_instance_adds_lists_and_pins(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, upstream: FakeOpenAI) -> Iterator[Served]:
-    data_dir = tmp_path_factory.mktemp("prompts") / "data"
-    with fleetdeck_serve(data_dir, POLICY.format(url=upstream.base_url)) as instance:
-        yield instance
+def policy(upstream: FakeOpenAI) -> str:
+    return POLICY.format(url=upstream.base_url)
 
 
 def chat(served: Served, prompt: str, metadata: dict[str, str]) -> httpx.Response:

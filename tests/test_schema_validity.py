@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 from fakes.openai_upstream import FakeOpenAI
-from gateway_process import Served, fleetdeck_serve, trace_of
+from gateway_process import Served, trace_of
 
 from console.guards.schema import InvalidSchema, check_answers, check_output, requested_schema
 from console.policy import PolicyError, parse_policy
@@ -65,16 +64,8 @@ def test_the_request_names_its_schema() -> None:
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def served(upstream: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    policy = POLICY.format(url=upstream.base_url, schema=json.dumps(INVOICE))
-    with fleetdeck_serve(tmp_path_factory.mktemp("schema") / "data", policy) as s:
-        yield s
+def policy(upstream: FakeOpenAI) -> str:
+    return POLICY.format(url=upstream.base_url, schema=json.dumps(INVOICE))
 
 
 def chat(served: Served, answer: Any, **extra: Any) -> httpx.Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import subprocess
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -14,6 +15,7 @@ from typing import Any
 import duckdb
 import polars as pl
 import pytest
+from gateway_process import fleetdeck_serve
 from typer.testing import CliRunner
 
 from console import cli
@@ -517,25 +519,24 @@ def test_cli_without_an_instance_writes_each_format(data_dir: Path, tmp_path: Pa
 def test_cli_through_the_admin_api_gives_the_same_figures(
     data_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    direct = tmp_path / "direct.csv"
-    args = ["scorecard", "--to", "2026-11-02", "--format", "csv", "--data-dir", str(data_dir)]
-    assert CliRunner().invoke(cli.app, [*args, "--out", str(direct)]).exit_code == 0
-    database = Database(data_dir / "fleetdeck.duckdb")
+    owned = tmp_path / "data"
+    shutil.copytree(data_dir, owned)
+    args = ["scorecard", "--to", "2026-11-02", "--format", "csv", "--data-dir", str(owned)]
     asked: list[str] = []
+    over_http = admin.AdminEndpoint.query
 
-    class Instance:
-        def query(self, request: dict[str, Any]) -> Any:
-            asked.append(request["name"])
-            import pyarrow as pa
+    def query(self: admin.AdminEndpoint, request: dict[str, Any], timeout_s: float = 300) -> Any:
+        asked.append(request["name"])  # noted, then sent to the instance as the CLI would
+        return over_http(self, request, timeout_s)
 
-            return pa.ipc.open_stream(admin.answer_query(database, request)).read_all()
-
-    monkeypatch.setattr(admin.AdminEndpoint, "find", classmethod(lambda cls, data_dir: Instance()))
-    try:
+    monkeypatch.setattr(admin.AdminEndpoint, "query", query)
+    with fleetdeck_serve(owned):  # publishes its admin endpoint (URL, token) in the data dir
+        with pytest.raises(duckdb.IOException):  # the instance owns the file: no way in but its API
+            duckdb.connect(str(owned / "fleetdeck.duckdb"), read_only=True)
         result = CliRunner().invoke(cli.app, args)
-    finally:
-        database.close()
     assert result.exit_code == 0, result.output
+    direct = tmp_path / "direct.csv"  # the same store, opened by the CLI itself once the instance stopped
+    assert CliRunner().invoke(cli.app, [*args, "--out", str(direct)]).exit_code == 0
     through_api = list(csv.DictReader(io.StringIO(result.output)))
     opened = list(csv.DictReader(io.StringIO(direct.read_text())))
     assert len(through_api) == len(opened)

@@ -16,7 +16,7 @@ import httpx
 import orjson
 import pytest
 from fakes.openai_upstream import FakeOpenAI, Fault
-from gateway_process import Served, fleetdeck_serve, stored_traces, trace_of
+from gateway_process import Served, stored_traces, trace_of
 
 from console.gateway.executor import Attempt, Target
 from console.gateway.slo import PROBE_EVERY, LatencySlos, p95
@@ -42,13 +42,18 @@ PRIMARY = ("lab/mock-gpt", "primary")
 OVERRIDE = ("backup/mock-gpt", "latency-slo-override")
 
 
+@pytest.fixture(scope="module")
+def policy(upstreams: tuple[FakeOpenAI, FakeOpenAI]) -> str:
+    primary, backup = upstreams
+    return POLICY.format(primary=primary.base_url, backup=backup.base_url)
+
+
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[tuple[Served, FakeOpenAI, FakeOpenAI]]:
-    with FakeOpenAI() as primary, FakeOpenAI() as backup:
-        policy = POLICY.format(primary=primary.base_url, backup=backup.base_url)
-        with fleetdeck_serve(tmp_path / "data", policy) as served:
-            yield served, primary, backup
-    assert len(stored_traces(served.data_dir, "request_id")) == primary.request_count + backup.request_count
+def gateway_dir(gateway_dir: Path, upstreams: tuple[FakeOpenAI, FakeOpenAI]) -> Iterator[Path]:
+    yield gateway_dir
+    # `gateway` has stopped (its store can be opened); it reset the upstreams before it started
+    primary, backup = upstreams
+    assert len(stored_traces(gateway_dir, "request_id")) == primary.request_count + backup.request_count
 
 
 def calls(served: Served, count: int) -> list[tuple[str, str]]:
@@ -66,9 +71,9 @@ def calls(served: Served, count: int) -> list[tuple[str, str]]:
 
 
 def test_a_breach_moves_traffic_within_the_window_and_back_after_recovery(
-    gateway: tuple[Served, FakeOpenAI, FakeOpenAI],
+    gateway: Served, upstreams: tuple[FakeOpenAI, FakeOpenAI]
 ) -> None:
-    served, primary, backup = gateway
+    served, (primary, backup) = gateway, upstreams
     assert calls(served, WINDOW) == [PRIMARY] * WINDOW
 
     primary.fail_always(Fault(delay_s=SLOW_S))
