@@ -24,7 +24,7 @@ from console.engine import Engine
 from console.settings import Settings
 from console.store import audit
 from console.store.audit import AuditEvent
-from console.store.trace import utc_now
+from console.clock import utc_now
 
 ENTRIES = 240
 CHILD = Path(__file__).parent / "recording_child.py"

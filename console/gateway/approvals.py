@@ -21,7 +21,7 @@ from typing import Any
 from console.gateway.openai_api import ApiError
 from console.store.audit import AuditEvent
 from console.store.recorder import Recorder
-from console.store.trace import new_request_id, utc_now
+from console.clock import new_request_id, utc_now
 
 
 @dataclass

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-from console.store.trace import utc_now
+from console.clock import utc_now
 
 Period = Literal["day", "month"]
 Clock = Callable[[], datetime]

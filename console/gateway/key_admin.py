@@ -21,7 +21,7 @@ from console.store import keys as key_rows
 from console.store.audit import AuditEvent
 from console.store.db import Database
 from console.store.recorder import Recorder
-from console.store.trace import new_request_id, utc_now
+from console.clock import new_request_id, utc_now
 
 CONSOLE_KEY_NAME = "console-dev"
 CONSOLE_KEY_SECRET = "console-dev-key"

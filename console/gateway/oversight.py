@@ -17,7 +17,8 @@ from typing import Any
 from console.gateway.openai_api import ApiError
 from console.store.audit import AuditEvent
 from console.store.recorder import Recorder
-from console.store.trace import Eval, new_request_id, utc_now
+from console.clock import new_request_id, utc_now
+from console.store.trace import Eval
 
 VERDICTS = ("correct", "partial", "incorrect")
 COMPONENTS = ("retrieval", "tool_selection", "policy_compliance", "answer")

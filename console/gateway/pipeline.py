@@ -37,7 +37,8 @@ from console.providers.base import Body, ErrorType, Provider, ProviderError, Usa
 from console.quality.prompts import PromptError, PromptRegistry
 from console.store.audit import AuditEvent
 from console.store.recorder import Recorder
-from console.store.trace import Payload, Trace, utc_now
+from console.clock import utc_now
+from console.store.trace import Payload, Trace
 
 CONTEXT_HEADERS = {
     "x-fleetdeck-workflow": "workflow",

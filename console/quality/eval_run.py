@@ -31,7 +31,7 @@ from console.quality.asserts import Answer, AssertResult, check
 from console.quality.golden import Case, EvalRun, GoldenSet
 from console.quality.prompts import PLACEHOLDER
 from console.settings import Settings
-from console.store.trace import new_request_id, utc_now
+from console.clock import new_request_id, utc_now
 
 EVAL_KEY_SECRET = "eval-key"
 REQUEST_TIMEOUT_S = 600.0

@@ -41,7 +41,8 @@ from console.store import queries
 from console.store.audit import AuditEvent
 from console.store.db import Database
 from console.store.recorder import Recorder
-from console.store.trace import Eval, new_request_id
+from console.clock import new_request_id
+from console.store.trace import Eval
 
 ASSERT_TYPES = (
     "equals",

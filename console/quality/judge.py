@@ -34,7 +34,8 @@ import orjson
 from console.gateway.pipeline import Disconnected, Reply
 from console.policy import Evaluation, LocalProvider, Policy
 from console.store.recorder import Recorder
-from console.store.trace import Eval, Trace, new_request_id, utc_now
+from console.clock import new_request_id, utc_now
+from console.store.trace import Eval, Trace
 
 log = logging.getLogger("fleetdeck.judge")
 

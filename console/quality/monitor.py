@@ -25,7 +25,7 @@ from console.quality import drift
 from console.store import audit
 from console.store.db import Database
 from console.store.recorder import Recorder
-from console.store.trace import utc_now
+from console.clock import utc_now
 
 log = logging.getLogger("fleetdeck.drift")
 ACTOR = "fleetdeck:drift"

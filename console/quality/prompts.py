@@ -27,7 +27,7 @@ from console.store import queries
 from console.store.audit import AuditEvent
 from console.store.db import Database
 from console.store.recorder import Recorder
-from console.store.trace import utc_now
+from console.clock import utc_now
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 PROMPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")

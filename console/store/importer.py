@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from console.store import audit
 from console.store.db import first_row
-from console.store.trace import utc_now
+from console.clock import utc_now
 
 KEYS = {
     "traces": ("request_id",),
