@@ -16,7 +16,7 @@ from console.engine import Engine
 from console.store import seed
 from console.tui.commands import FleetdeckCommands
 from console.tui.context import ConsoleContext
-from console.tui.core.clock import SYSTEM_CLOCK, Clock
+from console.tui.readmodel.clock import SYSTEM_CLOCK, Clock
 from console.tui.panes.audit import AuditPane
 from console.tui.panes.base import Pane
 from console.tui.panes.cost import CostPane

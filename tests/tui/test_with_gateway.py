@@ -16,7 +16,7 @@ from console.engine import Engine
 from console.policy import parse_policy
 from console.settings import Settings
 from console.tui.app import ConsoleOptions, FleetdeckApp
-from console.tui.core.clock import frozen
+from console.tui.readmodel.clock import frozen
 from console.tui.panes.playground import PlaygroundPane
 from console.tui.panes.traffic import TrafficPane
 

@@ -10,8 +10,8 @@ from textual.widgets import DataTable, Static
 from console.quality.drift import Level, Statistic, value_text
 from console.tui import humanize
 from console.tui.context import ConsoleContext
-from console.tui.core import drift
-from console.tui.core.drift import DriftView
+from console.tui.readmodel import drift
+from console.tui.readmodel.drift import DriftView
 from console.tui.panes.base import Pane
 from console.tui.panes.tables import Cell, fill, right
 
