@@ -1,4 +1,4 @@
-"""The Fleetdeck console: compose, bindings, message handlers. The panes and core do the rest."""
+"""The Fleetdeck console: compose, bindings, message handlers. The panes and their read model do the rest."""
 
 from __future__ import annotations
 
