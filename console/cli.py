@@ -20,7 +20,7 @@ from console import formats
 from console import policy as policies
 from console.engine import Engine
 from console.gateway.admin import AdminEndpoint
-from console.gateway.keys import SecretStoreUnavailable, set_provider_secret
+from console.secrets import SecretStoreUnavailable, set_provider_secret
 from console.gateway.openai_api import ApiError
 from console.settings import Settings, load_settings
 from console.store import adhoc, importer, queries, seed

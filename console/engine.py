@@ -26,14 +26,6 @@ from console.gateway.budget import Ledger, TaskSteps
 from console.gateway.cache import ResponseCache, embed_via
 from console.gateway.executor import Executor
 from console.gateway.key_admin import CONSOLE_KEY_NAME, CONSOLE_KEY_SECRET, KeyAdmin
-from console.gateway.keys import (
-    AUDIT_KEY_NAME,
-    PEPPER_NAME,
-    local_secret,
-    provider_secret,
-    read_local_secret,
-    store_local_secret,
-)
 from console.gateway.oversight import FallbackNotes, Oversight, RouteStops, Stop
 from console.gateway.pipeline import Gateway
 from console.gateway.pricing import ModelPrices, PriceBook
@@ -46,6 +38,14 @@ from console.quality import golden as golden_runs
 from console.quality.monitor import DriftMonitor
 from console.quality.prompts import PromptRegistry
 from console.routing.difficulty import load_models
+from console.secrets import (
+    AUDIT_KEY_NAME,
+    PEPPER_NAME,
+    local_secret,
+    provider_secret,
+    read_local_secret,
+    store_local_secret,
+)
 from console.settings import Settings
 from console.store import audit, queries
 from console.store.db import Database, first_row

@@ -24,7 +24,7 @@ import pyarrow as pa
 from console.engine import Engine
 from console.gateway.admin import AdminEndpoint
 from console.gateway.key_admin import CONSOLE_KEY_SECRET
-from console.gateway.keys import read_local_secret, store_local_secret
+from console.secrets import read_local_secret, store_local_secret
 from console.policy import Policy
 from console.quality import golden
 from console.quality.asserts import Answer, AssertResult, check
