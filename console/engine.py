@@ -36,7 +36,7 @@ from console.providers.base import Provider
 from console.quality import drift_report, judge
 from console.quality import golden as golden_runs
 from console.quality.monitor import DriftMonitor
-from console.quality.prompts import PromptRegistry
+from console.gateway.prompts import PromptRegistry
 from console.routing.difficulty import load_models
 from console.secrets import (
     AUDIT_KEY_NAME,

@@ -34,7 +34,7 @@ from console.gateway.router import Decision, Router
 from console.guards import schema as schema_guard
 from console.policy import DEFAULT_MAX_TOKENS, Policy, Route, ToolPolicy
 from console.providers.base import Body, ErrorType, Provider, ProviderError, Usage
-from console.quality.prompts import PromptError, PromptRegistry
+from console.gateway.prompts import PromptError, PromptRegistry
 from console.store.audit import AuditEvent
 from console.store.recorder import Recorder
 from console.clock import utc_now

@@ -29,7 +29,7 @@ from console.policy import Policy
 from console.quality import golden
 from console.quality.asserts import Answer, AssertResult, check
 from console.quality.golden import Case, EvalRun, GoldenSet
-from console.quality.prompts import PLACEHOLDER
+from console.gateway.prompts import PLACEHOLDER
 from console.settings import Settings
 from console.clock import new_request_id, utc_now
 
