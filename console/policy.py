@@ -182,7 +182,9 @@ class AnthropicProviderConfig(_RemoteProviderConfig):
     secret: Name
 
 
-ProviderConfig = Annotated[LocalProviderConfig | OpenAICompatProviderConfig | AnthropicProviderConfig, Field(discriminator="kind")]
+ProviderConfig = Annotated[
+    LocalProviderConfig | OpenAICompatProviderConfig | AnthropicProviderConfig, Field(discriminator="kind")
+]
 
 
 class Timeouts(_Schema):

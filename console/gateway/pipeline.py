@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from console import guards
+from console.clock import utc_now
 from console.gateway import cache as response_cache
 from console.gateway import escalation, openai_api
 from console.gateway.approvals import ApprovalQueue, HeldCall, new_approval_id
@@ -30,14 +31,13 @@ from console.gateway.keys import KeyRegistry, VirtualKey
 from console.gateway.openai_api import ApiError
 from console.gateway.oversight import FallbackNotes, RouteStops
 from console.gateway.pricing import PriceBook
+from console.gateway.prompts import PromptError, PromptRegistry
 from console.gateway.router import Decision, Router
 from console.guards import schema as schema_guard
 from console.policy import DEFAULT_MAX_TOKENS, Policy, Route, ToolPolicy
 from console.providers.base import Body, ErrorType, Provider, ProviderError, Usage
-from console.gateway.prompts import PromptError, PromptRegistry
 from console.store.audit import AuditEvent
 from console.store.recorder import Recorder
-from console.clock import utc_now
 from console.store.trace import Payload, Trace
 
 CONTEXT_HEADERS = {

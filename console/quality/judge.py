@@ -31,10 +31,10 @@ from typing import Any
 
 import orjson
 
+from console.clock import new_request_id, utc_now
 from console.gateway.pipeline import Disconnected, Reply
 from console.policy import Evaluation, LocalProviderConfig, Policy
 from console.store.recorder import Recorder
-from console.clock import new_request_id, utc_now
 from console.store.trace import Eval, Trace
 
 log = logging.getLogger("fleetdeck.judge")

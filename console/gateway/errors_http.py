@@ -1,0 +1,57 @@
+"""Domain errors to and from the admin API's HTTP envelope.
+
+The admin endpoint answers a DomainError as the ApiError of its kind (`answering_http`
+wraps each admin handler until server.py maps them itself); a CLI command that asked the
+running instance gets the instance's ApiError back as the DomainError it stood for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from console.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unavailable
+from console.gateway.openai_api import ApiError
+
+STATUS_OF_KIND = {
+    Invalid.kind: 400,
+    Forbidden.kind: 403,
+    NotFound.kind: 404,
+    Conflict.kind: 409,
+    Unavailable.kind: 503,
+}
+KIND_OF_STATUS: dict[int, type[DomainError]] = {
+    400: Invalid,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    503: Unavailable,
+}
+Answer = TypeVar("Answer")
+
+
+def api_error_from(error: DomainError) -> ApiError:
+    """The envelope a domain error is answered with."""
+    status = STATUS_OF_KIND.get(error.kind, 500)
+    type_ = "invalid_request_error" if status < 500 else "api_error"
+    return ApiError(status, error.message, type_=type_, param=error.param, code=error.code)
+
+
+def domain_error_from(error: ApiError) -> DomainError:
+    """The domain error an instance's envelope stands for (a status of no kind: DomainError)."""
+    kind = KIND_OF_STATUS.get(error.status, DomainError)
+    return kind(error.message, code=error.code, param=error.param)
+
+
+def answering_http(
+    handler: Callable[[Mapping[str, Any]], Answer],
+) -> Callable[[Mapping[str, Any]], Answer]:
+    """An admin handler that answers its domain errors as ApiErrors."""
+
+    def answer(request: Mapping[str, Any]) -> Answer:
+        try:
+            return handler(request)
+        except DomainError as error:
+            raise api_error_from(error) from None
+
+    return answer
