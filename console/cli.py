@@ -7,7 +7,6 @@ import getpass
 import json
 import socket
 import sys
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -18,10 +17,10 @@ import typer
 
 from console import formats
 from console import policy as policies
+from console.commands import instance
 from console.engine import Engine
-from console.gateway.admin import AdminEndpoint
-from console.gateway.keys import SecretStoreUnavailable, set_provider_secret
-from console.gateway.openai_api import ApiError
+from console.errors import DomainError, Invalid
+from console.secrets import SecretStoreUnavailable, set_provider_secret
 from console.settings import Settings, load_settings
 from console.store import adhoc, importer, queries, seed
 
@@ -66,6 +65,11 @@ DataDir = Annotated[
 def fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"fleetdeck: {message}", err=True)
     raise typer.Exit(code)
+
+
+def refused(error: DomainError) -> NoReturn:
+    """A refusal of the instance or the Engine: exit 2 for a request refused as asked, else 1."""
+    fail(error.message, code=2 if isinstance(error, Invalid) else 1)
 
 
 @app.callback(invoke_without_command=True)
@@ -153,18 +157,11 @@ def query(
 
 def _run_query(settings: Settings, request: dict[str, object]) -> pa.Table:
     """Through the running instance's admin API when one owns the database, else directly."""
-    instance = AdminEndpoint.find(settings.data_dir)
-    if instance is not None:
+    with instance.opened(settings) as fleetdeck:
         try:
-            return instance.query(request)
-        except ApiError as exc:
+            return fleetdeck.query(request)
+        except DomainError as exc:
             fail(exc.message, code=2 if exc.code == "query_refused" else 1)
-    with Engine(settings) as engine:
-        cur = engine.db.cursor()
-        try:
-            if isinstance(request.get("name"), str):
-                return queries.run(cur, str(request["name"]), request["params"])  # type: ignore[arg-type]
-            return adhoc.run_read_only(cur, str(request["sql"]))
         except (queries.QueryError, adhoc.QueryRefused) as exc:
             fail(str(exc), code=2)
         except duckdb.Error as exc:
@@ -298,15 +295,8 @@ def keys_set_secret(
 @audit_app.command("verify")
 def audit_verify(data_dir: DataDir = None) -> None:
     """Check the audit chain and its signed checkpoints; exit 1 naming the first bad entry."""
-    settings = load_settings(data_dir)
-    instance = AdminEndpoint.find(settings.data_dir)
-    if instance is not None:
-        found = instance.call("audit_verify", {}, timeout_s=600)
-        ok, report = found["problem"] is None, str(found["report"])
-    else:
-        with Engine(settings) as engine:
-            verification = engine.verify_audit()
-        ok, report = verification.ok, verification.report()
+    found = instance.ask(load_settings(data_dir), "audit_verify", {}, timeout_s=600)
+    ok, report = found["problem"] is None, str(found["report"])
     typer.echo(report, err=not ok)
     if not ok:
         raise typer.Exit(1)
@@ -330,8 +320,9 @@ def audit_export(
         fail(str(exc), code=2)
     settings = load_settings(data_dir)
     try:
-        written = evidence.export(settings, window, out)
-    except ApiError as exc:
+        with instance.opened(settings) as fleetdeck:
+            written = evidence.export(fleetdeck, settings, window, out)
+    except DomainError as exc:
         fail(exc.message)
     for path in written:
         typer.echo(str(path))
@@ -432,7 +423,7 @@ def eval_run(
     data_dir: DataDir = None,
 ) -> None:
     """Run every case through the gateway; exit 1 when the gate fails, 2 on a bad file or prompt."""
-    from console.quality import eval_run as runs
+    from console.commands import eval_run as runs
     from console.quality import golden
 
     try:
@@ -462,7 +453,7 @@ def eval_harvest(
     data_dir: DataDir = None,
 ) -> None:
     """Turn judged production calls (with their stored request) into golden cases."""
-    from console.quality import harvest
+    from console.commands import harvest
 
     settings = load_settings(data_dir)
     try:
@@ -522,51 +513,34 @@ def prompts_pin(
 
 
 def _prompts_action(settings: Settings, request: dict[str, object]) -> dict[str, Any]:
-    return _instance_or_engine(
-        settings, "prompts", request, lambda engine, asked: engine.prompts.answer(asked)
-    )
+    return _ask(settings, "prompts", request)
 
 
 def _approvals(settings: Settings, request: dict[str, object]) -> dict[str, Any]:
     """Held calls live in the running instance: there is nothing to decide without one."""
-    instance = AdminEndpoint.find(settings.data_dir)
-    if instance is None:
+    running = instance.running(settings)
+    if running is None:
         fail("no Fleetdeck instance runs on this data dir, so no tool call is held", code=1)
     try:
-        return instance.call("approvals", {**request, "actor": _operator()})
-    except ApiError as exc:
-        fail(exc.message, code=2 if exc.status == 400 else 1)
+        return running.ask("approvals", {**request, "actor": _operator()})
+    except DomainError as exc:
+        refused(exc)
 
 
 def _oversight(settings: Settings, request: dict[str, object]) -> dict[str, Any]:
-    return _instance_or_engine(settings, "oversight", {**request, "actor": _operator()}, _engine_oversight)
-
-
-def _engine_oversight(engine: Engine, request: dict[str, object]) -> dict[str, Any]:
-    return engine.oversight.answer(request)
-
-
-def _instance_or_engine(
-    settings: Settings,
-    action: str,
-    request: dict[str, object],
-    direct: Callable[[Engine, dict[str, object]], dict[str, Any]],
-) -> dict[str, Any]:
-    """Through the running instance when one owns the database, so changes apply at once."""
-    instance = AdminEndpoint.find(settings.data_dir)
-    try:
-        if instance is not None:
-            return instance.call(action, request)
-        with Engine(settings) as engine:
-            return direct(engine, request)
-    except ApiError as exc:
-        fail(exc.message, code=2 if exc.status == 400 else 1)
+    return _ask(settings, "oversight", {**request, "actor": _operator()})
 
 
 def _keys_action(settings: Settings, request: dict[str, object]) -> dict[str, Any]:
-    return _instance_or_engine(
-        settings, "keys", request, lambda engine, asked: engine.key_admin.answer(asked)
-    )
+    return _ask(settings, "keys", request)
+
+
+def _ask(settings: Settings, action: str, request: dict[str, object]) -> dict[str, Any]:
+    """Through the running instance when one owns the database, so changes apply at once."""
+    try:
+        return instance.ask(settings, action, request)
+    except DomainError as exc:
+        refused(exc)
 
 
 def _operator() -> str:
@@ -596,7 +570,7 @@ def scorecard(
     data_dir: DataDir = None,
 ) -> None:
     """The executive AI scorecard, per workflow and overall, against the previous period."""
-    from console.reports import command as scorecards
+    from console.commands import reports as scorecards
 
     try:
         text = scorecards.make(
@@ -688,18 +662,19 @@ def drift(
     data_dir: DataDir = None,
 ) -> None:
     """Drift per workflow: the 7 days before --as-of against the 28 before; new alerts are stored."""
-    from console.quality import drift_report
+    from console.commands import drift as drift_command
+    from console.quality.monitor import parse_as_of
 
     try:
-        chosen = drift_report.ReportFormat(fmt)
-        drift_report.parse_as_of(as_of)
+        chosen = drift_command.ReportFormat(fmt)
+        parse_as_of(as_of)
     except ValueError:
         fail(f"--format {fmt!r}: expected table or json", code=2)
-    except ApiError as exc:
+    except DomainError as exc:
         fail(exc.message, code=2)
-    settings, request = load_settings(data_dir), drift_report.request(as_of, workflow)
-    doc = _instance_or_engine(settings, "drift", request, drift_report.answer_for)
-    typer.echo(drift_report.render(doc, chosen), nl=False)
+    settings, request = load_settings(data_dir), drift_command.request(as_of, workflow)
+    doc = _ask(settings, "drift", request)
+    typer.echo(drift_command.render(doc, chosen), nl=False)
     if doc["webhook_error"]:
         typer.echo(f"fleetdeck: {doc['webhook_error']}", err=True)
 

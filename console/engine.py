@@ -26,7 +26,19 @@ from console.gateway.budget import Ledger, TaskSteps
 from console.gateway.cache import ResponseCache, embed_via
 from console.gateway.executor import Executor
 from console.gateway.key_admin import CONSOLE_KEY_NAME, CONSOLE_KEY_SECRET, KeyAdmin
-from console.gateway.keys import (
+from console.gateway.oversight import FallbackNotes, Oversight, RouteStops, Stop
+from console.gateway.pipeline import Gateway
+from console.gateway.pricing import ModelPrices, PriceBook
+from console.gateway.prompts import PromptRegistry
+from console.gateway.router import Router
+from console.gateway.server import AdminHandler, GatewayServer, build_app
+from console.policy import Policy
+from console.providers.base import Provider
+from console.quality import golden as golden_runs
+from console.quality import judge
+from console.quality.monitor import DriftMonitor
+from console.routing.difficulty import load_models
+from console.secrets import (
     AUDIT_KEY_NAME,
     PEPPER_NAME,
     local_secret,
@@ -34,18 +46,6 @@ from console.gateway.keys import (
     read_local_secret,
     store_local_secret,
 )
-from console.gateway.oversight import FallbackNotes, Oversight, RouteStops, Stop
-from console.gateway.pipeline import Gateway
-from console.gateway.pricing import ModelPrices, PriceBook
-from console.gateway.router import Router
-from console.gateway.server import GatewayServer, build_app
-from console.policy import Policy
-from console.providers.base import Provider
-from console.quality import drift_report, judge
-from console.quality import golden as golden_runs
-from console.quality.monitor import DriftMonitor
-from console.quality.prompts import PromptRegistry
-from console.routing.difficulty import load_models
 from console.settings import Settings
 from console.store import audit, queries
 from console.store.db import Database, first_row
@@ -128,21 +128,8 @@ class Engine:
         self.evaluator = self._evaluator(gateway)
         self._host = host or self.settings.host
         self._admin_token = secrets.token_urlsafe(32)
-        app = build_app(
-            gateway,
-            self.health,
-            self._admin_token,
-            {
-                "query": lambda request: answer_query(self.db, request),
-                "keys": self._answer_keys,
-                "audit_verify": self._answer_audit_verify,
-                "oversight": self._answer_oversight,
-                "approvals": self._answer_approvals,
-                "prompts": self.prompts.answer,
-                "eval_runs": lambda request: golden_runs.answer(self.db, self.recorder, request),
-                "drift": self._answer_drift,
-            },
-        )
+        handlers = self._admin_handlers()
+        app = build_app(gateway, self.health, self._admin_token, handlers)
         self._server = GatewayServer(
             app,
             self._host,
@@ -266,15 +253,41 @@ class Engine:
 
     @property
     def drift(self) -> DriftMonitor:
-        """Drift statistics and alerts (console/quality); audit events need the recorder running."""
+        """The drift monitor (console/quality/monitor.py); its audit events need the recorder running."""
         with self._lazy:
             if self._drift is None:
                 self.start_recorder()
                 self._drift = DriftMonitor(self.db, self.recorder, self.settings.drift_webhook_url)
             return self._drift
 
+    def _admin_handlers(self) -> dict[str, AdminHandler]:
+        """What the admin API answers, by action (console/gateway/admin.py)."""
+        return {
+            "query": lambda request: answer_query(self.db, request),
+            "keys": self._answer_keys,
+            "audit_verify": self._answer_audit_verify,
+            "oversight": self._answer_oversight,
+            "approvals": self._answer_approvals,
+            "prompts": self._answer_prompts,
+            "eval_runs": lambda request: golden_runs.answer(self.db, self.recorder, request),
+            "drift": self._answer_drift,
+        }
+
+    def answer(self, action: str, request: Mapping[str, Any]) -> dict[str, Any]:
+        """An admin action answered here, as the admin API would (a CLI command with no instance).
+
+        Refusals are DomainErrors; `query` (Arrow bytes) and `approvals` (held calls live in
+        a serving gateway) are the instance's alone.
+        """
+        answer = self._admin_handlers()[action](request)
+        assert isinstance(answer, dict), f"{action} answers a document"
+        return answer
+
+    def _answer_prompts(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        return self.prompts.answer(request)
+
     def _answer_drift(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        return drift_report.answer(self.drift, request)
+        return self.drift.answer(request)
 
     def _answer_approvals(self, request: Mapping[str, Any]) -> dict[str, Any]:
         approvals = self.gateway.approvals

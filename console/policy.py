@@ -134,7 +134,7 @@ class _Schema(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Price(_Schema):
+class PriceConfig(_Schema):
     """USD per million tokens."""
 
     input: NonNegativeFloat
@@ -142,7 +142,7 @@ class Price(_Schema):
     cache_read: NonNegativeFloat | None = None
 
 
-class LocalProvider(_Schema):
+class LocalProviderConfig(_Schema):
     """llama-cpp-python in process; one GGUF model."""
 
     kind: Literal["local"]
@@ -160,21 +160,21 @@ class LocalProvider(_Schema):
         return Path(self.model_path).stem
 
 
-class _RemoteProvider(_Schema):
+class _RemoteProviderConfig(_Schema):
     base_url: HttpUrl
     secret: Name | None = None  # keyring name; env FLEETDECK_SECRET_<NAME> on headless boxes
     models: list[Token] = Field(default_factory=list)  # listed by /v1/models
-    prices: dict[Token, Price] = Field(default_factory=dict)  # overrides genai-prices
+    prices: dict[Token, PriceConfig] = Field(default_factory=dict)  # overrides genai-prices
     timeout_s: PositiveFloat | None = None  # cap on one HTTP request; route timeouts apply within
 
 
-class OpenAICompatProvider(_RemoteProvider):
+class OpenAICompatProviderConfig(_RemoteProviderConfig):
     """OpenAI, vLLM, llama.cpp server, Ollama, OpenRouter…: anything OpenAI-compatible."""
 
     kind: Literal["openai_compat"]
 
 
-class AnthropicProvider(_RemoteProvider):
+class AnthropicProviderConfig(_RemoteProviderConfig):
     """The Anthropic Messages API."""
 
     kind: Literal["anthropic"]
@@ -182,7 +182,9 @@ class AnthropicProvider(_RemoteProvider):
     secret: Name
 
 
-Provider = Annotated[LocalProvider | OpenAICompatProvider | AnthropicProvider, Field(discriminator="kind")]
+ProviderConfig = Annotated[
+    LocalProviderConfig | OpenAICompatProviderConfig | AnthropicProviderConfig, Field(discriminator="kind")
+]
 
 
 class Timeouts(_Schema):
@@ -331,7 +333,7 @@ class Route(_Schema):
         return self.cache_ttl or DEFAULT_CACHE_TTL_S
 
 
-class Breaker(_Schema):
+class BreakerConfig(_Schema):
     """Per provider/model, after Envoy's outlier detection."""
 
     consecutive_failures: PositiveInt = 5
@@ -342,7 +344,7 @@ class Breaker(_Schema):
     max_ejection_s: PositiveFloat = 300.0
 
     @model_validator(mode="after")
-    def _base_within_max(self) -> Breaker:
+    def _base_within_max(self) -> BreakerConfig:
         if self.base_ejection_s > self.max_ejection_s:
             raise ValueError("base_ejection_s must not exceed max_ejection_s")
         return self
@@ -369,7 +371,7 @@ class Retry(_Schema):
         return (rng or random).uniform(0, delay) if self.jitter else delay
 
 
-class Classifier(_Schema):
+class ClassifierConfig(_Schema):
     """Intent and risk for requests that name no intent: rules, then a small router model."""
 
     model: ModelRef = ModelRef("local", DEFAULT_LOCAL_MODEL_NAME)
@@ -407,14 +409,14 @@ class Evaluation(_Schema):
 
 
 class Policy(_Schema):
-    providers: dict[Name, Provider] = Field(min_length=1)
+    providers: dict[Name, ProviderConfig] = Field(min_length=1)
     routes: list[Route] = Field(default_factory=list)
     workflows: dict[Name, Workflow] = Field(default_factory=dict)
     default_route: Name | None = None  # intent for `route:default` and for requests naming no model
-    breaker: Breaker = Field(default_factory=Breaker)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     retry: Retry = Field(default_factory=Retry)
     eval: Evaluation = Field(default_factory=Evaluation)
-    classifier: Classifier | None = None  # None: requests naming no intent go to default_route
+    classifier: ClassifierConfig | None = None  # None: requests naming no intent go to default_route
 
     _hash: str | None = PrivateAttr(default=None)
 
@@ -449,14 +451,14 @@ class Policy(_Schema):
         """Every model the policy names: route chains, local models and declared `models`, deduplicated."""
         refs = [ref for route in self.routes for ref in route.chain]
         for name, provider in self.providers.items():
-            if isinstance(provider, LocalProvider):
+            if isinstance(provider, LocalProviderConfig):
                 refs.append(ModelRef(name, provider.served_model()))
             else:
                 refs.extend(ModelRef(name, model) for model in provider.models)
         return list(dict.fromkeys(refs))
 
 
-_PROVIDER: TypeAdapter[Provider] = TypeAdapter(Provider)
+_PROVIDER: TypeAdapter[ProviderConfig] = TypeAdapter(ProviderConfig)
 _ROUTE = TypeAdapter(Route)
 _T = TypeVar("_T")
 _ALL_FIELDS = sorted(
@@ -467,18 +469,18 @@ _ALL_FIELDS = sorted(
             Route,
             Timeouts,
             ToolPolicy,
-            Breaker,
+            BreakerConfig,
             Retry,
-            Price,
-            LocalProvider,
+            PriceConfig,
+            LocalProviderConfig,
             Escalation,
             RouteMatch,
-            Classifier,
+            ClassifierConfig,
             Evaluation,
         )
         for name in model.model_fields
     }
-    | set(OpenAICompatProvider.model_fields)
+    | set(OpenAICompatProviderConfig.model_fields)
 )
 
 
@@ -538,7 +540,7 @@ def _valid(adapter: TypeAdapter[_T], raw: object) -> _T | None:
 
 
 def _cross_check(
-    providers: Mapping[str, Provider | None] | None,
+    providers: Mapping[str, ProviderConfig | None] | None,
     routes: Sequence[tuple[str | None, Route | None]],
     default_route: str | None,
 ) -> list[tuple[Loc, str]]:
@@ -572,7 +574,7 @@ def _cross_check(
 
 
 def _check_chain(
-    providers: Mapping[str, Provider | None], index: int, route: Route
+    providers: Mapping[str, ProviderConfig | None], index: int, route: Route
 ) -> Iterator[tuple[Loc, str]]:
     locs: list[Loc] = [("routes", index, "primary")]
     locs += [("routes", index, "fallback", position) for position in range(len(route.fallback))]
@@ -585,7 +587,7 @@ def _check_chain(
         provider = providers.get(ref.provider)
         if ref.provider not in providers:
             yield loc, f"Unknown provider {ref.provider!r}{_hint(ref.provider, providers)}"
-        elif isinstance(provider, LocalProvider) and ref.model != provider.served_model():
+        elif isinstance(provider, LocalProviderConfig) and ref.model != provider.served_model():
             message = (
                 f"Local provider {ref.provider!r} serves one model: {ref.provider}/{provider.served_model()}"
             )
@@ -716,8 +718,8 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _describe_provider(name: str, provider: Provider) -> str:
-    if isinstance(provider, LocalProvider):
+def _describe_provider(name: str, provider: ProviderConfig) -> str:
+    if isinstance(provider, LocalProviderConfig):
         where = "bundled SmolLM2-135M" if provider.model_path == DEFAULT_MODEL_PATH else provider.model_path
         return f"{name} (local, {where} as {name}/{provider.served_model()})"
     secret = f"secret {provider.secret!r}" if provider.secret else "no secret"
@@ -737,7 +739,7 @@ def _describe_route(route: Route) -> str:
 def _resolve_model_paths(policy: Policy, base: Path) -> Policy:
     providers = dict(policy.providers)
     for name, provider in providers.items():
-        if isinstance(provider, LocalProvider) and provider.model_path != DEFAULT_MODEL_PATH:
+        if isinstance(provider, LocalProviderConfig) and provider.model_path != DEFAULT_MODEL_PATH:
             path = base / Path(provider.model_path).expanduser()  # an absolute path stays as is
             providers[name] = provider.model_copy(update={"model_path": str(path)})
     if providers == policy.providers:

@@ -20,11 +20,11 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from console.clock import utc_now
 from console.engine import Engine
 from console.settings import Settings
 from console.store import audit
 from console.store.audit import AuditEvent
-from console.store.trace import utc_now
 
 ENTRIES = 240
 CHILD = Path(__file__).parent / "recording_child.py"

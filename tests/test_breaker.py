@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from console.gateway.breaker import Breaker, State
-from console.policy import Breaker as BreakerSettings
+from console.policy import BreakerConfig
 
 
 class Clock:
@@ -12,7 +12,7 @@ class Clock:
         return self.now
 
 
-SETTINGS = BreakerSettings(
+SETTINGS = BreakerConfig(
     consecutive_failures=3,
     failure_ratio=0.5,
     min_requests=10,

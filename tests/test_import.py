@@ -10,10 +10,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from console.clock import utc_now
 from console.engine import Engine
 from console.settings import Settings
 from console.store.importer import ImportRefused, import_files
-from console.store.trace import utc_now
 
 TABLES = ("traces", "payloads", "outcomes", "evals", "audit_log")
 

@@ -8,9 +8,9 @@ import pydantic
 import pytest
 
 from console.policy import (
-    LocalProvider,
+    LocalProviderConfig,
     ModelRef,
-    OpenAICompatProvider,
+    OpenAICompatProviderConfig,
     Policy,
     PolicyError,
     Route,
@@ -100,7 +100,7 @@ def test_default_policy_serves_everything_locally() -> None:
     policy = default_policy()
     assert list(policy.providers) == ["local"]
     local = policy.providers["local"]
-    assert isinstance(local, LocalProvider)
+    assert isinstance(local, LocalProviderConfig)
     assert local.model_path == "default"
     assert local.served_model() == "smollm2-135m"
     assert policy.routes
@@ -134,9 +134,9 @@ def test_full_example_uses_every_section() -> None:
 def test_design_example_loads() -> None:
     policy = parse_policy(DESIGN_EXAMPLE)
     local, lab, anthropic = (policy.providers[name] for name in ("local", "lab", "anthropic"))
-    assert isinstance(local, LocalProvider)
+    assert isinstance(local, LocalProviderConfig)
     assert local.cost_per_hour == 0.40
-    assert isinstance(lab, OpenAICompatProvider)
+    assert isinstance(lab, OpenAICompatProviderConfig)
     assert lab.secret is None
     assert lab.prices["mock-gpt"].output == 2.00
     assert anthropic.kind == "anthropic"
@@ -191,7 +191,7 @@ def test_relative_model_path_is_relative_to_the_file(tmp_path: Path) -> None:
     text = edit("    kind: local\n", "    kind: local\n    model_path: models/tiny.gguf\n")
     (tmp_path / "routes.yaml").write_text(text.replace("local/smollm2-135m", "local/tiny"))
     local = load_policy(tmp_path / "routes.yaml").providers["local"]
-    assert isinstance(local, LocalProvider)
+    assert isinstance(local, LocalProviderConfig)
     assert local.model_path == str(tmp_path / "models" / "tiny.gguf")
     assert local.served_model() == "tiny"
 

@@ -14,7 +14,7 @@ from gateway_process import run_cli as cli
 
 from console.engine import Engine
 from console.gateway.admin import AdminEndpoint
-from console.quality.prompts import PromptError
+from console.gateway.prompts import PromptError
 from console.settings import Settings
 
 POLICY = """

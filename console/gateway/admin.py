@@ -20,6 +20,7 @@ import httpx
 import orjson
 import pyarrow as pa
 
+from console.errors import Invalid
 from console.gateway.openai_api import ApiError
 from console.store import adhoc, queries
 from console.store.db import Database
@@ -82,7 +83,10 @@ class AdminEndpoint:
 
 
 def answer_query(db: Database, request: Mapping[str, Any]) -> bytes:
-    """Run an admin query request (`{"sql": …}` or `{"name": …, "params": {…}}`); Arrow IPC bytes."""
+    """Run an admin query request (`{"sql": …}` or `{"name": …, "params": {…}}`); Arrow IPC bytes.
+
+    A query refused or failing is an Invalid error (code query_refused or query_failed).
+    """
     cur = db.cursor()
     try:
         if isinstance(request.get("name"), str):
@@ -91,11 +95,11 @@ def answer_query(db: Database, request: Mapping[str, Any]) -> bytes:
         elif isinstance(request.get("sql"), str):
             table = adhoc.run_read_only(cur, request["sql"])
         else:
-            raise ApiError(400, "send {'sql': …} or {'name': …, 'params': {…}}")
+            raise Invalid("send {'sql': …} or {'name': …, 'params': {…}}")
     except (queries.QueryError, adhoc.QueryRefused) as exc:
-        raise ApiError(400, str(exc), code="query_refused") from None
+        raise Invalid(str(exc), code="query_refused") from None
     except duckdb.Error as exc:
-        raise ApiError(400, f"query failed: {exc}", code="query_failed") from None
+        raise Invalid(f"query failed: {exc}", code="query_failed") from None
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)

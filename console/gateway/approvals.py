@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from console.gateway.openai_api import ApiError
+from console.clock import new_request_id, utc_now
+from console.errors import Invalid
 from console.store.audit import AuditEvent
 from console.store.recorder import Recorder
-from console.store.trace import new_request_id, utc_now
 
 
 @dataclass
@@ -104,7 +104,7 @@ class ApprovalQueue:
             if action != "list":
                 raise ValueError("send {'action': 'list' | 'approve' | 'deny', …}")
         except ValueError as exc:
-            raise ApiError(400, str(exc), code="approval_refused") from None
+            raise Invalid(str(exc), code="approval_refused") from None
         return {"pending": [call.listing() for call in self.pending()]}
 
     def _take(self, approval_id: str) -> tuple[HeldCall, asyncio.AbstractEventLoop] | None:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from console.policy import Breaker as BreakerSettings
+from console.policy import BreakerConfig
 
 
 class State(StrEnum):
@@ -30,7 +30,7 @@ class State(StrEnum):
 
 @dataclass
 class Breaker:
-    settings: BreakerSettings
+    settings: BreakerConfig
     clock: Callable[[], float] = time.monotonic
     state: State = State.closed
     consecutive: int = 0
@@ -111,7 +111,7 @@ class Breakers:
 
     def __init__(
         self,
-        settings: BreakerSettings,
+        settings: BreakerConfig,
         clock: Callable[[], float] = time.monotonic,
         on_ejection: Callable[[str, Breaker], None] | None = None,
     ) -> None:

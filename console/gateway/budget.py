@@ -24,6 +24,7 @@ from typing import Literal
 
 import orjson
 
+from console.clock import utc_now
 from console.gateway.executor import Plan
 from console.gateway.keys import VirtualKey
 from console.gateway.openai_api import ApiError
@@ -32,7 +33,6 @@ from console.policy import Policy, Route
 from console.providers.base import Body, Provider, Usage
 from console.store.audit import AuditEvent
 from console.store.recorder import Recorder
-from console.store.trace import utc_now
 
 Period = Literal["day", "month"]
 Clock = Callable[[], datetime]

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from console.clock import utc_now
 from console.gateway import cache as response_cache
 from console.gateway import escalation
 from console.gateway.budget import Reservation
@@ -31,7 +32,7 @@ from console.gateway.services import GatewayServices
 from console.policy import Route
 from console.providers.base import Body, Provider
 from console.store.audit import AuditEvent
-from console.store.trace import Payload, Trace, utc_now
+from console.store.trace import Payload, Trace
 
 Disconnected = Callable[[], Awaitable[None]]
 GUARD_INLINE_BYTES = 32_768  # longer bodies are scanned on a worker thread, off the loop

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import orjson
 
-from console.policy import Classifier, Policy, Route
+from console.policy import ClassifierConfig, Policy, Route
 from console.providers.base import Body, Provider, ProviderError
 
 log = logging.getLogger("fleetdeck.gateway")
@@ -100,7 +100,7 @@ class _Rules:
 
 @dataclass
 class IntentClassifier:
-    settings: Classifier
+    settings: ClassifierConfig
     routes: Sequence[Route]
     default_intent: str | None
     provider: Provider | None

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from console.clock import new_request_id, utc_now
+from console.errors import Invalid
 from console.gateway.keys import (
     KeyRegistry,
     VirtualKey,
@@ -16,12 +18,10 @@ from console.gateway.keys import (
     check_key_name,
     new_key_token,
 )
-from console.gateway.openai_api import ApiError
 from console.store import keys as key_rows
 from console.store.audit import AuditEvent
 from console.store.db import Database
 from console.store.recorder import Recorder
-from console.store.trace import new_request_id, utc_now
 
 CONSOLE_KEY_NAME = "console-dev"
 CONSOLE_KEY_SECRET = "console-dev-key"
@@ -113,8 +113,8 @@ class KeyAdmin:
             if action == "list":
                 return {"keys": [_jsonable(row) for row in self.listing()]}
         except ValueError as exc:
-            raise ApiError(400, str(exc), code="key_refused") from None
-        raise ApiError(400, "send {'action': 'create' | 'revoke' | 'list', …}", param="action")
+            raise Invalid(str(exc), code="key_refused") from None
+        raise Invalid("send {'action': 'create' | 'revoke' | 'list', …}", param="action")
 
     def _audit(self, actor: str, action: str, subject: str, payload: dict[str, Any]) -> None:
         self._recorder.record_audit(

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from console.clock import new_request_id, utc_now
+from console.errors import Invalid
 from console.gateway.openai_api import ApiError
 from console.store.audit import AuditEvent
 from console.store.recorder import Recorder
-from console.store.trace import Eval, new_request_id, utc_now
+from console.store.trace import Eval
 
 VERDICTS = ("correct", "partial", "incorrect")
 COMPONENTS = ("retrieval", "tool_selection", "policy_compliance", "answer")
@@ -126,7 +128,7 @@ class Oversight:
             elif action != "list":
                 raise ValueError("send {'action': 'stop' | 'resume' | 'override' | 'list', …}")
         except ValueError as exc:
-            raise ApiError(400, str(exc), code="oversight_refused") from None
+            raise Invalid(str(exc), code="oversight_refused") from None
         stopped = self.stops.stopped()
         return {
             "stopped": {

@@ -27,6 +27,8 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from console.errors import DomainError
+from console.gateway.errors_http import api_error_from
 from console.gateway.ingress import ADAPTERS, Ingress, Reply
 from console.gateway.openai_api import MAX_BODY_BYTES, ApiError, parse_body
 from console.gateway.pipeline import Gateway
@@ -107,6 +109,8 @@ def build_app(
             answer = await run_in_threadpool(handler, parse_body(await _read_body(request)))
         except ApiError as error:
             return _error(error)
+        except DomainError as error:
+            return _error(api_error_from(error))
         if isinstance(answer, bytes):
             return Response(answer, media_type="application/vnd.apache.arrow.stream")
         return _json(answer)

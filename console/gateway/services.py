@@ -12,10 +12,10 @@ from console.gateway.executor import Executor
 from console.gateway.keys import KeyRegistry
 from console.gateway.oversight import FallbackNotes, RouteStops
 from console.gateway.pricing import PriceBook
+from console.gateway.prompts import PromptRegistry
 from console.gateway.router import Router
 from console.policy import Policy
 from console.providers.base import Body, Provider
-from console.quality.prompts import PromptRegistry
 from console.store.recorder import Recorder
 from console.store.trace import Trace
 

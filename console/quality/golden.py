@@ -35,13 +35,13 @@ import orjson
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from console.gateway.openai_api import ApiError
+from console.clock import new_request_id
+from console.errors import Invalid
 from console.guards import schema as schema_guard
-from console.store import queries
 from console.store.audit import AuditEvent
 from console.store.db import Database
 from console.store.recorder import Recorder
-from console.store.trace import Eval, new_request_id
+from console.store.trace import Eval
 
 ASSERT_TYPES = (
     "equals",
@@ -358,15 +358,10 @@ def answer(db: Database, recorder: Recorder, request: Mapping[str, Any]) -> dict
             actor=str(request.get("actor") or "admin-api"),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise ApiError(400, f"not an eval run: {exc}", code="eval_run_refused") from None
+        raise Invalid(f"not an eval run: {exc}", code="eval_run_refused") from None
     store_run(db, recorder, run)
     return {"run_id": run.run_id}
 
 
 def last_passing_query(golden_set: str, prompt_name: str | None) -> dict[str, Any]:
     return {"name": "golden_last_pass", "params": {"golden_set": golden_set, "prompt_name": prompt_name}}
-
-
-def run_named(db: Database, request: Mapping[str, Any]) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = queries.run(db.cursor(), request["name"], request["params"]).to_pylist()
-    return rows

@@ -31,11 +31,12 @@ from typing import Any
 
 import orjson
 
+from console.clock import new_request_id, utc_now
 from console.gateway.call import Disconnected
 from console.gateway.ingress import CHAT, Ingress, Reply
-from console.policy import Evaluation, LocalProvider, Policy
+from console.policy import Evaluation, LocalProviderConfig, Policy
 from console.store.recorder import Recorder
-from console.store.trace import Eval, Trace, new_request_id, utc_now
+from console.store.trace import Eval, Trace
 
 log = logging.getLogger("fleetdeck.judge")
 
@@ -271,7 +272,7 @@ def judge_model(policy: Policy) -> str | None:
     if policy.eval.judge is not None:
         return policy.eval.judge
     for name, provider in policy.providers.items():
-        if isinstance(provider, LocalProvider):
+        if isinstance(provider, LocalProviderConfig):
             return f"{name}/{provider.served_model()}"
     return None
 

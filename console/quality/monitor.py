@@ -1,7 +1,8 @@
 """The drift monitor: computes drift, stores new alerts, audits them and posts them to a webhook.
 
 Run by the Engine that owns the database: on demand (`fleetdeck drift`, directly or
-through the running instance's admin API) and, while serving, every
+through the running instance's admin API, `/_admin/drift`, which `answer` serves) and,
+while serving, every
 `drift_interval_s` in a thread of its own. An alert is stored in `alerts` first, then
 audited (`alert.raised`, kind drift), then posted; its id names the workflow, metric,
 component, severity and the window's slot, so it is raised once per slot however often
@@ -12,20 +13,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import duckdb
 import httpx
 
+from console.clock import utc_now
+from console.errors import Invalid
 from console.quality import drift
 from console.store import audit
 from console.store.db import Database
 from console.store.recorder import Recorder
-from console.store.trace import utc_now
 
 log = logging.getLogger("fleetdeck.drift")
 ACTOR = "fleetdeck:drift"
@@ -98,6 +100,15 @@ class DriftMonitor:
             error = post_webhook(self._webhook_url, new) if self._webhook_url and new else None
             return DriftRun(report, alerts, {alert.alert_id for alert in new}, error)
 
+    def answer(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """The admin API's `/_admin/drift`: `{"as_of": ISO date or time | None, "workflow": … | None}`."""
+        as_of, workflow = request.get("as_of"), request.get("workflow")
+        if as_of is not None and not isinstance(as_of, str):
+            raise Invalid("as_of must be an ISO date or date-time string")
+        if workflow is not None and not isinstance(workflow, str):
+            raise Invalid("workflow must be a string")
+        return self.run(parse_as_of(as_of), workflow or None).as_json()
+
     def start(self, interval_s: float) -> None:
         """Run every `interval_s` (the first run after one interval) until stop()."""
         if interval_s <= 0 or self._thread is not None:
@@ -121,6 +132,21 @@ class DriftMonitor:
                 continue
             if found.webhook_error:
                 log.warning("%s", found.webhook_error)
+
+
+def parse_as_of(text: str | None) -> datetime | None:
+    """An ISO date or date-time (UTC unless it names an offset) as naive UTC; None for now."""
+    if text is None or not text.strip():
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise Invalid(
+            f"--as-of {text!r}: expected an ISO date or date-time, e.g. 2026-10-19 or 2026-10-19T09:30"
+        ) from None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
 
 
 def store_new(cur: duckdb.DuckDBPyConnection, alerts: list[drift.Alert]) -> list[drift.Alert]:

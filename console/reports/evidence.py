@@ -9,7 +9,6 @@ deployer's monitoring (Art. 26).
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.metadata
 import shutil
 from collections import Counter
@@ -21,10 +20,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from console import policy as policies
-from console.engine import Engine
-from console.gateway.admin import AdminEndpoint
 from console.reports.period import Window
-from console.reports.source import named_queries
+from console.reports.source import RecordSource
 from console.settings import Settings
 
 TABLES = ("traces", "audit_log", "evals", "audit_checkpoints")
@@ -40,14 +37,13 @@ MONITORING = (
 )
 
 
-def export(settings: Settings, window: Window, out: Path) -> list[Path]:
+def export(source: RecordSource, settings: Settings, window: Window, out: Path) -> list[Path]:
     """Write the pack into `out` (created); returns the files written."""
     out.mkdir(parents=True, exist_ok=True)
-    with named_queries(settings) as run:
-        params = {"from": window.start.isoformat(), "to": window.end.isoformat()}
-        tables = {name: run(f"evidence_{name}", params) for name in TABLES}
+    params = {"from": window.start.isoformat(), "to": window.end.isoformat()}
+    tables = {name: source.named(f"evidence_{name}", params) for name in TABLES}
     written = [_parquet(table, out / f"{name}.parquet") for name, table in tables.items()]
-    verification = _verification(settings)
+    verification = source.ask("audit_verify", {}, timeout_s=600)
     written.append(_json(verification, out / "verification.json"))
     if settings.audit_checkpoint_file.exists():
         written.append(Path(shutil.copy(settings.audit_checkpoint_file, out / "checkpoints.jsonl")))
@@ -69,15 +65,6 @@ def _parquet(table: pa.Table, path: Path) -> Path:
 def _json(value: dict[str, Any], path: Path) -> Path:
     path.write_bytes(orjson.dumps(value, option=orjson.OPT_INDENT_2, default=str))
     return path
-
-
-def _verification(settings: Settings) -> dict[str, Any]:
-    instance = AdminEndpoint.find(settings.data_dir)
-    if instance is not None:
-        return instance.call("audit_verify", {}, timeout_s=600)
-    with Engine(settings) as engine:
-        found = engine.verify_audit()
-    return {**dataclasses.asdict(found), "report": found.report()}
 
 
 def _policy(settings: Settings) -> tuple[str, str]:

@@ -1,31 +1,24 @@
-"""Where the scorecard's named queries run: the running instance's admin API, or the file itself."""
+"""What the reports read their records from: named queries and admin answers, wherever they run.
+
+A command passes the running instance or a local Engine (console/commands/instance.py);
+the reports never open the store themselves.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 import pyarrow as pa
-
-from console.engine import Engine
-from console.gateway.admin import AdminEndpoint
-from console.settings import Settings
-from console.store import queries
 
 QueryRunner = Callable[[str, Mapping[str, str]], pa.Table]
 
 
-@contextmanager
-def named_queries(settings: Settings) -> Iterator[QueryRunner]:
-    """A runner of named queries: through the admin API when an instance owns the data dir, else direct.
+class RecordSource(Protocol):
+    def named(self, name: str, params: Mapping[str, Any]) -> pa.Table:
+        """A named query's rows."""
+        ...
 
-    Both raise what their path raises: ApiError from the instance, QueryError or
-    duckdb.Error from the store.
-    """
-    instance = AdminEndpoint.find(settings.data_dir)
-    if instance is not None:
-        yield lambda name, params: instance.query({"name": name, "params": dict(params)})
-        return
-    with Engine(settings) as engine:
-        cursor = engine.db.cursor()
-        yield lambda name, params: queries.run(cursor, name, params)
+    def ask(self, action: str, request: Mapping[str, Any], timeout_s: float = ...) -> dict[str, Any]:
+        """An admin action's answer (`audit_verify`, …)."""
+        ...

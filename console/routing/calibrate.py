@@ -37,10 +37,10 @@ import duckdb
 import numpy as np
 import numpy.typing as npt
 
+from console.clock import utc_now
 from console.routing.difficulty import FEATURES, DifficultyModel, trace_features
 from console.store import queries
 from console.store.audit import AuditEvent
-from console.store.trace import utc_now
 
 Array = npt.NDArray[np.float64]
 MIN_JUDGED = 20  # judged calls per tier below which no fit is attempted

@@ -29,7 +29,7 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from console.store.trace import new_request_id, utc_now
+from console.clock import new_request_id, utc_now
 
 GENESIS_HASH = "0" * 64
 ACTOR_KINDS = ("human", "key", "system")

@@ -21,9 +21,9 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from console.clock import utc_now
 from console.store import audit
 from console.store.db import first_row
-from console.store.trace import utc_now
 
 KEYS = {
     "traces": ("request_id",),

@@ -8,7 +8,7 @@ from typing import Any
 
 import duckdb
 
-from console.store.trace import utc_now
+from console.clock import utc_now
 
 COLUMNS = (
     "key_id",

@@ -7,20 +7,12 @@ Timestamps are naive UTC datetimes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
-from ulid import ULID
+from console.clock import new_request_id, utc_now
 
 JSONValue = Any
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def new_request_id() -> str:
-    return str(ULID())
 
 
 @dataclass(slots=True, kw_only=True)

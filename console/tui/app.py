@@ -1,4 +1,4 @@
-"""The Fleetdeck console: compose, bindings, message handlers. The panes and core do the rest."""
+"""The Fleetdeck console: compose, bindings, message handlers. The panes and their read model do the rest."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from console.engine import Engine
 from console.store import seed
 from console.tui.commands import FleetdeckCommands
 from console.tui.context import ConsoleContext
-from console.tui.core.clock import SYSTEM_CLOCK, Clock
 from console.tui.panes.audit import AuditPane
 from console.tui.panes.base import Pane
 from console.tui.panes.cost import CostPane
@@ -25,6 +24,7 @@ from console.tui.panes.fleet import FleetPane
 from console.tui.panes.playground import PlaygroundPane
 from console.tui.panes.sql import SqlPane
 from console.tui.panes.traffic import TrafficPane
+from console.tui.readmodel.clock import SYSTEM_CLOCK, Clock
 from console.tui.screens.help import HelpScreen
 
 PANES: tuple[type[Pane], ...] = (

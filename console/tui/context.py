@@ -14,7 +14,7 @@ import duckdb
 
 from console.engine import Engine
 from console.policy import Policy
-from console.tui.core.clock import SYSTEM_CLOCK, Clock
+from console.tui.readmodel.clock import SYSTEM_CLOCK, Clock
 
 
 class ConsoleContext:

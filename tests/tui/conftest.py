@@ -23,8 +23,8 @@ from console.engine import Engine
 from console.settings import Settings
 from console.store import seed
 from console.tui.app import ConsoleOptions, FleetdeckApp
-from console.tui.core.clock import frozen
 from console.tui.panes.base import Pane
+from console.tui.readmodel.clock import frozen
 
 # The sample traces end on 2026-11-01 at 23:40 UTC; "now" is just after their last call.
 FROZEN_NOW = datetime(2026, 11, 1, 23, 50)

@@ -7,8 +7,8 @@ from datetime import datetime
 import pytest
 
 from console.tui import humanize
-from console.tui.core.audit import chain_links
-from console.tui.core.traffic import FilterError, TrafficFilter
+from console.tui.readmodel.audit import chain_links
+from console.tui.readmodel.traffic import FilterError, TrafficFilter
 
 
 @pytest.mark.parametrize(

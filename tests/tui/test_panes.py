@@ -12,11 +12,11 @@ from textual.widgets import DataTable, Input, Static
 from console.engine import Engine
 from console.store.trace import Trace
 from console.tui.app import ConsoleOptions, FleetdeckApp
-from console.tui.core import cost
-from console.tui.core.clock import frozen
 from console.tui.panes.base import Pane
 from console.tui.panes.stream import TraceStream
 from console.tui.panes.traffic import TrafficPane
+from console.tui.readmodel import cost
+from console.tui.readmodel.clock import frozen
 from console.tui.screens.help import HelpScreen
 from console.tui.screens.trace import TraceScreen
 

@@ -15,8 +15,8 @@ from textual.widgets import DataTable, Input, TextArea
 
 from console.engine import Engine
 from console.tui.app import FleetdeckApp
-from console.tui.core import sql as sql_core
 from console.tui.panes.sql import SqlPane, result_status
+from console.tui.readmodel import sql as sql_core
 
 from .conftest import SIZE, loaded, offline_app, show, until
 

@@ -16,9 +16,9 @@ from console.engine import Engine
 from console.policy import parse_policy
 from console.settings import Settings
 from console.tui.app import ConsoleOptions, FleetdeckApp
-from console.tui.core.clock import frozen
 from console.tui.panes.playground import PlaygroundPane
 from console.tui.panes.traffic import TrafficPane
+from console.tui.readmodel.clock import frozen
 
 from .conftest import FROZEN_NOW, SIZE, drive, loaded, show, until
 

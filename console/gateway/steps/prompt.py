@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from console.gateway.call import Call
 from console.gateway.openai_api import ApiError
-from console.quality.prompts import PromptError
+from console.gateway.prompts import PromptError
 
 
 async def apply_prompt(call: Call) -> None:

@@ -1,1 +1,1 @@
-"""The console's panes, one module each; they draw what console.tui.core reads."""
+"""The console's panes, one module each; they draw what console.tui.readmodel reads."""

@@ -16,10 +16,10 @@ from textual.widgets import DataTable, Static
 from console.gateway.approvals import HeldCall
 from console.tui import humanize
 from console.tui.context import ConsoleContext
-from console.tui.core import audit
-from console.tui.core.audit import AuditView
 from console.tui.panes.base import Pane
 from console.tui.panes.tables import Cell, fill, right
+from console.tui.readmodel import audit
+from console.tui.readmodel.audit import AuditView
 from console.tui.screens.oversight import Override, OverrideScreen, RouteAction, RouteActionScreen
 
 EVENT_COLUMNS = ("seq", "time (UTC)", "actor", "kind", "action", "subject", "payload")

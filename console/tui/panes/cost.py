@@ -8,10 +8,10 @@ from textual.widgets import DataTable, Static
 
 from console.tui import humanize
 from console.tui.context import ConsoleContext
-from console.tui.core import cost
-from console.tui.core.cost import CostView, RouteSpend, WorkflowCost
 from console.tui.panes.base import Pane
 from console.tui.panes.tables import Cell, fill, right
+from console.tui.readmodel import cost
+from console.tui.readmodel.cost import CostView, RouteSpend, WorkflowCost
 
 WORKFLOW_COLUMNS = (
     "workflow",

@@ -10,10 +10,10 @@ from textual.widgets import DataTable, Static
 from console.quality.drift import Level, Statistic, value_text
 from console.tui import humanize
 from console.tui.context import ConsoleContext
-from console.tui.core import drift
-from console.tui.core.drift import DriftView
 from console.tui.panes.base import Pane
 from console.tui.panes.tables import Cell, fill, right
+from console.tui.readmodel import drift
+from console.tui.readmodel.drift import DriftView
 
 COLUMNS = ("workflow", "metric", "component", "baseline", "last 7 d", "change", "test", "score", "")
 ALERT_COLUMNS = ("raised (UTC)", "workflow", "metric", "severity", "baseline", "current")

@@ -10,10 +10,10 @@ from textual.widgets import DataTable, Label, ProgressBar, Static
 
 from console.tui import humanize
 from console.tui.context import ConsoleContext
-from console.tui.core import fleet
-from console.tui.core.fleet import BudgetBurn, FleetView, ModelLoad, ProviderState
 from console.tui.panes.base import Pane
 from console.tui.panes.tables import Cell, fill, right
+from console.tui.readmodel import fleet
+from console.tui.readmodel.fleet import BudgetBurn, FleetView, ModelLoad, ProviderState
 
 PROVIDER_COLUMNS = ("provider", "kind", "device", "models", "breakers", "decode", "queue")
 MODEL_COLUMNS = ("provider", "model", "calls", "req/s", "p50", "p99", "errors", "error rate", "tok/s")

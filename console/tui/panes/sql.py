@@ -19,9 +19,9 @@ from textual_fastdatatable import DataTable as ResultTable
 from console.store import adhoc
 from console.tui import humanize
 from console.tui.context import ConsoleContext
-from console.tui.core import sql as sql_core
-from console.tui.core.sql import ExportFormat, SqlResult
 from console.tui.panes.base import Pane
+from console.tui.readmodel import sql as sql_core
+from console.tui.readmodel.sql import ExportFormat, SqlResult
 from console.tui.screens.export import ExportRequest, ExportScreen
 
 PLACEHOLDER = "select count(*) from traces    -- ctrl+j runs it; saved queries are on the left"

@@ -15,7 +15,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from console.tui import humanize
-from console.tui.core.traffic import StreamRow
+from console.tui.readmodel.traffic import StreamRow
 
 COLUMNS: tuple[tuple[str, int], ...] = (
     ("time", 9),

@@ -11,10 +11,10 @@ from textual.widgets import Input, Static
 
 from console.tui import humanize
 from console.tui.context import ConsoleContext
-from console.tui.core import traffic
-from console.tui.core.traffic import FilterError, StreamRow, TrafficFilter
 from console.tui.panes.base import Pane
 from console.tui.panes.stream import TraceStream
+from console.tui.readmodel import traffic
+from console.tui.readmodel.traffic import FilterError, StreamRow, TrafficFilter
 from console.tui.screens.trace import TraceScreen
 
 

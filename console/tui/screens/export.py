@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, RadioButton, RadioSet, Static
 
-from console.tui.core.sql import ExportFormat
+from console.tui.readmodel.sql import ExportFormat
 
 DEFAULT_NAME = "fleetdeck-result"
 

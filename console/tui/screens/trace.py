@@ -16,8 +16,8 @@ from textual.widgets import Static
 
 from console.tui import humanize
 from console.tui.context import ConsoleContext
-from console.tui.core import traffic
-from console.tui.core.traffic import TraceDetail
+from console.tui.readmodel import traffic
+from console.tui.readmodel.traffic import TraceDetail
 
 SUMMARY_FIELDS = (
     ("request", "request_id"),

@@ -9,7 +9,6 @@ none, an Engine is started here with its gateway on a free 127.0.0.1 port for th
 from __future__ import annotations
 
 import contextlib
-import secrets
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -21,19 +20,15 @@ import httpx
 import orjson
 import pyarrow as pa
 
-from console.engine import Engine
-from console.gateway.admin import AdminEndpoint
-from console.gateway.key_admin import CONSOLE_KEY_SECRET
-from console.gateway.keys import read_local_secret, store_local_secret
+from console.clock import new_request_id, utc_now
+from console.commands import instance
+from console.gateway.prompts import PLACEHOLDER
 from console.policy import Policy
 from console.quality import golden
 from console.quality.asserts import Answer, AssertResult, check
 from console.quality.golden import Case, EvalRun, GoldenSet
-from console.quality.prompts import PLACEHOLDER
 from console.settings import Settings
-from console.store.trace import new_request_id, utc_now
 
-EVAL_KEY_SECRET = "eval-key"
 REQUEST_TIMEOUT_S = 600.0
 TRACE_WAIT_S = 30.0
 GRADE_SCHEMA: dict[str, Any] = {
@@ -157,24 +152,14 @@ def run_golden_set(settings: Settings, golden_set: GoldenSet, options: RunOption
 
 @contextlib.contextmanager
 def gateway_target(settings: Settings, options: RunOptions) -> Iterator[GatewayTarget]:
-    instance = AdminEndpoint.find(settings.data_dir)
-    if instance is not None:
+    """The running instance's gateway, else one opened here on a free port for the run."""
+    with instance.opened(settings) as fleetdeck:
+        url = fleetdeck.gateway(options.policy)
         yield GatewayTarget(
-            instance.url,
-            _instance_key(settings, instance, options.actor),
-            lambda request: instance.query(request).to_pylist(),
-            lambda run: _store_through(instance, run),
-        )
-        return
-    with Engine(settings) as engine:
-        engine.open_gateway(options.policy, port=0)
-        engine.start()
-        key = engine.console_key()[0] if settings.auth_required else None
-        yield GatewayTarget(
-            engine.url,
-            key,
-            lambda request: golden.run_named(engine.db, request),
-            lambda run: golden.store_run(engine.db, engine.recorder, run),
+            url,
+            fleetdeck.gateway_key(options.actor),
+            lambda request: fleetdeck.query(request).to_pylist(),
+            lambda run: _store(fleetdeck, run),
         )
 
 
@@ -364,28 +349,9 @@ def _error_of(response: httpx.Response) -> tuple[str, str | None]:
         return response.text[:200], None
 
 
-def _store_through(instance: AdminEndpoint, run: EvalRun) -> None:
-    instance.call("eval_runs", run.as_request())
-
-
-def _instance_key(settings: Settings, instance: AdminEndpoint, actor: str) -> str:
-    """The console's dev key, else an eval key made once through the instance and kept like it."""
-    for name in (CONSOLE_KEY_SECRET, EVAL_KEY_SECRET):
-        stored = read_local_secret(name, settings.data_dir)
-        if stored:
-            return stored
-    created = instance.call(
-        "keys",
-        {
-            "action": "create",
-            "name": f"fleetdeck-eval-{secrets.token_hex(3)}",
-            "environment": "dev",
-            "actor": actor,
-        },
-    )
-    token = str(created["token"])
-    store_local_secret(EVAL_KEY_SECRET, token, settings.data_dir)
-    return token
+def _store(fleetdeck: instance.Fleetdeck, run: EvalRun) -> None:
+    """The run into the store, as `/_admin/eval_runs` keeps it (golden.answer)."""
+    fleetdeck.ask("eval_runs", run.as_request())
 
 
 def write_report(result: RunResult, path: Path) -> None:

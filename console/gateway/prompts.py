@@ -22,24 +22,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from console.gateway.openai_api import ApiError
+from console.clock import utc_now
+from console.errors import Invalid
 from console.store import queries
 from console.store.audit import AuditEvent
 from console.store.db import Database
 from console.store.recorder import Recorder
-from console.store.trace import utc_now
 
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 PROMPT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 VERSION_NUMBER = re.compile(r"^v(\d+)$")
 
 
-class PromptError(ValueError):
+class PromptError(Invalid, ValueError):
     """A prompt reference or template that cannot be used; the message names the problem."""
 
     def __init__(self, message: str, code: str = "prompt_not_found") -> None:
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code=code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,13 +212,10 @@ class PromptRegistry:
         return previous
 
     def answer(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """The admin API's `/_admin/prompts`: `{"action": "add" | "pin" | "list", …}`."""
-        try:
-            return self._answer(request)
-        except PromptError as error:
-            raise ApiError(400, str(error), code=error.code) from None
+        """The admin API's `/_admin/prompts`: `{"action": "add" | "pin" | "list", …}`.
 
-    def _answer(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        A refusal is a PromptError (an Invalid domain error with its code).
+        """
         action, actor = request.get("action"), str(request.get("actor") or "admin-api")
         if action == "add":
             version, added = self.add(str(request.get("name")), str(request.get("template") or ""), actor)

@@ -10,10 +10,10 @@ from pathlib import Path
 import duckdb
 
 from console import policy as policies
-from console.gateway.openai_api import ApiError
+from console.commands import instance
+from console.errors import DomainError
 from console.reports import period, render_csv, render_html, render_json, render_md
 from console.reports import scorecard as sc
-from console.reports.source import named_queries
 from console.settings import Settings
 from console.store import queries
 
@@ -101,9 +101,9 @@ def make(settings: Settings, request: Request) -> str:
         slo_ms=parse_slo(request.slo),
     )
     try:
-        with named_queries(settings) as run:
-            card = sc.build(run, options)
-    except ApiError as exc:
+        with instance.opened(settings) as fleetdeck:
+            card = sc.build(fleetdeck.named, options)
+    except DomainError as exc:
         raise ScorecardError(exc.message) from None
     except (queries.QueryError, duckdb.Error) as exc:
         raise ScorecardError(f"scorecard query failed: {exc}") from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from console.store.trace import utc_now
+from console.clock import utc_now
 
 Clock = Callable[[], datetime]
 

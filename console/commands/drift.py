@@ -1,24 +1,19 @@
-"""`fleetdeck drift`: the request it sends, how the Engine answers it, and how the answer prints.
+"""`fleetdeck drift`: the request it sends and how the answer prints.
 
-The answer is the same JSON document whether the command ran the Engine itself or asked
-the running instance over its admin API (console/quality/monitor.DriftRun.as_json).
+The answer is the same JSON document whether the running instance's drift monitor
+answered it over the admin API or an Engine opened here did (DriftMonitor.answer,
+console/quality/monitor.py; the document is DriftRun.as_json).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
-from console.gateway.openai_api import ApiError
 from console.quality import drift
-from console.quality.monitor import DriftMonitor
-
-if TYPE_CHECKING:
-    from console.engine import Engine
 
 
 class ReportFormat(StrEnum):
@@ -26,36 +21,8 @@ class ReportFormat(StrEnum):
     json = "json"
 
 
-def parse_as_of(text: str | None) -> datetime | None:
-    """An ISO date or date-time (UTC unless it names an offset) as naive UTC; None for now."""
-    if text is None or not text.strip():
-        return None
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ApiError(
-            400, f"--as-of {text!r}: expected an ISO date or date-time, e.g. 2026-10-19 or 2026-10-19T09:30"
-        ) from None
-    if value.tzinfo is not None:
-        value = value.astimezone(UTC).replace(tzinfo=None)
-    return value
-
-
 def request(as_of: str | None, workflow: str | None) -> dict[str, Any]:
     return {"as_of": as_of, "workflow": workflow}
-
-
-def answer_for(engine: Engine, asked: dict[str, object]) -> dict[str, Any]:
-    return answer(engine.drift, asked)
-
-
-def answer(monitor: DriftMonitor, asked: Mapping[str, Any]) -> dict[str, Any]:
-    as_of, workflow = asked.get("as_of"), asked.get("workflow")
-    if as_of is not None and not isinstance(as_of, str):
-        raise ApiError(400, "as_of must be an ISO date or date-time string")
-    if workflow is not None and not isinstance(workflow, str):
-        raise ApiError(400, "workflow must be a string")
-    return monitor.run(parse_as_of(as_of), workflow or None).as_json()
 
 
 def render(doc: Mapping[str, Any], fmt: ReportFormat) -> str:
