@@ -679,6 +679,27 @@ def drift(
         typer.echo(f"fleetdeck: {doc['webhook_error']}", err=True)
 
 
+# -- retention ---------------------------------------------------------------------------
+
+retention_app = typer.Typer(help="Retention: purge what the store keeps no longer.", rich_markup_mode=None)
+app.add_typer(retention_app, name="retention")
+
+
+@retention_app.command("apply")
+def retention_apply(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only count what would be deleted, per table.")
+    ] = False,
+    data_dir: DataDir = None,
+) -> None:
+    """Delete payloads, traces and audit payloads past their retention; print the rows per table."""
+    from console.store import retention
+
+    request: dict[str, object] = {"dry_run": dry_run, "actor": _operator()}
+    doc = _ask(load_settings(data_dir), "retention", request)
+    typer.echo(retention.render(doc), nl=False)
+
+
 def _params(pairs: list[str]) -> dict[str, str]:
     params = {}
     for pair in pairs:
@@ -690,4 +711,11 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 
 def main() -> None:
-    app()
+    from pydantic import ValidationError
+
+    try:
+        app()
+    except ValidationError as exc:  # a setting from the environment that cannot be used
+        problems = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
+        typer.echo(f"fleetdeck: bad setting: {problems}", err=True)
+        raise SystemExit(2) from None

@@ -48,6 +48,7 @@ from console.secrets import (
 )
 from console.settings import Settings
 from console.store import audit, queries
+from console.store import retention as store_retention
 from console.store.db import Database, first_row
 from console.store.recorder import Recorder
 
@@ -85,6 +86,7 @@ class Engine:
         self._oversight: Oversight | None = None
         self._prompts: PromptRegistry | None = None
         self._drift: DriftMonitor | None = None
+        self._retention: store_retention.Retention | None = None
         self._lazy = threading.Lock()  # key admin and oversight may first be asked for from any thread
         self.policy: Policy | None = None  # the policy in force, once the gateway is open
         self.evaluator: judge.Evaluator | None = None  # the sampled judge, when the policy has one
@@ -142,12 +144,14 @@ class Engine:
         """Run the gateway in this thread until interrupted (`fleetdeck serve`)."""
         assert self._server is not None, "open_gateway() first"
         self.drift.start(self.settings.drift_interval_s)
+        self.retention.start(self.settings.retention_interval_s)
         self._server.serve()
 
     def start(self) -> None:
         """Run the gateway on its own thread (the console, tests)."""
         assert self._server is not None, "open_gateway() first"
         self.drift.start(self.settings.drift_interval_s)
+        self.retention.start(self.settings.retention_interval_s)
         self._server.start()
 
     @property
@@ -158,6 +162,8 @@ class Engine:
     def stop(self) -> None:
         if self._drift is not None:
             self._drift.stop()
+        if self._retention is not None:
+            self._retention.stop()
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -271,6 +277,7 @@ class Engine:
             "prompts": self._answer_prompts,
             "eval_runs": lambda request: golden_runs.answer(self.db, self.recorder, request),
             "drift": self._answer_drift,
+            "retention": self._answer_retention,
         }
 
     def answer(self, action: str, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -285,6 +292,23 @@ class Engine:
 
     def _answer_prompts(self, request: Mapping[str, Any]) -> dict[str, Any]:
         return self.prompts.answer(request)
+
+    @property
+    def retention(self) -> store_retention.Retention:
+        """The retention windows applied to the store; purges are audit entries."""
+        with self._lazy:
+            if self._retention is None:
+                self.start_recorder()
+                windows = store_retention.Windows(
+                    self.settings.payload_retention_days,
+                    self.settings.trace_retention_days,
+                    self.settings.audit_retention_days,
+                )
+                self._retention = store_retention.Retention(self.db, self.recorder, windows)
+            return self._retention
+
+    def _answer_retention(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        return self.retention.answer(request)
 
     def _answer_drift(self, request: Mapping[str, Any]) -> dict[str, Any]:
         return self.drift.answer(request)

@@ -6,6 +6,7 @@ import contextlib
 import io
 import shutil
 import sys
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import IO
@@ -14,7 +15,10 @@ import duckdb
 import orjson
 import polars as pl
 import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+CHUNK_ROWS = 65_536  # rows per Parquet row group and per CSV write when streaming
 
 
 class Format(StrEnum):
@@ -36,6 +40,44 @@ def write(result: pa.Table, fmt: Format, out: Path | None) -> None:
         return
     with out.open("w", encoding="utf-8", newline="") as f:
         _write_text(result, fmt, f)
+
+
+def write_batches(reader: pa.RecordBatchReader, fmt: Format, out: Path) -> int:
+    """Stream a result to `out` chunk by chunk (memory stays bounded); the rows written.
+
+    CSV and Parquet stream; JSON and the table are written whole.
+    """
+    rows = 0
+    if fmt is Format.parquet:
+        with pq.ParquetWriter(out, reader.schema, compression="zstd") as parquet:
+            for chunk in _chunks(reader):
+                parquet.write_table(chunk)
+                rows += chunk.num_rows
+        return rows
+    if fmt is Format.csv:
+        schema = _nested_as_json(reader.schema.empty_table()).schema
+        with pacsv.CSVWriter(out, schema) as csv_writer:
+            for chunk in _chunks(reader):
+                csv_writer.write_table(_nested_as_json(chunk))
+                rows += chunk.num_rows
+        return rows
+    result = reader.read_all()
+    write(result, fmt, out)
+    return int(result.num_rows)
+
+
+def _chunks(reader: pa.RecordBatchReader) -> Iterator[pa.Table]:
+    """The reader's batches gathered into tables of about CHUNK_ROWS rows."""
+    pending: list[pa.RecordBatch] = []
+    size = 0
+    for batch in reader:
+        pending.append(batch)
+        size += batch.num_rows
+        if size >= CHUNK_ROWS:
+            yield pa.Table.from_batches(pending, schema=reader.schema)
+            pending, size = [], 0
+    if pending:
+        yield pa.Table.from_batches(pending, schema=reader.schema)
 
 
 def _write_text(result: pa.Table, fmt: Format, stream: IO[str]) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOG_RETENTION_FLOOR_DAYS = 183
 
 
 def default_data_dir() -> Path:
@@ -36,14 +38,34 @@ class Settings(BaseSettings):
     # The audit chain's head is signed every this many entries, or this often.
     audit_checkpoint_every: int = Field(default=1000, gt=0)
     audit_checkpoint_interval_s: float = Field(default=300.0, gt=0)
-    # How long traces and audit entries are kept (the EU AI Act asks deployers for six months).
-    retention_days: int = Field(default=183, ge=183)
+    # Retention (console/store/retention.py), in days. Payloads (redacted request and
+    # response bodies, and the cached answers made of them) go first; traces with their
+    # evals and outcomes later; audit entries keep their hashes for good and lose their
+    # payloads past audit retention. Traces and audit entries are the logs the EU AI Act
+    # (Art. 19) asks deployers to keep for six months: neither goes below 183 days.
+    payload_retention_days: int = Field(default=30, ge=1)
+    trace_retention_days: int = Field(default=400)
+    audit_retention_days: int = Field(default=400)
+    # While serving, retention is applied this often (seconds); 0 turns it off.
+    retention_interval_s: float = Field(default=3600.0, ge=0)
     # Requests need a virtual key (Authorization: Bearer …); off only on a trusted single-user box.
     auth_required: bool = True
     # Drift alerts are also POSTed as JSON here (FLEETDECK_DRIFT_WEBHOOK_URL); none by default.
     drift_webhook_url: str | None = None
     # While serving, drift runs this often (seconds); 0 turns the monitor off.
     drift_interval_s: float = Field(default=3600.0, ge=0)
+
+    @field_validator("trace_retention_days", "audit_retention_days")
+    @classmethod
+    def _at_least_six_months(cls, days: int, info: ValidationInfo) -> int:
+        if days < LOG_RETENTION_FLOOR_DAYS:
+            env = f"FLEETDECK_{(info.field_name or '').upper()}"
+            raise ValueError(
+                f"{info.field_name} ({env}) is {days} days, but traces and audit entries are kept for "
+                f"at least {LOG_RETENTION_FLOOR_DAYS} days (six months: EU AI Act Art. 19); "
+                f"set {LOG_RETENTION_FLOOR_DAYS} or more"
+            )
+        return days
 
     @property
     def db_path(self) -> Path:

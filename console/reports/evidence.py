@@ -118,9 +118,12 @@ def render_summary(
         f"- Human verdicts in `evals.parquet`: {_human_verdicts(tables['evals'])}.",
         "",
         "## Art. 19 — log retention",
-        f"- The store keeps traces and audit entries for at least {settings.retention_days} days "
-        "(the setting `FLEETDECK_RETENTION_DAYS`; six months is the floor); payloads may be purged earlier "
-        "while the chain still verifies.",
+        f"- Retention in force: traces (with their evals and outcomes) {settings.trace_retention_days} "
+        f"days, audit entries {settings.audit_retention_days} days (entries and hashes are kept; their "
+        f"payloads go after that), request and response payloads {settings.payload_retention_days} days "
+        "(settings `FLEETDECK_TRACE_RETENTION_DAYS`, `FLEETDECK_AUDIT_RETENTION_DAYS`, "
+        "`FLEETDECK_PAYLOAD_RETENTION_DAYS`; 183 days is the floor for traces and audit entries). "
+        "Every purge is an audit entry (`retention.applied`) and the chain still verifies after it.",
         f"- This window holds entries from {_span(audit, 'ts')}.",
         "",
         "## Art. 26 — deployer's monitoring",

@@ -362,15 +362,21 @@ def purge_payloads(cur: duckdb.DuckDBPyConnection, before: datetime) -> int:
     """Drop the payloads of entries older than `before`; their hashes keep the chain whole."""
     cur.execute("BEGIN")
     try:
-        cur.execute("DROP TRIGGER audit_log_no_update ON audit_log")
-        purged = cur.execute(
-            "UPDATE audit_log SET payload = NULL WHERE ts < ? AND payload IS NOT NULL", [before]
-        ).fetchall()
-        cur.execute(UPDATE_GUARD)
+        purged = clear_payloads(cur, before)
         cur.execute("COMMIT")
     except duckdb.Error:
         cur.execute("ROLLBACK")
         raise
+    return purged
+
+
+def clear_payloads(cur: duckdb.DuckDBPyConnection, before: datetime) -> int:
+    """purge_payloads inside the caller's transaction (the update guard is lifted and put back)."""
+    cur.execute("DROP TRIGGER audit_log_no_update ON audit_log")
+    purged = cur.execute(
+        "UPDATE audit_log SET payload = NULL WHERE ts < ? AND payload IS NOT NULL", [before]
+    ).fetchall()
+    cur.execute(UPDATE_GUARD)
     return int(purged[0][0]) if purged else 0
 
 

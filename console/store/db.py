@@ -13,6 +13,23 @@ import duckdb
 
 MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
+# The store's DuckDB instance reads and writes its own file and nothing else: every
+# query of every surface (SQL pane, `fleetdeck query`, the admin API, named queries)
+# runs on it, so no file, URL, extension or secret is within reach of an analyst's SQL.
+# Fleetdeck's own file work (imports, exports, evidence packs) goes through pyarrow and
+# polars and reaches DuckDB as registered Arrow tables. The configuration is locked, so
+# no statement can SET any of it back.
+SANDBOX: dict[str, str | bool] = {
+    "enable_external_access": False,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "allow_unsigned_extensions": False,
+    "allow_unredacted_secrets": False,
+    "python_enable_replacements": False,
+    "lock_configuration": True,
+}
+
 
 def first_row(
     cur: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None
@@ -43,7 +60,7 @@ class Database:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = duckdb.connect(str(path), config={"autoinstall_known_extensions": False})
+            self._conn = duckdb.connect(str(path), config=dict(SANDBOX))
         except duckdb.IOException as exc:
             raise StoreError(
                 f"cannot open {path}: {exc}. Another Fleetdeck process may own it; "

@@ -2,8 +2,9 @@
 
 Harlequin's habits: the first ROW_CAP rows are kept as Arrow for the table, the rest
 are counted while streaming past (memory stays bounded), a statement can be stopped
-with the cursor's interrupt(), and an export streams the whole result to a file
-through DuckDB rather than through the capped table.
+with the cursor's interrupt(), and an export streams the whole result, batch by batch,
+to a file Fleetdeck writes from Arrow (DuckDB itself writes no file: the query surface
+reads the store only).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from console import formats
 from console.store import adhoc, queries
 
 ROW_CAP = 10_000
@@ -46,6 +48,8 @@ def run_capped(cur: duckdb.DuckDBPyConnection, sql: str, cap: int = ROW_CAP) -> 
     try:
         reader = cur.sql(sql).to_arrow_reader(BATCH_ROWS)
         kept, total = _take(reader, cap)
+    except duckdb.Error as exc:
+        raise adhoc.refused_by_duckdb(exc) or exc from None
     finally:
         cur.execute("ROLLBACK")
     table = pa.Table.from_batches(kept, schema=reader.schema)
@@ -67,15 +71,14 @@ def export(cur: duckdb.DuckDBPyConnection, sql: str, path: Path, fmt: ExportForm
     """Write the whole result of a read-only statement to `path`; returns the rows written."""
     adhoc.check_read_only(cur, sql)
     path.parent.mkdir(parents=True, exist_ok=True)
-    target = str(path).replace("'", "''")
-    statement = sql.strip().rstrip(";")
-    copy = f"COPY (\n{statement}\n) TO '{target}' (FORMAT {fmt.value.upper()})"
     cur.execute("BEGIN")
     try:
-        row = cur.execute(copy).fetchone()
+        reader = cur.sql(sql).to_arrow_reader(BATCH_ROWS)
+        return formats.write_batches(reader, formats.Format(fmt.value), path)
+    except duckdb.Error as exc:
+        raise adhoc.refused_by_duckdb(exc) or exc from None
     finally:
         cur.execute("ROLLBACK")
-    return int(row[0]) if row else 0
 
 
 def saved_queries() -> list[queries.NamedQuery]:
