@@ -93,6 +93,7 @@ class Call:
     services: GatewayServices
     operation: str
     headers: Mapping[str, str] = field(default_factory=dict)
+    protocol: str | None = None  # the wire protocol it arrived in
     disconnected: Disconnected | None = None
     trace: Trace = field(init=False)
     started: float = field(default_factory=time.perf_counter)
@@ -121,7 +122,12 @@ class Call:
     def __post_init__(self) -> None:
         # "error" until a success says otherwise, so an unforeseen exit is never traced as ok.
         self.trace = Trace(
-            operation=self.operation, ts_start=utc_now(), status="error", stream=False, cache="miss"
+            operation=self.operation,
+            protocol=self.protocol,
+            ts_start=utc_now(),
+            status="error",
+            stream=False,
+            cache="miss",
         )
 
     @property

@@ -59,7 +59,7 @@ class Gateway(GatewayServices):
     async def handle(
         self, ingress: Ingress, raw: bytes, headers: Mapping[str, str], disconnected: Disconnected
     ) -> Reply:
-        call = Call(self, ingress.operation, headers, disconnected)
+        call = Call(self, ingress.operation, headers, ingress.protocol, disconnected)
         call.trace.request_hash = hashlib.sha256(raw).hexdigest()
         try:
             await authenticate.authenticate(call)  # 1, before the body is even parsed

@@ -35,6 +35,7 @@ class Trace:
     prompt_name: str | None = None
     prompt_version: str | None = None
     operation: str | None = None
+    protocol: str | None = None
     route: str | None = None
     request_model: str | None = None
     response_model: str | None = None
@@ -45,6 +46,7 @@ class Trace:
     input_tokens: int | None = None
     output_tokens: int | None = None
     cache_read_tokens: int | None = None
+    cache_write_tokens: int | None = None
     reasoning_tokens: int | None = None
     context_tokens: int | None = None
     cost_usd: float | None = None
