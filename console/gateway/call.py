@@ -80,8 +80,13 @@ class Failed:
     error: ApiError
 
 
+@dataclass(frozen=True, slots=True)
+class KeepAlive:
+    """Nothing to send yet (e.g. a tool call waits for approval): keep the client's stream open."""
+
+
 # A streamed delta is a chat.completion.chunk body as it is (no wrapper: streams are hot).
-StreamEvent = Body | End | Failed
+StreamEvent = Body | End | Failed | KeepAlive
 
 
 class ClientDisconnected(Exception):

@@ -13,12 +13,13 @@ from typing import Any
 import orjson
 
 from console.gateway import openai_api
-from console.gateway.call import Call, CanonicalRequest, End, StreamEvent
+from console.gateway.call import Call, CanonicalRequest, End, KeepAlive, StreamEvent
 from console.gateway.ingress.base import Reply
 from console.gateway.openai_api import ApiError
 from console.providers.base import Body
 
 SSE_DONE = b"data: [DONE]\n\n"
+SSE_KEEP_ALIVE = b": keep-alive\n\n"  # a comment: clients ignore it, proxies see traffic
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
 
@@ -53,6 +54,8 @@ async def sse(events: AsyncIterator[StreamEvent]) -> AsyncIterator[bytes]:
                 yield b"data: " + orjson.dumps(event) + b"\n\n"
             elif isinstance(event, End):
                 yield SSE_DONE
+            elif isinstance(event, KeepAlive):
+                yield SSE_KEEP_ALIVE
             else:
                 yield b"data: " + event.error.envelope() + b"\n\n"
     finally:
