@@ -143,15 +143,15 @@ class Engine:
     def serve(self) -> None:
         """Run the gateway in this thread until interrupted (`fleetdeck serve`)."""
         assert self._server is not None, "open_gateway() first"
-        self.drift.start(self.settings.drift_interval_s)
-        self.retention.start(self.settings.retention_interval_s)
+        self.drift.schedule.start(self.settings.drift_interval_s)
+        self.retention.schedule.start(self.settings.retention_interval_s)
         self._server.serve()
 
     def start(self) -> None:
         """Run the gateway on its own thread (the console, tests)."""
         assert self._server is not None, "open_gateway() first"
-        self.drift.start(self.settings.drift_interval_s)
-        self.retention.start(self.settings.retention_interval_s)
+        self.drift.schedule.start(self.settings.drift_interval_s)
+        self.retention.schedule.start(self.settings.retention_interval_s)
         self._server.start()
 
     @property
@@ -161,9 +161,9 @@ class Engine:
 
     def stop(self) -> None:
         if self._drift is not None:
-            self._drift.stop()
+            self._drift.schedule.stop()
         if self._retention is not None:
-            self._retention.stop()
+            self._retention.schedule.stop()
         if self._server is not None:
             self._server.stop()
             self._server = None

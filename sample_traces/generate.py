@@ -421,6 +421,7 @@ def base_row(rng: random.Random, task: Task, ts: datetime, step: int | None, c: 
         "prompt_name": c.prompt[0],
         "prompt_version": c.prompt[1],
         "operation": "chat",
+        "protocol": "chat_completions",
         "route": c.intent,
         "request_model": c.request_model or f"route:{c.intent}",
         "reason_code": c.reason,

@@ -184,7 +184,7 @@ def serving(tmp_path: Path) -> Iterator[Engine]:
 
 
 def test_the_serving_engine_applies_retention_on_its_own(serving: Engine) -> None:
-    assert serving.retention.ran.wait(timeout=60), "no scheduled retention run"
+    assert serving.retention.schedule.ran.wait(timeout=60), "no scheduled retention run"
     serving.recorder.flush()
     cur = serving.db.cursor()
     assert cur.execute("SELECT count(*) FROM payloads").fetchall() == [(0,)]

@@ -24,6 +24,7 @@ import httpx
 
 from console.clock import utc_now
 from console.errors import Invalid
+from console.periodic import Periodic
 from console.quality import drift
 from console.store import audit
 from console.store.db import Database
@@ -85,8 +86,7 @@ class DriftMonitor:
         self._webhook_url = webhook_url
         self._clock = clock
         self._lock = threading.Lock()  # one run at a time, so an alert is stored once
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.schedule = Periodic("drift", self._scheduled_run)  # hourly in the serving Engine
 
     def run(self, as_of: datetime | None = None, workflow: str | None = None) -> DriftRun:
         with self._lock:
@@ -109,29 +109,10 @@ class DriftMonitor:
             raise Invalid("workflow must be a string")
         return self.run(parse_as_of(as_of), workflow or None).as_json()
 
-    def start(self, interval_s: float) -> None:
-        """Run every `interval_s` (the first run after one interval) until stop()."""
-        if interval_s <= 0 or self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, args=(interval_s,), name="drift", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-            self._thread = None
-
-    def _loop(self, interval_s: float) -> None:
-        while not self._stop.wait(interval_s):
-            try:
-                found = self.run()
-            except Exception:  # the monitor outlives one bad run; the next may succeed
-                log.exception("drift run failed")
-                continue
-            if found.webhook_error:
-                log.warning("%s", found.webhook_error)
+    def _scheduled_run(self) -> None:
+        found = self.run()
+        if found.webhook_error:
+            log.warning("%s", found.webhook_error)
 
 
 def parse_as_of(text: str | None) -> datetime | None:

@@ -31,6 +31,7 @@ from typing import Any
 import duckdb
 
 from console.clock import utc_now
+from console.periodic import Periodic
 from console.store import audit
 from console.store.db import Database
 from console.store.recorder import Recorder
@@ -169,10 +170,7 @@ class Retention:
     ) -> None:
         self._db, self._recorder, self.windows, self._clock = db, recorder, windows, clock
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.runs = 0  # completed scheduled runs
-        self.ran = threading.Event()  # set after each scheduled run
+        self.schedule = Periodic("retention", self.apply)  # hourly in the serving Engine
 
     def apply(self, dry_run: bool = False, actor: str = ACTOR, actor_kind: str = "system") -> RetentionRun:
         with self._lock:
@@ -189,29 +187,6 @@ class Retention:
         actor = str(request.get("actor") or ACTOR)
         run = self.apply(bool(request.get("dry_run")), actor, "system" if actor == ACTOR else "human")
         return run.as_json()
-
-    def start(self, interval_s: float) -> None:
-        """Apply every `interval_s` (the first run after one interval) until stop()."""
-        if interval_s <= 0 or self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, args=(interval_s,), name="retention", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-            self._thread = None
-
-    def _loop(self, interval_s: float) -> None:
-        while not self._stop.wait(interval_s):
-            try:
-                self.apply()
-            except Exception:  # the next hour may succeed (e.g. after a write conflict)
-                log.exception("retention run failed")
-            self.runs += 1
-            self.ran.set()
 
 
 def render(doc: Mapping[str, Any]) -> str:
