@@ -222,6 +222,15 @@ def keys_create(
     routes: Annotated[
         list[str] | None, typer.Option("--routes", help="Only these routes (repeatable; default: all).")
     ] = None,
+    rpm: Annotated[
+        int | None, typer.Option("--rpm", help="Requests per minute (default: the policy's).")
+    ] = None,
+    tpm: Annotated[
+        int | None, typer.Option("--tpm", help="Tokens per minute (default: the policy's).")
+    ] = None,
+    concurrent: Annotated[
+        int | None, typer.Option("--concurrent", help="Calls in flight at once (default: the policy's).")
+    ] = None,
     data_dir: DataDir = None,
 ) -> None:
     """Create a virtual key and print it once; only a keyed hash is stored."""
@@ -234,6 +243,9 @@ def keys_create(
             "daily_cap": daily_cap,
             "monthly_cap": monthly_cap,
             "routes": routes,
+            "requests_per_minute": rpm,
+            "tokens_per_minute": tpm,
+            "concurrent": concurrent,
             "actor": _operator(),
         },
     )
@@ -254,6 +266,9 @@ def keys_list(
         "key_hint",
         "daily_cap",
         "monthly_cap",
+        "requests_per_minute",
+        "tokens_per_minute",
+        "concurrent",
         "routes",
         "created_at",
         "revoked_at",

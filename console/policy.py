@@ -187,6 +187,24 @@ ProviderConfig = Annotated[
 ]
 
 
+class RateLimitConfig(_Schema):
+    """Requests and tokens per sliding window, and calls in flight (unset: no such limit)."""
+
+    requests_per_minute: PositiveInt | None = None
+    tokens_per_minute: PositiveInt | None = None  # prompt estimate + max_tokens, settled to real use
+    concurrent: PositiveInt | None = None
+    # The window the per-minute figures are enforced over, scaled to it: 10 s allows a sixth
+    # of them in any 10 s (a tighter burst bound than a minute).
+    window_s: float = Field(default=60.0, ge=1, le=60)
+
+
+class RateLimitsConfig(_Schema):
+    """Limits beyond a route's own: every key's default (a key may set its own), and per environment."""
+
+    per_key: RateLimitConfig | None = None
+    environments: dict[Environment, RateLimitConfig] = Field(default_factory=dict)
+
+
 class Timeouts(_Schema):
     first_token_s: PositiveFloat = 10.0
     idle_s: PositiveFloat = 30.0  # longest gap between two streamed chunks
@@ -281,6 +299,7 @@ class Route(_Schema):
     cache_sampled: bool = False  # also cache requests that sample (temperature unset or > 0)
     cache_multi_turn: bool = False  # semantic hits for conversations, scoped by their history
     max_budget_daily: NonNegativeFloat | None = None  # USD, hard
+    rate_limit: RateLimitConfig | None = None  # over every caller of the route together
     max_steps_per_task: PositiveInt | None = None  # calls per task_id: stops runaway agent loops
     # Output tokens a request without max_tokens may use: bounds its reserved cost and is
     # sent upstream, so the reservation holds.
@@ -412,6 +431,7 @@ class Policy(_Schema):
     providers: dict[Name, ProviderConfig] = Field(min_length=1)
     routes: list[Route] = Field(default_factory=list)
     workflows: dict[Name, Workflow] = Field(default_factory=dict)
+    rate_limits: RateLimitsConfig = Field(default_factory=RateLimitsConfig)
     default_route: Name | None = None  # intent for `route:default` and for requests naming no model
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
     retry: Retry = Field(default_factory=Retry)

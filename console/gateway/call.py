@@ -26,6 +26,7 @@ from console.gateway.budget import Reservation
 from console.gateway.classifier import Classification
 from console.gateway.executor import Attempt, Served, Target
 from console.gateway.keys import VirtualKey
+from console.gateway.limits import Lease
 from console.gateway.openai_api import ApiError
 from console.gateway.router import Decision
 from console.gateway.services import GatewayServices
@@ -114,6 +115,7 @@ class Call:
     pii_mode: str = "redact"
     lookup: response_cache.Lookup | None = None
     reservation: Reservation | None = None
+    lease: Lease | None = None  # its share of the rate limits, given back when it ends
     served: Served[Body] | None = None  # the upstream's answer (not for streams)
     escalated: escalation.Escalated | None = None  # the small tier's answer that failed a check
     answer: Body | None = None  # the reply, once there is one
@@ -161,7 +163,7 @@ class Call:
 
     def refused(self, error: ApiError) -> ApiError:
         """Trace a refusal; blocked and over-budget calls keep their status."""
-        if self.trace.status in ("blocked", "over_budget"):
+        if self.trace.status in ("blocked", "over_budget", "rate_limited"):
             self.trace.error_type, self.trace.http_status = error.error_type, error.status
         else:
             self.fail(error.error_type, error.status)
@@ -245,6 +247,8 @@ class Call:
         services, trace = self.services, self.trace
         if self.reservation is not None:  # a call that failed before it was priced
             services.ledger.settle(self.reservation, 0.0)
+        if self.lease is not None:
+            self.lease.release((trace.input_tokens or 0) + (trace.output_tokens or 0))
         trace.ts_end = utc_now()
         trace.latency_ms = self.elapsed_s() * 1000
         trace.attempts = sum(1 for a in self.attempts if a.status != "skipped")

@@ -36,6 +36,9 @@ def virtual_key(row: key_rows.KeyRow) -> VirtualKey:
         monthly_cap=row.monthly_cap,
         routes=tuple(row.routes) if row.routes is not None else None,
         revoked=row.revoked_at is not None,
+        requests_per_minute=row.requests_per_minute,
+        tokens_per_minute=row.tokens_per_minute,
+        concurrent=row.concurrent,
     )
 
 
@@ -56,6 +59,7 @@ class KeyAdmin:
         daily_cap: float | None = None,
         monthly_cap: float | None = None,
         routes: Sequence[str] | None = None,
+        rate_limits: Mapping[str, int | None] | None = None,
         actor: str = "cli",
     ) -> tuple[key_rows.KeyRow, str]:
         """Store a new key; returns its row and the key itself, which is never stored."""
@@ -64,6 +68,7 @@ class KeyAdmin:
         for cap in (daily_cap, monthly_cap):
             if cap is not None and not cap >= 0:
                 raise ValueError(f"caps are USD amounts of 0 or more, not {cap}")
+        limits = _rate_limits(rate_limits or {})
         token = new_key_token(environment)
         row = key_rows.KeyRow(
             key_id=f"k-{new_request_id().lower()}",
@@ -77,6 +82,7 @@ class KeyAdmin:
             created_at=utc_now(),
             created_by=actor,
             revoked_at=None,
+            **limits,
         )
         key_rows.insert(self._db.cursor(), row)
         self.registry.add(row.key_hash, virtual_key(row))
@@ -105,6 +111,7 @@ class KeyAdmin:
                     daily_cap=_amount(request.get("daily_cap")),
                     monthly_cap=_amount(request.get("monthly_cap")),
                     routes=request.get("routes") or None,
+                    rate_limits={name: request.get(name) for name in RATE_LIMITS},
                     actor=actor,
                 )
                 return {"key": _jsonable(row.listing()), "token": token}
@@ -120,6 +127,22 @@ class KeyAdmin:
         self._recorder.record_audit(
             AuditEvent(actor=actor, actor_kind="human", action=action, subject=subject, payload=payload)
         )
+
+
+RATE_LIMITS = ("requests_per_minute", "tokens_per_minute", "concurrent")
+
+
+def _rate_limits(given: Mapping[str, object]) -> dict[str, int | None]:
+    unknown = set(given) - set(RATE_LIMITS)
+    if unknown:
+        raise ValueError(f"unknown rate limit {sorted(unknown)[0]!r}: use {', '.join(RATE_LIMITS)}")
+    limits: dict[str, int | None] = {}
+    for name in RATE_LIMITS:
+        value = given.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name} is a whole number of 1 or more, not {value!r}")
+        limits[name] = value
+    return limits
 
 
 def _amount(value: object) -> float | None:

@@ -31,6 +31,9 @@ class VirtualKey:
     monthly_cap: float | None = None
     routes: tuple[str, ...] | None = None  # None: every route its environment may use
     revoked: bool = False
+    requests_per_minute: int | None = None  # None: the policy's per-key default
+    tokens_per_minute: int | None = None
+    concurrent: int | None = None
 
     def may_use(self, route: str | None) -> bool:
         return self.routes is None or (route is not None and route in self.routes)

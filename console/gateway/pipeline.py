@@ -25,6 +25,7 @@ from console.gateway.steps.cache_lookup import look_up_cache
 from console.gateway.steps.escalate import escalate
 from console.gateway.steps.execute import execute
 from console.gateway.steps.keep import keep
+from console.gateway.steps.limit import apply_rate_limits
 from console.gateway.steps.police_tools import police_tools
 from console.gateway.steps.prompt import apply_prompt
 from console.gateway.steps.reserve import reserve
@@ -39,6 +40,7 @@ BEFORE_ANSWER: tuple[Step, ...] = (
     context.read_context,  # Fleetdeck's context: workflow, task, step, tier, prompt
     apply_prompt,  # 2 the registry's template (X-Fleetdeck-Prompt)
     choose_route,  # 3 route, plan and reason code; stops, access, fan-out
+    apply_rate_limits,  # requests, tokens and calls in flight per key, environment, route
     screen_input,  # 4 PII, injection, personal data kept home
     look_up_cache,  # 5 exact, then semantic
     reserve,  # 6 the worst case against every cap

@@ -10,6 +10,7 @@ from console.gateway.budget import Ledger, TaskSteps
 from console.gateway.cache import ResponseCache
 from console.gateway.executor import Executor
 from console.gateway.keys import KeyRegistry
+from console.gateway.limits import RateLimiter
 from console.gateway.oversight import FallbackNotes, RouteStops
 from console.gateway.pricing import PriceBook
 from console.gateway.prompts import PromptRegistry
@@ -33,6 +34,7 @@ class GatewayServices:
     policy: Policy
     keys: KeyRegistry | None  # None: no key needed (a trusted single-user box)
     ledger: Ledger = field(default_factory=Ledger)
+    limiter: RateLimiter = field(default_factory=RateLimiter)
     steps: TaskSteps = field(default_factory=TaskSteps)
     stops: RouteStops = field(default_factory=RouteStops)
     fallbacks: FallbackNotes | None = None

@@ -22,6 +22,9 @@ COLUMNS = (
     "created_at",
     "created_by",
     "revoked_at",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "concurrent",
 )
 
 
@@ -38,6 +41,9 @@ class KeyRow:
     created_at: datetime
     created_by: str | None
     revoked_at: datetime | None
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    concurrent: int | None = None
 
     def listing(self) -> dict[str, Any]:
         """What `keys list` shows: everything but the hash."""

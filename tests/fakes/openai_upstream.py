@@ -270,7 +270,9 @@ class FakeUpstream:
         self._stopping: asyncio.Event | None = None
         self._ready = threading.Event()
         self._conn_ids: dict[int, int] = {}  # id(RequestHandler) → connection number
-        self._counters = dict.fromkeys(("connections", "open", "completed", "cut", "disconnected"), 0)
+        self._counters = dict.fromkeys(
+            ("connections", "open", "completed", "cut", "disconnected", "in_flight", "peak_in_flight"), 0
+        )
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -381,7 +383,7 @@ class FakeUpstream:
         """Clear faults, recorded requests and the stream counters (connection counts stay true)."""
         self.faults.clear()
         self._records.clear()
-        for name in ("completed", "cut", "disconnected"):
+        for name in ("completed", "cut", "disconnected", "peak_in_flight"):
             self._counters[name] = 0
 
     @property
@@ -403,6 +405,11 @@ class FakeUpstream:
     @property
     def open_connections(self) -> int:
         return self._counters["open"]
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most requests the fake was answering at once since the last reset."""
+        return self._counters["peak_in_flight"]
 
     @property
     def streams_completed(self) -> int:
@@ -438,6 +445,15 @@ class FakeUpstream:
         """Wrap a protocol handler with recording, faults and the api-key check."""
 
         async def handle(request: web.Request) -> web.StreamResponse:
+            counters = self._counters
+            counters["in_flight"] += 1
+            counters["peak_in_flight"] = max(counters["peak_in_flight"], counters["in_flight"])
+            try:
+                return await answer(request)
+            finally:
+                counters["in_flight"] -= 1
+
+        async def answer(request: web.Request) -> web.StreamResponse:
             raw = await request.read()
             try:
                 body = orjson.loads(raw) if raw else None
