@@ -61,7 +61,7 @@ class Engine:
         self.settings = settings
         self.db = Database(settings.db_path)
         self.checkpointer = audit.Checkpointer(
-            audit.signing_key(local_secret(AUDIT_KEY_NAME, settings.data_dir, audit.new_signing_secret)),
+            audit.signing_key(local_secret(AUDIT_KEY_NAME, settings, audit.new_signing_secret)),
             settings.audit_checkpoint_file,
             every=settings.audit_checkpoint_every,
             interval_s=settings.audit_checkpoint_interval_s,
@@ -194,7 +194,7 @@ class Engine:
         with self._lazy:
             if self._key_admin is None:
                 self.start_recorder()
-                pepper = local_secret(PEPPER_NAME, self.settings.data_dir)
+                pepper = local_secret(PEPPER_NAME, self.settings)
                 self._key_admin = KeyAdmin.open(self.db, self.recorder, pepper)
             return self._key_admin
 
@@ -203,15 +203,15 @@ class Engine:
         return self._own_key(CONSOLE_KEY_SECRET, CONSOLE_KEY_NAME, "dev", "console")
 
     def _own_key(self, secret: str, key_name: str, environment: str, actor: str) -> tuple[str, bool]:
-        data_dir, registry = self.settings.data_dir, self.key_admin.registry
-        stored = read_local_secret(secret, data_dir)
+        registry = self.key_admin.registry
+        stored = read_local_secret(secret, self.settings)
         if stored and registry.accepts(stored):
             return stored, False
         taken = {key.name for key in registry.known()}
         candidates = itertools.chain([key_name], (f"{key_name}-{n}" for n in itertools.count(2)))
         name = next(name for name in candidates if name not in taken)
         _, token = self.key_admin.create(name, environment, actor=actor)
-        store_local_secret(secret, token, data_dir)
+        store_local_secret(secret, token, self.settings)
         return token, True
 
     def _evaluator(self, gateway: Gateway) -> judge.Evaluator | None:

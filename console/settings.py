@@ -20,10 +20,18 @@ def default_data_dir() -> Path:
     return Path(xdg) / "fleetdeck"
 
 
+def default_config_dir() -> Path:
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(xdg) / "fleetdeck"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLEETDECK_", extra="ignore")
 
     data_dir: Path = Field(default_factory=default_data_dir)
+    # Where secrets.json lives when no keyring keeps Fleetdeck's own secrets (console/secrets.py);
+    # never inside the data dir.
+    config_dir: Path = Field(default_factory=default_config_dir)
     host: str = "127.0.0.1"
     port: int = 8787
     policy_file: Path | None = None
