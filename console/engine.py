@@ -421,7 +421,13 @@ def build_providers(policy: Policy, settings: Settings) -> dict[str, Provider]:
     for name, config in policy.providers.items():
         if config.kind == "local":
             providers[name] = LocalProvider(
-                name, model_path=config.model_path, model_name=config.served_model(), n_ctx=config.n_ctx
+                name,
+                model_path=config.model_path,
+                model_name=config.served_model(),
+                n_ctx=_either(config.n_ctx, settings.local_n_ctx),
+                n_threads=_either(config.n_threads, settings.local_n_threads),
+                n_gpu_layers=_either(config.n_gpu_layers, settings.local_n_gpu_layers),
+                main_gpu=_either(config.main_gpu, settings.local_main_gpu),
             )
             continue
         remote = OpenAICompatProvider if config.kind == "openai_compat" else AnthropicProvider
@@ -433,6 +439,11 @@ def build_providers(policy: Policy, settings: Settings) -> dict[str, Provider]:
             timeout_s=config.timeout_s or REMOTE_TIMEOUT_S,
         )
     return providers
+
+
+def _either(policy_value: int | None, setting: int | None) -> int | None:
+    """A local model's hardware value: the policy's, else the setting's (None: the provider's default)."""
+    return policy_value if policy_value is not None else setting
 
 
 def price_book(policy: Policy, settings: Settings) -> PriceBook:
