@@ -199,7 +199,7 @@ class Engine:
             return self._key_admin
 
     def console_key(self) -> tuple[str, bool]:
-        """The console's own dev key (made on first run, kept in keyring); (key, just made)."""
+        """The console's own dev key, made on first run and kept as a local secret; (key, just made)."""
         return self._own_key(CONSOLE_KEY_SECRET, CONSOLE_KEY_NAME, "dev", "console")
 
     def _own_key(self, secret: str, key_name: str, environment: str, actor: str) -> tuple[str, bool]:

@@ -602,7 +602,7 @@ class LocalProvider:
         return {
             "kind": self.kind,
             "device": self.device,
-            "gpu_devices": [gpu.describe() for gpu in self.gpus],
+            "gpu_devices": [gpu.describe() for gpu in llama_devices.gpu_devices()],  # free memory now
             "backends": llama_devices.backends(),
             "n_gpu_layers": self.n_gpu_layers,
             "main_gpu": self.main_gpu,
