@@ -23,6 +23,7 @@ from gateway_process import Served, fleetdeck_serve, run_cli
 
 from console.engine import Engine
 from console.gateway.key_admin import CONSOLE_KEY_SECRET
+from console.gateway.keys import key_hash
 from console.secrets import (
     AUDIT_KEY_NAME,
     DATA_DIR_ID_FILE,
@@ -34,6 +35,7 @@ from console.secrets import (
     secrets_file,
 )
 from console.settings import Settings
+from console.store import audit
 
 POLICY = """
 providers:
@@ -188,3 +190,20 @@ def test_the_config_dir_is_xdg_and_never_inside_the_data_dir(
     with pytest.raises(SecretStoreUnavailable, match="inside the data dir"):
         local_secret(PEPPER_NAME, inside)
     assert not (tmp_path / "data" / "config").exists()
+
+
+def test_secrets_in_the_environment_are_used_and_not_written_anywhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    signing_key, pepper = audit.new_signing_secret(), "pepper-from-the-secret-manager"
+    monkeypatch.setenv("FLEETDECK_SECRET_AUDIT_SIGNING_KEY", signing_key)
+    monkeypatch.setenv("FLEETDECK_SECRET_VIRTUAL_KEY_PEPPER", pepper)
+    settings = Settings(data_dir=tmp_path / "data", config_dir=tmp_path / "config")
+    with Engine(settings) as engine:
+        _, token = engine.key_admin.create("app", "dev", actor="test")
+        assert engine.key_admin.registry.hash_of(token) == key_hash(token, pepper)
+        public_key = audit.signing_key(signing_key).public_key().public_bytes_raw().hex()
+        assert engine.checkpointer.public_key == public_key
+    assert not secrets_file(settings).exists()
+    written = [path.read_bytes() for path in (tmp_path / "data").rglob("*") if path.is_file()]
+    assert not any(pepper.encode() in data or signing_key.encode() in data for data in written)
