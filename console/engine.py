@@ -61,7 +61,7 @@ class Engine:
         self.settings = settings
         self.db = Database(settings.db_path)
         self.checkpointer = audit.Checkpointer(
-            audit.signing_key(local_secret(AUDIT_KEY_NAME, settings.data_dir, audit.new_signing_secret)),
+            audit.signing_key(local_secret(AUDIT_KEY_NAME, settings, audit.new_signing_secret)),
             settings.audit_checkpoint_file,
             every=settings.audit_checkpoint_every,
             interval_s=settings.audit_checkpoint_interval_s,
@@ -194,24 +194,24 @@ class Engine:
         with self._lazy:
             if self._key_admin is None:
                 self.start_recorder()
-                pepper = local_secret(PEPPER_NAME, self.settings.data_dir)
+                pepper = local_secret(PEPPER_NAME, self.settings)
                 self._key_admin = KeyAdmin.open(self.db, self.recorder, pepper)
             return self._key_admin
 
     def console_key(self) -> tuple[str, bool]:
-        """The console's own dev key (made on first run, kept in keyring); (key, just made)."""
+        """The console's own dev key, made on first run and kept as a local secret; (key, just made)."""
         return self._own_key(CONSOLE_KEY_SECRET, CONSOLE_KEY_NAME, "dev", "console")
 
     def _own_key(self, secret: str, key_name: str, environment: str, actor: str) -> tuple[str, bool]:
-        data_dir, registry = self.settings.data_dir, self.key_admin.registry
-        stored = read_local_secret(secret, data_dir)
+        registry = self.key_admin.registry
+        stored = read_local_secret(secret, self.settings)
         if stored and registry.accepts(stored):
             return stored, False
         taken = {key.name for key in registry.known()}
         candidates = itertools.chain([key_name], (f"{key_name}-{n}" for n in itertools.count(2)))
         name = next(name for name in candidates if name not in taken)
         _, token = self.key_admin.create(name, environment, actor=actor)
-        store_local_secret(secret, token, data_dir)
+        store_local_secret(secret, token, self.settings)
         return token, True
 
     def _evaluator(self, gateway: Gateway) -> judge.Evaluator | None:
@@ -421,7 +421,13 @@ def build_providers(policy: Policy, settings: Settings) -> dict[str, Provider]:
     for name, config in policy.providers.items():
         if config.kind == "local":
             providers[name] = LocalProvider(
-                name, model_path=config.model_path, model_name=config.served_model(), n_ctx=config.n_ctx
+                name,
+                model_path=config.model_path,
+                model_name=config.served_model(),
+                n_ctx=_either(config.n_ctx, settings.local_n_ctx),
+                n_threads=_either(config.n_threads, settings.local_n_threads),
+                n_gpu_layers=_either(config.n_gpu_layers, settings.local_n_gpu_layers),
+                main_gpu=_either(config.main_gpu, settings.local_main_gpu),
             )
             continue
         remote = OpenAICompatProvider if config.kind == "openai_compat" else AnthropicProvider
@@ -433,6 +439,11 @@ def build_providers(policy: Policy, settings: Settings) -> dict[str, Provider]:
             timeout_s=config.timeout_s or REMOTE_TIMEOUT_S,
         )
     return providers
+
+
+def _either(policy_value: int | None, setting: int | None) -> int | None:
+    """A local model's hardware value: the policy's, else the setting's (None: the provider's default)."""
+    return policy_value if policy_value is not None else setting
 
 
 def price_book(policy: Policy, settings: Settings) -> PriceBook:

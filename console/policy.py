@@ -26,6 +26,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     GetCoreSchemaHandler,
@@ -142,13 +143,35 @@ class PriceConfig(_Schema):
     cache_read: NonNegativeFloat | None = None
 
 
+def _whole_number(low: int, meaning: str) -> Any:
+    """A YAML integer of at least `low` (not a string, a boolean or a fraction), worded for `meaning`."""
+
+    def check(value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            shown = repr(value) if isinstance(value, str | int | float) else _yaml_type(value)
+            raise ValueError(f"Expected {meaning}, got {shown}")
+        return value
+
+    return BeforeValidator(check)
+
+
+# Hardware settings of the local model; None takes the setting (FLEETDECK_LOCAL_…), then the default.
+GpuLayers = Annotated[int, _whole_number(-1, "a whole number of layers to offload to the GPU (-1: all)")]
+GpuIndex = Annotated[int, _whole_number(0, "the index of a GPU: 0 or more")]
+Threads = Annotated[int, _whole_number(1, "a whole number of CPU threads, 1 or more")]
+ContextTokens = Annotated[int, _whole_number(1, "a whole number of context tokens, 1 or more")]
+
+
 class LocalProviderConfig(_Schema):
     """llama-cpp-python in process; one GGUF model."""
 
     kind: Literal["local"]
-    model_path: str = Field(default=DEFAULT_MODEL_PATH, min_length=1)
+    model_path: str = Field(default=DEFAULT_MODEL_PATH, min_length=1)  # any GGUF file, or `default`
     model_name: Name | None = None
-    n_ctx: PositiveInt | None = None
+    n_ctx: ContextTokens | None = None  # default 2048
+    n_threads: Threads | None = None  # default half the CPUs
+    n_gpu_layers: GpuLayers | None = None  # default all (-1) when llama.cpp finds a GPU device, else 0
+    main_gpu: GpuIndex | None = None  # the whole model on this GPU; default llama.cpp spreads it over all
     cost_per_hour: NonNegativeFloat | None = None  # None: the local_cost_per_hour setting
 
     def served_model(self) -> str:

@@ -20,10 +20,18 @@ def default_data_dir() -> Path:
     return Path(xdg) / "fleetdeck"
 
 
+def default_config_dir() -> Path:
+    xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(xdg) / "fleetdeck"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLEETDECK_", extra="ignore")
 
     data_dir: Path = Field(default_factory=default_data_dir)
+    # Where secrets.json lives when no keyring keeps Fleetdeck's own secrets (console/secrets.py);
+    # never inside the data dir.
+    config_dir: Path = Field(default_factory=default_config_dir)
     host: str = "127.0.0.1"
     port: int = 8787
     policy_file: Path | None = None
@@ -35,6 +43,13 @@ class Settings(BaseSettings):
     recorder_flush_interval_s: float = Field(default=0.25, gt=0)
     recorder_batch_traces: int = Field(default=1000, gt=0)
     local_cost_per_hour: float = Field(default=0.40, ge=0)
+    # The local model's hardware, where the policy's local provider leaves them unset
+    # (FLEETDECK_LOCAL_N_GPU_LAYERS, …); unset here too: llama.cpp on every layer when it finds
+    # a GPU device (-1), else 0; the model spread over every GPU; half the CPUs; 2048 tokens.
+    local_n_gpu_layers: int | None = Field(default=None, ge=-1)
+    local_main_gpu: int | None = Field(default=None, ge=0)
+    local_n_threads: int | None = Field(default=None, ge=1)
+    local_n_ctx: int | None = Field(default=None, ge=1)
     # The audit chain's head is signed every this many entries, or this often.
     audit_checkpoint_every: int = Field(default=1000, gt=0)
     audit_checkpoint_interval_s: float = Field(default=300.0, gt=0)

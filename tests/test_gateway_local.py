@@ -149,12 +149,19 @@ def test_outcomes_are_recorded_and_checked(served: Served) -> None:
     assert trace_of(served, bad.headers["x-fleetdeck-request-id"])["http_status"] == 400
 
 
-def test_health_says_which_device_serves(served: Served) -> None:
-    import llama_cpp  # the build the instance runs: its own word on GPU offload
+def test_health_says_which_device_serves_and_where_the_layers_went(served: Served) -> None:
+    import llama_cpp  # the build the instance runs: its own word on a GPU device
 
-    health = httpx.get(f"{served.url}/healthz", timeout=10).json()
-    expected = "gpu" if llama_cpp.llama_supports_gpu_offload() else "cpu"  # "cpu" on the CPU build
-    assert health["providers"]["local"]["device"] == expected
+    served.client().completions.create(model="local/smollm2-135m", prompt="Hi", max_tokens=1)  # loaded
+    sent()
+    local = httpx.get(f"{served.url}/healthz", timeout=10).json()["providers"]["local"]
+    assert (local["layers"], local["offload_source"]) == (31, "llama.cpp load log")  # SmolLM2: 30 + output
+    if llama_cpp.llama_supports_gpu_offload():  # a GPU here: the default offloads every layer
+        assert (local["device"], local["n_gpu_layers"], local["layers_offloaded"]) == ("gpu", -1, 31)
+        assert local["gpu_devices"] and len(local["backends"]) > 1
+    else:  # this box: a CPU build, no GPU device
+        assert (local["device"], local["n_gpu_layers"], local["layers_offloaded"]) == ("cpu", 0, 0)
+        assert (local["gpu_devices"], local["backends"]) == ([], ["CPU"])
 
 
 def test_unknown_path_gets_an_error_envelope(served: Served, tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ class RunningInstance:
     def gateway_key(self, actor: str) -> str | None:
         """The console's dev key, else an eval key made once through the instance and kept like it."""
         for name in (CONSOLE_KEY_SECRET, EVAL_KEY_SECRET):
-            stored = read_local_secret(name, self.settings.data_dir)
+            stored = read_local_secret(name, self.settings)
             if stored:
                 return stored
         created = self.ask(
@@ -74,7 +74,7 @@ class RunningInstance:
             },
         )
         token = str(created["token"])
-        store_local_secret(EVAL_KEY_SECRET, token, self.settings.data_dir)
+        store_local_secret(EVAL_KEY_SECRET, token, self.settings)
         return token
 
 

@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from console.providers import llama_devices
 from console.providers.base import Body, ErrorType, ProviderError
+from console.providers.llama_devices import Device, Placement
 
 DEFAULT_MODEL_PATH = "default"
 DEFAULT_MODEL_NAME = "smollm2-135m"
@@ -44,6 +46,12 @@ DEFAULT_EMBEDDING_N_CTX = 512
 DEFAULT_CHAT_MAX_TOKENS = 256
 DEFAULT_COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
 PRIVATE_KEY = "_fleetdeck"  # the executor pops it: {"compute_s": ...}
+_NOT_LOADED: dict[str, Any] = {
+    "layers": None,
+    "layers_offloaded": None,
+    "offload_devices": [],
+    "offload_source": None,
+}
 
 log = logging.getLogger(__name__)
 _native_log = logging.getLogger(__name__ + ".llama_cpp")
@@ -455,10 +463,23 @@ def _provider_error(exc: BaseException, model: str) -> ProviderError:
 # --------------------------------------------------------------------------- loading
 
 
+@dataclass
+class _LoadLog:
+    """llama.cpp's log lines while a model loads (set and cleared under _load_lock)."""
+
+    lines: list[str] | None = None
+
+
+_load_log = _LoadLog()
+
+
 def _route_native_log(level: int, text: bytes | None, user_data: Any) -> None:
     # The TUI owns the terminal: llama.cpp's own log goes to Python logging, never to stderr.
     if text:
-        _native_log.debug("%s", text.decode("utf-8", "replace").rstrip())
+        line = text.decode("utf-8", "replace").rstrip()
+        _native_log.debug("%s", line)
+        if (kept := _load_log.lines) is not None:
+            kept.append(line)
 
 
 @functools.cache
@@ -473,8 +494,9 @@ _load_lock = threading.Lock()
 
 
 @contextmanager
-def _quiet_loading(cpu_extra_buffers: bool) -> Iterator[Any]:
-    """Load with llama.cpp's log routed to logging and, unless asked for, no CPU extra buffer types.
+def _quiet_loading(cpu_extra_buffers: bool, log_lines: list[str] | None = None) -> Iterator[Any]:
+    """Load with llama.cpp's log routed to logging (and kept in `log_lines`) and, unless asked
+    for, no CPU extra buffer types.
 
     Extra buffer types repack weights for the CPU, AMX tiles included: in some VMs
     (Firecracker, for one) the CPU advertises AMX but `ldtilecfg` faults, and the process
@@ -484,6 +506,7 @@ def _quiet_loading(cpu_extra_buffers: bool) -> Iterator[Any]:
     lib = _llama_cpp()
     with _load_lock:
         _install_native_log()
+        _load_log.lines = log_lines
         params_module = lib.llama_cpp
         original = params_module.llama_model_default_params
 
@@ -497,6 +520,7 @@ def _quiet_loading(cpu_extra_buffers: bool) -> Iterator[Any]:
             yield lib
         finally:
             params_module.llama_model_default_params = original
+            _load_log.lines = None
 
 
 # --------------------------------------------------------------------------- the provider
@@ -516,6 +540,7 @@ class LocalProvider:
         n_ctx: int | None = None,
         n_threads: int | None = None,
         n_gpu_layers: int | None = None,
+        main_gpu: int | None = None,
         embedding_n_ctx: int = DEFAULT_EMBEDDING_N_CTX,
         normalize_embeddings: bool = False,
         cpu_extra_buffers: bool = False,
@@ -530,7 +555,8 @@ class LocalProvider:
         self.n_threads = n_threads or default_threads()
         self.embedding_n_ctx = embedding_n_ctx
         self.normalize_embeddings = normalize_embeddings
-        self._n_gpu_layers = n_gpu_layers
+        self._n_gpu_layers = n_gpu_layers  # None: every layer when llama.cpp finds a GPU, else none
+        self.main_gpu = main_gpu  # None: llama.cpp spreads the layers over every GPU
         self._cpu_extra_buffers = cpu_extra_buffers
         self._chat_thread = _ModelThread(f"fleetdeck-{name}-generate")
         self._embed_thread = _ModelThread(f"fleetdeck-{name}-embed")
@@ -538,7 +564,8 @@ class LocalProvider:
         self._embedder: Any = None
         self._generation: _Generation | None = None  # set and cleared on the generation thread only
         self._n_ctx_train: int | None = None
-        self._gpu: bool | None = None
+        self._gpus: list[Device] | None = None
+        self.placement: Placement | None = None  # where the generation model's layers went, once loaded
         self._closed = False
         self.recent: deque[GenerationStats] = deque(maxlen=history)
         self.cancelled = 0
@@ -550,15 +577,36 @@ class LocalProvider:
         return [self.served_model]
 
     @property
-    def gpu(self) -> bool:
-        if self._gpu is None:
-            self._gpu = bool(_llama_cpp().llama_supports_gpu_offload())
-        return self._gpu
+    def gpus(self) -> list[Device]:
+        """The GPU devices llama.cpp found on this machine (not merely a build that could offload)."""
+        if self._gpus is None:
+            self._gpus = llama_devices.gpu_devices()
+        return self._gpus
+
+    @property
+    def n_gpu_layers(self) -> int:
+        """The layers asked for: the setting, else all (-1) when there is a GPU device, else 0."""
+        if self._n_gpu_layers is not None:
+            return self._n_gpu_layers
+        return -1 if self.gpus else 0
+
+    @property
+    def device(self) -> str:
+        """`gpu` when layers run on a GPU (once loaded: when llama.cpp put any there), else `cpu`."""
+        if self.placement is not None:
+            return "gpu" if self.placement.offloaded else "cpu"
+        return "gpu" if self.gpus and self.n_gpu_layers != 0 else "cpu"
 
     def describe(self) -> dict[str, Any]:
+        placement = self.placement.describe() if self.placement is not None else _NOT_LOADED
         return {
             "kind": self.kind,
-            "device": "gpu" if self.gpu else "cpu",
+            "device": self.device,
+            "gpu_devices": [gpu.describe() for gpu in llama_devices.gpu_devices()],  # free memory now
+            "backends": llama_devices.backends(),
+            "n_gpu_layers": self.n_gpu_layers,
+            "main_gpu": self.main_gpu,
+            **placement,
             "model_path": str(self.model_path),
             "n_ctx": self.n_ctx,
             "n_ctx_train": self._n_ctx_train,
@@ -661,16 +709,16 @@ class LocalProvider:
     def _chat_model(self) -> Any:
         self._check_open()  # jobs queued before aclose() fail here instead of reloading the model
         if self._llm is None:
-            self._llm = self._load(embedding=False)
+            self._llm, self.placement = self._load(embedding=False)
             self._hook_sampling(self._llm)
         return self._llm
 
-    def _load(self, *, embedding: bool) -> Any:
+    def _load(self, *, embedding: bool) -> tuple[Any, Placement]:
         n_ctx = self.embedding_n_ctx if embedding else self.n_ctx
         batch = n_ctx if embedding else min(n_ctx, 512)  # pooled embeddings need a whole input per batch
-        started = time.perf_counter()
+        started, log_lines = time.perf_counter(), list[str]()
         try:
-            with _quiet_loading(self._cpu_extra_buffers) as lib:
+            with _quiet_loading(self._cpu_extra_buffers, log_lines) as lib:
                 extra = {"embedding": True, "pooling_type": lib.LLAMA_POOLING_TYPE_MEAN} if embedding else {}
                 llm = lib.Llama(
                     model_path=str(self.model_path),
@@ -679,7 +727,7 @@ class LocalProvider:
                     n_ubatch=batch,
                     n_threads=self.n_threads,
                     n_threads_batch=self.n_threads,
-                    n_gpu_layers=self._gpu_layers(),
+                    **self._offload_args(lib),
                     verbose=False,
                     **extra,
                 )
@@ -687,18 +735,43 @@ class LocalProvider:
             raise ProviderError(
                 ErrorType.server_error, f"could not load {self.model_path}: {exc}", status=500
             ) from exc
+        placement = self._placement(llm, log_lines)
         self._n_ctx_train = int(_llama_cpp().llama_model_n_ctx_train(llm.model))
         if n_ctx > self._n_ctx_train:
             log.warning(
                 "%s: n_ctx %d exceeds the %d tokens it was trained on", self.name, n_ctx, self._n_ctx_train
             )
-        log.info("%s: loaded %s in %.2fs", self.name, self.model_path.name, time.perf_counter() - started)
-        return llm
+        log.info(
+            "%s: loaded %s in %.2fs; %d of %d layers on %s (%s); backends %s",
+            self.name,
+            self.model_path.name,
+            time.perf_counter() - started,
+            placement.offloaded,
+            placement.layers,
+            ", ".join(placement.devices) or "a GPU",
+            placement.source,
+            ", ".join(llama_devices.backends()),
+        )
+        return llm, placement
 
-    def _gpu_layers(self) -> int:
-        if self._n_gpu_layers is not None:
-            return self._n_gpu_layers
-        return -1 if self.gpu else 0
+    def _offload_args(self, lib: Any) -> dict[str, Any]:
+        """n_gpu_layers, and with main_gpu the whole model on that one GPU (split mode none)."""
+        args: dict[str, Any] = {"n_gpu_layers": self.n_gpu_layers}
+        if self.main_gpu is not None:
+            if self.gpus and self.main_gpu >= len(self.gpus):
+                names = ", ".join(f"{i}: {gpu.name}" for i, gpu in enumerate(self.gpus))
+                raise ValueError(f"main_gpu {self.main_gpu} is not a GPU here ({names})")
+            args |= {"main_gpu": self.main_gpu, "split_mode": lib.LLAMA_SPLIT_MODE_NONE}
+        return args
+
+    def _placement(self, llm: Any, log_lines: list[str]) -> Placement:
+        """llama.cpp's account of where each layer went, else derived from the setting and the GPUs."""
+        n_layer = int(_llama_cpp().llama_model_n_layer(llm.model))
+        logged = Placement.from_load_log(log_lines, llama_devices.cpu_device_name())
+        if logged is not None and logged.layers == n_layer + 1:
+            return logged
+        gpus = self.gpus if self.main_gpu is None else self.gpus[self.main_gpu : self.main_gpu + 1]
+        return Placement.derived(self.n_gpu_layers, n_layer, gpus)
 
     def _hook_sampling(self, llm: Any) -> None:
         """Wrap `Llama.sample` on this instance: the one per-token hook llama-cpp-python calls.
@@ -830,7 +903,7 @@ class LocalProvider:
     def _embedding_model(self) -> Any:
         self._check_open()
         if self._embedder is None:
-            self._embedder = self._load(embedding=True)
+            self._embedder, _ = self._load(embedding=True)
         return self._embedder
 
     def _embed(self, gen: _Generation, inputs: list[str], encoding: str) -> Body:

@@ -15,7 +15,17 @@ from console.tui.panes.tables import Cell, fill, right
 from console.tui.readmodel import fleet
 from console.tui.readmodel.fleet import BudgetBurn, FleetView, ModelLoad, ProviderState
 
-PROVIDER_COLUMNS = ("provider", "kind", "device", "models", "breakers", "decode", "queue")
+PROVIDER_COLUMNS = (
+    "provider",
+    "kind",
+    "device",
+    "layers on GPU",
+    "backends",
+    "models",
+    "breakers",
+    "decode",
+    "queue",
+)
 MODEL_COLUMNS = ("provider", "model", "calls", "req/s", "p50", "p99", "errors", "error rate", "tok/s")
 BREAKER_STYLE = {"closed": "green", "half_open": "yellow", "open": "bold red"}
 
@@ -31,12 +41,29 @@ def provider_row(state: ProviderState) -> list[Cell]:
     return [
         state.name,
         state.kind,
-        (state.device or humanize.DASH).upper(),
+        device_cell(state),
+        offload_cell(state),
+        ", ".join(state.backends) or humanize.DASH,
         ", ".join(state.models) or humanize.DASH,
         breakers if state.breakers else Text("all closed", style="green"),
         right(humanize.per_second(state.tokens_per_second).replace("/s", " tok/s")),
         queue,
     ]
+
+
+def device_cell(state: ProviderState) -> str:
+    """CPU, or GPU with the devices llama.cpp put layers on (`GPU CUDA0`)."""
+    device = (state.device or humanize.DASH).upper()
+    return " ".join([device, *state.offload_devices]) if state.device == "gpu" else device
+
+
+def offload_cell(state: ProviderState) -> Cell:
+    """`0/31` layers offloaded, as llama.cpp reported them; `not loaded` before the first call."""
+    if not state.local:
+        return humanize.DASH
+    if state.layers is None or state.layers_offloaded is None:
+        return Text("not loaded", style="dim")
+    return right(f"{state.layers_offloaded}/{state.layers}")
 
 
 def model_row(load: ModelLoad) -> list[Cell]:

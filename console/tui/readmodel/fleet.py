@@ -37,6 +37,12 @@ class ProviderState:
     tokens_per_second: float | None
     busy: bool | None
     queued: int | None
+    # The local model's hardware, as its provider describes it (None and empty for remote ones).
+    layers: int | None = None  # llama.cpp's count, the output layer included; None until loaded
+    layers_offloaded: int | None = None
+    offload_devices: list[str] = field(default_factory=list)  # where the offloaded layers are
+    backends: list[str] = field(default_factory=list)  # the llama.cpp build's (CPU, CUDA, Metal, …)
+    local: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,11 @@ def providers_from_health(health: Mapping[str, Any] | None) -> list[ProviderStat
                 tokens_per_second=described.get("tokens_per_second"),
                 busy=described.get("busy"),
                 queued=described.get("queued"),
+                layers=described.get("layers"),
+                layers_offloaded=described.get("layers_offloaded"),
+                offload_devices=[str(device) for device in described.get("offload_devices") or []],
+                backends=[str(backend) for backend in described.get("backends") or []],
+                local=described.get("kind") == "local",
             )
         )
     return states
