@@ -17,7 +17,7 @@ import orjson
 import pytest
 from fakes.anthropic_upstream import FakeAnthropic
 from fakes.openai_upstream import FakeOpenAI, Fault
-from gateway_process import Served, create_key, fleetdeck_serve, rows_once_there, trace_of
+from gateway_process import Served, cache_entry, create_key, fleetdeck_serve, rows_once_there, trace_of
 from genai_prices import Usage, calc_price
 
 MAX_TOKENS = 10
@@ -44,6 +44,8 @@ routes:
   - {{intent: general, primary: local/smollm2-135m}}
   - {{intent: lab, primary: lab/mock-gpt, max_retries: 0}}
   - {{intent: claude, primary: claude/claude-fake, max_retries: 0}}
+  - {{intent: cached, primary: lab/mock-gpt, max_retries: 0, cache_ttl: 3600}}
+  - {{intent: tooled, primary: lab/mock-gpt, max_retries: 0, tools: {{allow: [lookup]}}}}
 default_route: general
 """
 BACKENDS = {"local": "local/smollm2-135m", "openai": "route:lab", "anthropic": "route:claude"}
@@ -320,6 +322,76 @@ def test_streamed_function_call(served: Served, backend: str) -> None:
     expected = {"local": {"city"}, "openai": {"input"}, "anthropic": {"query"}}[backend]  # the fakes echo
     assert set(json.loads(call.arguments)) == expected
     assert events[-1].type == "response.completed"
+
+
+# --- the rest of the pipeline, unchanged -------------------------------------------------------
+
+
+def test_fields_carry_over_to_the_upstream_and_fleetdecks_context_leaves_metadata(
+    served: Served, upstream: FakeOpenAI
+) -> None:
+    metadata = {"workflow": "billing", "task": "t-42", "customer": "acme"}
+    response = served.client().responses.create(
+        model=BACKENDS["openai"],
+        input="hi",
+        temperature=0.2,
+        top_p=0.9,
+        parallel_tool_calls=False,
+        user="u-1",
+        text={"format": {"type": "json_object"}},
+        metadata=metadata,
+    )
+    sent = upstream.last_request.body
+    assert (sent["temperature"], sent["top_p"], sent["parallel_tool_calls"], sent["user"]) == (
+        0.2,
+        0.9,
+        False,
+        "u-1",
+    )
+    assert sent["response_format"] == {"type": "json_object"}
+    assert sent["metadata"] == {"customer": "acme"}, "Fleetdeck's context keys never reach a provider"
+    assert (
+        response.metadata == metadata
+        and response.temperature == 0.2
+        and response.parallel_tool_calls is False
+    )
+    trace = trace_of(served, request_id(response))
+    assert (trace["workflow_id"], trace["task_id"], trace["route"]) == ("billing", "t-42", "lab")
+    assert trace["schema_valid"] is False, "the echo 'hi' is no JSON object"
+
+
+def test_the_cache_answers_a_repeated_request_json_and_streamed(served: Served, upstream: FakeOpenAI) -> None:
+    client = served.client()
+    ask: dict[str, Any] = {"model": "route:cached", "input": "what is cached stays cached", "temperature": 0}
+    first = client.responses.with_raw_response.create(**ask)
+    cache_entry(served, first.headers["x-fleetdeck-request-id"])
+    asked = upstream.request_count
+    again = client.responses.with_raw_response.create(**ask)
+    assert again.headers["x-fleetdeck-cache"] == "exact"
+    assert again.parse().output_text == first.parse().output_text == ask["input"]
+    with client.responses.stream(**ask) as stream:
+        streamed = stream.get_final_response()
+    assert streamed.output_text == ask["input"]
+    assert upstream.request_count == asked, "both answered from the cache"
+    traces = [trace_of(served, request_id(r)) for r in (again.parse(), streamed)]
+    assert [(t["cache"], t["protocol"], t["stream"]) for t in traces] == [
+        ("exact", "responses", False),
+        ("exact", "responses", True),
+    ]
+
+
+def test_the_routes_tool_policy_withholds_a_call_it_does_not_allow(served: Served) -> None:
+    response = served.client().responses.create(
+        model="route:tooled",
+        input="Weather in Lima?",
+        tools=[WEATHER],  # type: ignore[list-item]
+        tool_choice=FORCE_WEATHER,  # type: ignore[arg-type]
+    )
+    assert [item.type for item in response.output] == ["message"]
+    assert "withheld" in response.output_text and "get_weather" in response.output_text
+    trace = trace_of(served, request_id(response))
+    assert trace["reason_code"] == "risk-high-flagged"
+    assert orjson.loads(trace["guard_results"])["tools"] == {"get_weather": "not allowed"}  # type: ignore[arg-type]
 
 
 # --- stored responses --------------------------------------------------------------------------
