@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import openai
 import orjson
+import pydantic
 import pytest
 from fakes.anthropic_upstream import FakeAnthropic
 from fakes.openai_upstream import FakeOpenAI, Fault
@@ -186,6 +187,30 @@ def test_json_schema_through_text_format_on_the_local_model(served: Served) -> N
     assert response.text.format.type == "json_schema"
     trace = trace_of(served, request_id(response))
     assert trace["schema_valid"] is True
+
+
+class City(pydantic.BaseModel):
+    city: str
+    country: str
+
+
+def test_the_sdks_parse_with_a_pydantic_model_on_the_local_model(served: Served) -> None:
+    parsed = served.client().responses.parse(
+        model=BACKENDS["local"], input="Name a city and its country.", text_format=City, max_output_tokens=48
+    )
+    assert isinstance(parsed.output_parsed, City) and parsed.output_parsed.city
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_an_upstream_failing_before_the_first_byte_is_an_error_envelope(
+    served: Served, upstream: FakeOpenAI, stream: bool
+) -> None:
+    upstream.fail_next(1, Fault(status=503))
+    response = post(served, {"model": BACKENDS["openai"], "input": "hi", "stream": stream})
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_server_error"
+    trace = trace_of(served, response.headers["x-fleetdeck-request-id"])
+    assert (trace["protocol"], trace["status"], trace["http_status"]) == ("responses", "error", 502)
 
 
 def test_json_schema_reaches_an_upstream_as_response_format(served: Served, upstream: FakeOpenAI) -> None:

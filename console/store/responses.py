@@ -27,13 +27,14 @@ class StoredResponses:
     def __init__(self, db: Database, recorder: Recorder) -> None:
         self._db, self._recorder = db, recorder
         self._lock = threading.Lock()
-        self._spooled = 0  # kept since the last flush: a miss may be one of them
+        self._kept = 0  # responses kept so far
+        self._stored_through = 0  # of them, the first this many are surely in DuckDB
 
     def keep(self, stored: StoredResponse) -> None:
         """On the spool; stored in DuckDB with the recorder's next batch."""
         self._recorder.record_response(stored)
-        with self._lock:
-            self._spooled += 1
+        with self._lock:  # counted once on the spool: a flush from then on stores it
+            self._kept += 1
 
     def find(self, response_id: str, key_id: str | None) -> StoredResponse | None:
         """The response if `key_id` made it (blocking: call from a worker thread)."""
@@ -50,12 +51,15 @@ class StoredResponses:
         return bool(deleted)
 
     def _flush(self) -> bool:
-        """Store what is on the spool when this store kept anything since; whether it did."""
+        """Store what is on the spool if a kept response may still be there; whether it was."""
         with self._lock:
-            spooled, self._spooled = self._spooled, 0
-        if spooled:
-            self._recorder.flush()
-        return bool(spooled)
+            kept = self._kept
+            if kept <= self._stored_through:
+                return False
+        self._recorder.flush()  # everything recorded before this call is in DuckDB after it
+        with self._lock:
+            self._stored_through = max(self._stored_through, kept)
+        return True
 
     def _select(self, response_id: str, key_id: str | None) -> StoredResponse | None:
         rows = queries.run(
