@@ -518,6 +518,25 @@ def test_cached_and_reasoning_tokens_reach_usage_and_trace_at_the_same_cost_stre
     assert {t["price_source"] for t in traces} == {"genai-prices"}
 
 
+def test_an_anthropic_upstreams_cache_reads_are_cached_tokens_streamed_or_not(
+    served: Served, anthropic_upstream: FakeAnthropic
+) -> None:
+    anthropic_upstream.cache_read_tokens = 6
+    try:
+        client = served.client()
+        plain = client.responses.create(model=BACKENDS["anthropic"], input="alpha beta gamma")
+        with client.responses.stream(model=BACKENDS["anthropic"], input="alpha beta gamma") as stream:
+            streamed = stream.get_final_response()
+    finally:
+        anthropic_upstream.cache_read_tokens = 0
+    assert plain.usage == streamed.usage
+    assert plain.usage is not None and plain.usage.input_tokens_details.cached_tokens == 6
+    assert plain.usage.input_tokens > 6, "input tokens count the cache reads, as OpenAI's do"
+    traces = [trace_of(served, request_id(r)) for r in (plain, streamed)]
+    assert [t["cache_read_tokens"] for t in traces] == [6, 6]
+    assert traces[0]["cost_usd"] == traces[1]["cost_usd"] and traces[0]["cost_usd"] > 0
+
+
 # --- budgets under concurrency ------------------------------------------------------------------
 
 

@@ -23,6 +23,11 @@ from console.gateway.ingress.responses_request import ResponsesRequest
 from console.gateway.openai_api import ApiError
 from console.providers.base import Body
 
+DELTA_HEAD = (
+    b'event: response.output_text.delta\ndata: {"type":"response.output_text.delta","sequence_number":'
+)
+DELTA_TAIL = b',"logprobs":[]}\n\n'
+
 
 class ResponseEvents:
     """One streamed response: the events so far, and the response they add up to."""
@@ -37,6 +42,7 @@ class ResponseEvents:
         self.model: str | None = None
         self.usage: Body | None = None
         self.finish: str | None = None
+        self._delta_where: bytes | None = None  # the open message's place, as a delta event says it
 
     # -- the response they add up to ---------------------------------------------------------------
 
@@ -110,14 +116,22 @@ class ResponseEvents:
                 "response.content_part.added", **self._where(), content_index=0, part=output.text_part("")
             )
         self.text.append(piece)
-        return events + self._event(
-            "response.output_text.delta", **self._where(), content_index=0, delta=piece, logprobs=[]
+        return events + self._delta_event(piece)
+
+    def _delta_event(self, piece: str) -> bytes:
+        """`response.output_text.delta`, the hot event, from bytes made once per message."""
+        if self._delta_where is None:
+            where = orjson.dumps({**self._where(), "content_index": 0})
+            self._delta_where = b"," + where[1:-1] + b',"delta":'
+        sequence, self.sequence = self.sequence, self.sequence + 1
+        return b"".join(
+            (DELTA_HEAD, str(sequence).encode(), self._delta_where, orjson.dumps(piece), DELTA_TAIL)
         )
 
     def _close_text(self) -> bytes:
         if self.text is None:
             return b""
-        text, self.text = "".join(self.text), None
+        text, self.text, self._delta_where = "".join(self.text), None, None
         status = "incomplete" if self.finish in output.INCOMPLETE else "completed"
         done = output.message_item(self.request_id, text, status)
         where = self._where()
