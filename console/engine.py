@@ -51,6 +51,7 @@ from console.store import audit, queries
 from console.store import retention as store_retention
 from console.store.db import Database, first_row
 from console.store.recorder import Recorder
+from console.store.responses import StoredResponses
 
 log = logging.getLogger("fleetdeck.engine")
 REMOTE_TIMEOUT_S = 600.0  # one HTTP request's cap; the route's deadline is usually shorter
@@ -121,6 +122,7 @@ class Engine:
             fallbacks=FallbackNotes(self.recorder),
             approvals=ApprovalQueue(self.recorder),
             prompts=self.prompts,
+            responses=StoredResponses(self.db, self.recorder),
         )
         self._cache = gateway.cache = ResponseCache(
             self.db, self.settings.data_dir / "models", embed_via(gateway.router, gateway.executor)

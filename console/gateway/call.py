@@ -68,6 +68,11 @@ class CanonicalRequest:
                 return value
         return None
 
+    async def resume(self, call: Call) -> None:
+        """What the request still needs from its caller once authenticated: nothing, unless
+        its protocol continues a conversation stored for the caller's key (the Responses
+        API's `previous_response_id`); its ingress adapter returns a subclass that does that."""
+
 
 @dataclass(frozen=True, slots=True)
 class End:

@@ -66,6 +66,7 @@ class Gateway(GatewayServices):
         try:
             await authenticate.authenticate(call)  # 1, before the body is even parsed
             call.request = ingress.parse(raw)
+            await call.request.resume(call)  # e.g. a stored conversation it continues
             await _run(call)
             return ingress.render(call)
         except ApiError as error:

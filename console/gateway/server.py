@@ -30,6 +30,7 @@ from starlette.routing import Route
 from console.errors import DomainError
 from console.gateway.errors_http import api_error_from
 from console.gateway.ingress import ADAPTERS, Ingress, Reply
+from console.gateway.ingress import responses as stored_responses
 from console.gateway.openai_api import MAX_BODY_BYTES, ApiError, parse_body
 from console.gateway.pipeline import Gateway
 from console.store.trace import Outcome
@@ -117,12 +118,35 @@ def build_app(
 
     routes = [
         *(Route(ingress.path, operation(ingress), methods=["POST"]) for ingress in ADAPTERS),
+        Route("/v1/responses/{response_id}", stored_response(gateway), methods=["GET", "DELETE"]),
+        Route("/v1/responses/{response_id}/input_items", stored_response(gateway), methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/outcomes", outcomes, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/_admin/{action}", admin, methods=["POST"]),
     ]
     return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: _crash})
+
+
+def stored_response(gateway: Gateway) -> Callable[[Request], Awaitable[Response]]:
+    """The Responses API's stored responses: retrieve, delete, list input items; one trace each."""
+
+    async def endpoint(request: Request) -> Response:
+        response_id, headers = request.path_params["response_id"], request.headers
+        listing = request.url.path.endswith("/input_items")
+        operation = "response_input_items" if listing else f"response_{request.method.lower()}"
+        try:
+            if listing:
+                body = await stored_responses.input_items(gateway, headers, response_id, request.query_params)
+            elif request.method == "DELETE":
+                body = await stored_responses.delete(gateway, headers, response_id)
+            else:
+                body = await stored_responses.retrieve(gateway, headers, response_id)
+        except ApiError as error:
+            return _error(error, gateway.record_request(operation, headers, error))
+        return _json(body, headers=gateway.record_request(operation, headers))
+
+    return endpoint
 
 
 async def _read_body(request: Request) -> bytes:

@@ -18,6 +18,7 @@ from console.gateway.router import Router
 from console.policy import Policy
 from console.providers.base import Body, Provider
 from console.store.recorder import Recorder
+from console.store.responses import StoredResponses
 from console.store.trace import Trace
 
 # Told of every finished call with its stored (redacted) request and response: the judge.
@@ -42,3 +43,4 @@ class GatewayServices:
     after_trace: AfterTrace | None = None
     prompts: PromptRegistry | None = None
     cache: ResponseCache | None = None
+    responses: StoredResponses | None = None  # what the Responses API stores (`store`)

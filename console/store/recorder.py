@@ -11,8 +11,9 @@ replaying a segment twice changes nothing.
 A row DuckDB refuses is never dropped: it is written to `spool/rejected/` with the
 reason, and the rest of its batch is stored.
 
-Audit events travel the same way; the writer, the only thread that appends to the
-audit log, numbers and chains them as it stores them (console/store/audit.py).
+Stored Responses API responses (`stored_responses`) travel the same way, and so do audit
+events; the writer, the only thread that appends to the audit log, numbers and chains them
+as it stores them (console/store/audit.py).
 """
 
 from __future__ import annotations
@@ -33,14 +34,26 @@ import pyarrow as pa
 
 from console.store import audit
 from console.store.db import Database
-from console.store.trace import Eval, Outcome, Payload, Trace
+from console.store.trace import Eval, Outcome, Payload, StoredResponse, Trace
 
 log = logging.getLogger("fleetdeck.recorder")
 
 # Spooled tables, their key, and what a row whose key is stored already does: a trace
 # is written once (replays skip it); a later outcome of a task replaces the earlier.
-KEYS = {"traces": "request_id", "payloads": "payload_ref", "outcomes": "task_id", "evals": "eval_id"}
-ON_CONFLICT = {"traces": "IGNORE", "payloads": "IGNORE", "outcomes": "REPLACE", "evals": "IGNORE"}
+KEYS = {
+    "traces": "request_id",
+    "payloads": "payload_ref",
+    "outcomes": "task_id",
+    "evals": "eval_id",
+    "stored_responses": "response_id",
+}
+ON_CONFLICT = {
+    "traces": "IGNORE",
+    "payloads": "IGNORE",
+    "outcomes": "REPLACE",
+    "evals": "IGNORE",
+    "stored_responses": "IGNORE",
+}
 AUDIT = "audit"
 SEGMENT_SUFFIX = ".jsonl"
 BATCH_ERRORS = (duckdb.Error, pa.ArrowException, ValueError, TypeError)
@@ -138,6 +151,10 @@ class Recorder:
     def record_eval(self, verdict: Eval) -> None:
         """Acknowledge a verdict once it is on the spool."""
         self._append(_spool_line("evals", verdict))
+
+    def record_response(self, stored: StoredResponse) -> None:
+        """Acknowledge a stored Responses API response once it is on the spool."""
+        self._append(_spool_line("stored_responses", stored))
 
     def record_audit(self, event: audit.AuditEvent) -> None:
         """Acknowledge an audit event once it is on the spool; the writer chains it."""
@@ -285,7 +302,9 @@ def _audit_event(row: dict[str, Any]) -> audit.AuditEvent:
     return audit.AuditEvent(**{**row, "ts": datetime.fromisoformat(row["ts"])})
 
 
-def _spool_line(table: str, record: Trace | Payload | Outcome | Eval | audit.AuditEvent) -> bytes:
+def _spool_line(
+    table: str, record: Trace | Payload | Outcome | Eval | StoredResponse | audit.AuditEvent
+) -> bytes:
     return orjson.dumps({"t": table, "r": record}, option=orjson.OPT_APPEND_NEWLINE)
 
 

@@ -3,7 +3,8 @@
 Three windows, counted back from now:
 
 - payloads: redacted request and response bodies (`payloads`), the cached answers
-  made of them (`cache_entries`), and the pointer a kept trace has to a purged body
+  made of them (`cache_entries`), the responses the Responses API stored
+  (`stored_responses`, redacted like payloads), and the pointer a kept trace has to a purged body
   (`traces.payload_ref` is cleared, so no trace names a body that is gone);
 - traces: calls (`traces`), with their evals, their bodies, and the outcomes reported
   in that time (`outcomes`);
@@ -64,6 +65,11 @@ class Purge:
 # In the order they run: what refers to a row goes before the row.
 PURGES = (
     Purge("cache_entries", "cache_entries", "created_at < $payloads_before"),
+    Purge(
+        "stored_responses",
+        "stored_responses",
+        f"created_at < $payloads_before OR request_id IN ({OLD_TRACES})",
+    ),
     Purge(
         "traces.payload_ref",
         "traces",

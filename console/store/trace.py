@@ -1,4 +1,5 @@
-"""The records the recorder takes: one Trace per request, and its redacted Payload.
+"""The records the recorder takes: one Trace per request, its redacted Payload, and the
+responses the Responses API stores.
 
 Field names and meanings follow the `traces` and `payloads` tables (DESIGN.md).
 Timestamps are naive UTC datetimes.
@@ -111,3 +112,16 @@ class Eval:
 
 
 TRACE_FIELDS = tuple(f.name for f in fields(Trace))
+
+
+@dataclass(slots=True, kw_only=True)
+class StoredResponse:
+    """A Responses API response kept for `previous_response_id` and retrieval (redacted)."""
+
+    response_id: str
+    request_id: str
+    key_id: str | None
+    created_at: datetime = field(default_factory=utc_now)
+    previous_response_id: str | None = None
+    input_items: JSONValue = None
+    response: JSONValue = None

@@ -65,6 +65,9 @@ they were added); no fault means a normal answer. Faults apply before the api-ke
     paths           only requests to these paths, e.g. ("/v1/chat/completions",)
     stream          only streaming (True) or non-streaming (False) requests
 
+`fake.cached_tokens = N` reports N cached prompt tokens in every chat usage;
+`fake.reasoning_tokens = N` adds N reasoning tokens to every chat answer's completion tokens.
+
 Counters: `connections` (TCP connections accepted), `open_connections`,
 `streams_completed`, `streams_cut` (by a fault), `streams_disconnected` (the client
 went away mid-stream). `wait_until(predicate)` polls for a condition from sync code,
@@ -581,6 +584,8 @@ class FakeOpenAI(FakeUpstream):
     ) -> None:
         super().__init__(port=port, api_key=api_key, **kw)
         self.models = models or ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"]
+        self.cached_tokens = 0  # prompt_tokens_details.cached_tokens of every chat usage
+        self.reasoning_tokens = 0  # completion_tokens_details.reasoning_tokens, on top of the answer's
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.endpoint(self._chat))
@@ -611,7 +616,7 @@ class FakeOpenAI(FakeUpstream):
             return early
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return self.error_response(request, Fault(status=400, message="messages is required"))
-        answer = _ChatAnswer(body, next(self._ids))
+        answer = _ChatAnswer(body, next(self._ids), self.cached_tokens, self.reasoning_tokens)
         if body.get("stream"):
             return await self.send_events(request, self._stream_events(request, answer, body, fault), fault)
         return await self.send_json(request, answer.completion(), fault)
@@ -678,13 +683,13 @@ class FakeOpenAI(FakeUpstream):
         return await self.send_json(request, {"object": "list", "data": data}, fault)
 
 
-def _usage(prompt: int, completion: int) -> Body:
+def _usage(prompt: int, completion: int, cached: int = 0, reasoning: int = 0) -> Body:
     return {
         "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+        "completion_tokens": completion + reasoning,
+        "total_tokens": prompt + completion + reasoning,
+        "prompt_tokens_details": {"cached_tokens": min(cached, prompt), "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0},
     }
 
 
@@ -699,8 +704,9 @@ def embed(text: str, dims: int) -> list[float]:
 class _ChatAnswer:
     """The deterministic answer to one chat request, as a completion or as chunks."""
 
-    def __init__(self, body: Body, number: int) -> None:
+    def __init__(self, body: Body, number: int, cached: int = 0, reasoning: int = 0) -> None:
         self.id = f"chatcmpl-fake{number}"
+        self.cached, self.reasoning = cached, reasoning
         self.model = body.get("model") or "gpt-4o-mini"
         self.created = int(time.time())
         text = last_user_text(body["messages"])
@@ -712,7 +718,7 @@ class _ChatAnswer:
         self.completion_tokens = 8 if self.tool_call else len(self.pieces)
 
     def usage(self) -> Body:
-        return _usage(self.prompt_tokens, self.completion_tokens)
+        return _usage(self.prompt_tokens, self.completion_tokens, self.cached, self.reasoning)
 
     def completion(self) -> Body:
         message: Body = {"role": "assistant", "content": None if self.tool_call else "".join(self.pieces)}

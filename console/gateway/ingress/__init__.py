@@ -6,7 +6,8 @@ from console.gateway.ingress.base import Ingress, Reply
 from console.gateway.ingress.chat import CHAT
 from console.gateway.ingress.completions import COMPLETIONS
 from console.gateway.ingress.embeddings import EMBEDDINGS
+from console.gateway.ingress.responses import RESPONSES
 
-ADAPTERS: tuple[Ingress, ...] = (CHAT, COMPLETIONS, EMBEDDINGS)
+ADAPTERS: tuple[Ingress, ...] = (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES)
 
-__all__ = ["ADAPTERS", "CHAT", "COMPLETIONS", "EMBEDDINGS", "Ingress", "Reply"]
+__all__ = ["ADAPTERS", "CHAT", "COMPLETIONS", "EMBEDDINGS", "RESPONSES", "Ingress", "Reply"]

@@ -31,7 +31,7 @@ class Ingress(Protocol):
 
     @property
     def protocol(self) -> str:
-        """chat_completions | completions | embeddings"""
+        """chat_completions | completions | embeddings | responses"""
         ...
 
     def parse(self, raw: bytes) -> CanonicalRequest:
