@@ -140,6 +140,7 @@ class PriceConfig(_Schema):
     input: NonNegativeFloat
     output: NonNegativeFloat
     cache_read: NonNegativeFloat | None = None
+    cache_write: NonNegativeFloat | None = None
 
 
 class LocalProviderConfig(_Schema):

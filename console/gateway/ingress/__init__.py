@@ -6,7 +6,8 @@ from console.gateway.ingress.base import Ingress, Reply
 from console.gateway.ingress.chat import CHAT
 from console.gateway.ingress.completions import COMPLETIONS
 from console.gateway.ingress.embeddings import EMBEDDINGS
+from console.gateway.ingress.messages import COUNT_TOKENS, MESSAGES
 
-ADAPTERS: tuple[Ingress, ...] = (CHAT, COMPLETIONS, EMBEDDINGS)
+ADAPTERS: tuple[Ingress, ...] = (CHAT, COMPLETIONS, EMBEDDINGS, MESSAGES, COUNT_TOKENS)
 
-__all__ = ["ADAPTERS", "CHAT", "COMPLETIONS", "EMBEDDINGS", "Ingress", "Reply"]
+__all__ = ["ADAPTERS", "CHAT", "COMPLETIONS", "COUNT_TOKENS", "EMBEDDINGS", "MESSAGES", "Ingress", "Reply"]
