@@ -50,6 +50,9 @@ routes:
   - {{intent: general, primary: local/smollm2-135m, max_retries: 1}}
   - {{intent: lab, primary: lab/mock-gpt, max_retries: 0}}
   - {{intent: claude, primary: claude/claude-sonnet-4-5, max_retries: 0}}
+  - intent: claude_policed
+    primary: claude/claude-sonnet-4-5
+    tools: {{allow: [crm.lookup]}}
   - {{intent: lab_capped, primary: lab/mock-gpt, max_retries: 0, timeouts: {{total_s: 60}}}}
   - {{intent: claude_capped, primary: claude/claude-capped, max_retries: 0, timeouts: {{total_s: 60}}}}
 default_route: general
@@ -331,6 +334,18 @@ def test_anthropic_tool_round_trip(served: Served, claude: FakeAnthropic) -> Non
     second = sdk.messages.create(model="route:claude", max_tokens=100, tools=[WEATHER], messages=turns)
     assert claude.last_request.body["messages"][-1]["content"] == [result]
     assert second.stop_reason == "end_turn"
+
+
+def test_tool_calls_the_policy_withholds_never_pass_through(served: Served) -> None:
+    message = client(served).messages.create(
+        model="route:claude_policed",
+        max_tokens=100,
+        tools=[WEATHER],
+        tool_choice={"type": "any"},
+        messages=user("weather in Rome"),
+    )
+    assert [block.type for block in message.content] == ["text"]  # the upstream's tool_use is gone
+    assert "withheld" in message.content[0].text and message.stop_reason == "end_turn"
 
 
 def test_anthropic_count_tokens_is_the_upstream_s(served: Served, claude: FakeAnthropic) -> None:
