@@ -331,7 +331,8 @@ def test_anthropic_tool_round_trip(served: Served, claude: FakeAnthropic) -> Non
         {"role": "assistant", "content": first.content},
         {"role": "user", "content": [result]},
     ]
-    second = sdk.messages.create(model="route:claude", max_tokens=100, tools=[WEATHER], messages=turns)
+    # Claude's own model name, as Claude Code sends it, resolves to the provider that lists it.
+    second = sdk.messages.create(model="claude-sonnet-4-5", max_tokens=100, tools=[WEATHER], messages=turns)
     assert claude.last_request.body["messages"][-1]["content"] == [result]
     assert second.stop_reason == "end_turn"
 

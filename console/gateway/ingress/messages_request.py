@@ -150,8 +150,8 @@ def _messages(messages: Any) -> list[Body]:
 def _blocks(content: Any, param: str) -> list[Body]:
     if isinstance(content, str):
         return [{"type": "text", "text": content}]
-    if not isinstance(content, list):
-        raise bad("must be a string or an array of content blocks", param)
+    if not isinstance(content, list) or not content:
+        raise bad("must be a string or a non-empty array of content blocks", param)
     for index, block in enumerate(content):
         if not isinstance(block, dict) or not isinstance(block.get("type"), str):
             raise bad("must be a content block with a type", f"{param}[{index}]")
