@@ -276,9 +276,11 @@ def test_anthropic_upstream_gets_the_request_as_sent(served: Served, claude: Fak
         thinking=thinking,
         messages=history_with_thinking(),
         metadata={"user_id": "u-7"},
+        extra_headers={"anthropic-beta": "interleaved-thinking-2025-05-14"},
     )
     sent = claude.last_request
     assert sent.headers["x-api-key"] == UPSTREAM_KEY  # Fleetdeck's secret, never the client's key
+    assert sent.headers["anthropic-beta"] == "interleaved-thinking-2025-05-14"  # the client's betas go along
     assert sent.body["system"] == system and sent.body["tools"] == tools and sent.body["thinking"] == thinking
     assert sent.body["messages"] == history_with_thinking()
     assert sent.body["metadata"] == {"user_id": "u-7"} and sent.body["model"] == "claude-sonnet-4-5"
@@ -311,10 +313,12 @@ def test_a_request_the_guards_rewrote_is_translated_not_passed_through(
         max_tokens=100,
         thinking={"type": "enabled", "budget_tokens": 1024},
         messages=user("mail me at jane.doe@example.com"),
+        extra_headers={"anthropic-beta": "interleaved-thinking-2025-05-14"},
     )
     sent = claude.last_request.body
     assert "jane.doe@example.com" not in orjson.dumps(sent).decode()  # PII redacted for the remote
     assert "thinking" not in sent  # the client's own body was not used
+    assert "anthropic-beta" not in claude.last_request.headers  # nor its betas
 
 
 def test_anthropic_tool_round_trip(served: Served, claude: FakeAnthropic) -> None:

@@ -226,7 +226,7 @@ class Call:
             and native.protocol in provider_protocols(provider)
             and native.fits_request(body)
         ):
-            return {**body, NATIVE: native}
+            return {**body, NATIVE: native.with_headers(self.headers)}
         return body
 
     def reaches_remote(self) -> bool:

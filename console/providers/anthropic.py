@@ -434,28 +434,29 @@ class AnthropicProvider(HttpProvider):
         self._messages_url = self.url("/v1/messages")
         self._count_url = self.url("/v1/messages/count_tokens")
 
-    def _request(self, model: str, body: Body) -> tuple[Body, bool]:
-        """The Messages request for `body`, and whether it is the client's own (passthrough)."""
+    def _request(self, model: str, body: Body) -> tuple[Body, Native | None]:
+        """The Messages request for `body`, and the client's own when it is that (passthrough)."""
         native = body.get(NATIVE)
         if not isinstance(native, Native) or native.protocol != PROTOCOL:
-            return to_anthropic(model, body, self._default_max_tokens), False
+            return to_anthropic(model, body, self._default_max_tokens), None
         request = {key: value for key, value in native.body.items() if key != "stream"}
         max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
-        return {**request, "model": model, "max_tokens": max_tokens or request.get("max_tokens")}, True
+        return {**request, "model": model, "max_tokens": max_tokens or request.get("max_tokens")}, native
 
     async def chat(self, model: str, body: Body) -> Body:
         request, native = self._request(model, body)
-        message = await self.post_json(self._messages_url, request)
+        message = await self.post_json(self._messages_url, request, _headers(native))
         answer = from_anthropic(message, model)
-        if native:
+        if native is not None:
             answer[NATIVE] = Native.of_answer(PROTOCOL, message, answer)
         return answer
 
     async def chat_stream(self, model: str, body: Body) -> AsyncGenerator[Body, None]:
         request, native = self._request(model, body)
-        translator = StreamTranslator(model, native)
+        translator = StreamTranslator(model, native is not None)
         decoder = SSEDecoder()
-        async with self.open_stream(self._messages_url, {**request, "stream": True}) as response:
+        streaming = {**request, "stream": True}
+        async with self.open_stream(self._messages_url, streaming, _headers(native)) as response:
             chunks = response.aiter_bytes()
             async for raw in chunks:
                 for chunk in self._translate(translator, decoder.feed(raw)):
@@ -470,8 +471,9 @@ class AnthropicProvider(HttpProvider):
 
     async def count_tokens(self, model: str, body: Body) -> int:
         """Anthropic's own count (`/v1/messages/count_tokens`) of the request's input tokens."""
-        request, _ = self._request(model, body)
-        counted = await self.post_json(self._count_url, {k: request[k] for k in COUNT_FIELDS if k in request})
+        request, native = self._request(model, body)
+        counting = {k: request[k] for k in COUNT_FIELDS if k in request}
+        counted = await self.post_json(self._count_url, counting, _headers(native))
         tokens = counted.get("input_tokens") if isinstance(counted, dict) else None
         if not isinstance(tokens, int):
             raise self.bad_response("a token count without input_tokens")
@@ -516,6 +518,11 @@ class AnthropicProvider(HttpProvider):
         if isinstance(event, dict) and event.get("type") == "error":
             raise self.body_error(event)
         return event
+
+
+def _headers(native: Native | None) -> dict[str, str] | None:
+    """The client's own headers that go with its own body (its anthropic-beta)."""
+    return dict(native.headers) if native is not None and native.headers else None
 
 
 def _completion_as_chat(body: Body) -> Body:

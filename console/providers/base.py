@@ -16,7 +16,8 @@ cancelling the provider's coroutine. A provider must therefore release what it h
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import dataclasses
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -134,10 +135,17 @@ class Native:
     protocol: str  # an ingress protocol: "messages"
     body: Any  # a request or answer body, or a list of stream events
     basis: bytes = b""
+    forward: tuple[str, ...] = ()  # client headers that belong to the request (e.g. anthropic-beta)
+    headers: tuple[tuple[str, str], ...] = ()  # their values, once the gateway has handed them over
 
     @classmethod
-    def of_request(cls, protocol: str, body: Body, canonical: Body) -> Native:
-        return cls(protocol, body, request_view(canonical))
+    def of_request(cls, protocol: str, body: Body, canonical: Body, forward: tuple[str, ...] = ()) -> Native:
+        return cls(protocol, body, request_view(canonical), forward)
+
+    def with_headers(self, client_headers: Mapping[str, str]) -> Native:
+        """This request with the client's headers it names in `forward`."""
+        found = tuple((name, client_headers[name]) for name in self.forward if name in client_headers)
+        return dataclasses.replace(self, headers=found) if found else self
 
     def fits_request(self, canonical: Body) -> bool:
         return request_view(canonical) == self.basis

@@ -11,8 +11,9 @@ tools; `tool_choice` auto/any/tool/none → auto/required/named/none, and
 context keys among them). A stream asks for usage, which message_delta reports.
 
 The client's body travels beside the canonical one (`providers.base.Native`), with its
-metadata cut to `user_id`, the only key Anthropic takes. Anything the gateway would
-otherwise let through unchecked is refused here, with the field it is about.
+metadata cut to `user_id`, the only key Anthropic takes, and its `anthropic-beta` header.
+Anything the gateway would otherwise let through unchecked is refused here, with the
+field it is about.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ USER_BLOCKS = frozenset({"text", "image", "tool_result"})
 ASSISTANT_BLOCKS = frozenset({"text", "tool_use", "thinking", "redacted_thinking"})
 KNOWN_BLOCKS = USER_BLOCKS | ASSISTANT_BLOCKS
 TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
+# The client's headers an Anthropic upstream gets with the client's own body: the betas it
+# asked for (interleaved thinking, longer contexts, …) shape what that body may hold.
+FORWARDED = ("anthropic-beta",)
 
 
 def bad(message: str, param: str | None = None) -> ApiError:
@@ -45,7 +49,8 @@ def parse(raw: bytes, operation: str = "chat", *, count: bool = False) -> Canoni
     native = {**body, "metadata": _anthropic_metadata(body.get("metadata"))}
     if native["metadata"] is None:
         del native["metadata"]
-    return CanonicalRequest(operation, canonical, len(raw), Native.of_request(PROTOCOL, native, canonical))
+    passthrough = Native.of_request(PROTOCOL, native, canonical, FORWARDED)
+    return CanonicalRequest(operation, canonical, len(raw), passthrough)
 
 
 def translate(body: Body, *, count: bool = False) -> Body:
