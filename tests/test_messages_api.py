@@ -192,6 +192,34 @@ def test_local_tool_use_round_trip(served: Served) -> None:
     assert second.content and second.usage.input_tokens > first.usage.input_tokens
 
 
+def test_an_image_the_local_model_cannot_read_is_refused_clearly(served: Served) -> None:
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+    with pytest.raises(anthropic.BadRequestError) as refused:
+        client(served).messages.create(
+            model="route:general",
+            max_tokens=8,
+            messages=[{"role": "user", "content": [image, {"type": "text", "text": "What is this?"}]}],
+        )
+    assert refused.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+    assert "text parts only" in refused.value.body["error"]["message"]  # type: ignore[index]
+
+
+def test_images_reach_an_openai_compatible_upstream_as_image_parts(
+    served: Served, upstream: FakeOpenAI
+) -> None:
+    image = {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}
+    client(served).messages.create(
+        model="route:lab",
+        max_tokens=8,
+        messages=[{"role": "user", "content": [image, {"type": "text", "text": "cat?"}]}],
+    )
+    parts = upstream.last_request.body["messages"][-1]["content"]
+    assert parts == [
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}},
+        {"type": "text", "text": "cat?"},
+    ]
+
+
 # --- an OpenAI-compatible upstream: translated ------------------------------------------------------
 
 
