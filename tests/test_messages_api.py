@@ -381,6 +381,40 @@ def test_tool_calls_the_policy_withholds_never_pass_through(served: Served) -> N
     assert "withheld" in message.content[0].text and message.stop_reason == "end_turn"
 
 
+def test_tool_result_images_pass_through_or_follow_as_image_parts(
+    served: Served, claude: FakeAnthropic, upstream: FakeOpenAI
+) -> None:
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
+    result = {
+        "type": "tool_result",
+        "tool_use_id": "toolu_1",
+        "content": [{"type": "text", "text": "shot:"}, image],
+    }
+    turns = [*user("take a screenshot"), tool_use_turn(), {"role": "user", "content": [result]}]
+    client(served).messages.create(model="route:claude", max_tokens=50, tools=[WEATHER], messages=turns)
+    assert claude.last_request.body["messages"][-1]["content"] == [result]
+    client(served).messages.create(model="route:lab", max_tokens=50, tools=[WEATHER], messages=turns)
+    tool_message, after = upstream.last_request.body["messages"][-2:]
+    assert tool_message == {"role": "tool", "tool_call_id": "toolu_1", "content": "shot:"}
+    assert after == {
+        "role": "user",
+        "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}],
+    }
+
+
+def test_unsigned_thinking_never_reaches_anthropic(served: Served, claude: FakeAnthropic) -> None:
+    """Fleetdeck renders an OpenAI-compatible upstream's reasoning as thinking without a
+    signature; a client that sends it back must not have Anthropic refuse the turn."""
+    unsigned = {"type": "thinking", "thinking": "from a local model", "signature": ""}
+    turns = [
+        *user("q1"),
+        {"role": "assistant", "content": [unsigned, {"type": "text", "text": "a1"}]},
+        *user("q2"),
+    ]
+    client(served).messages.create(model="route:claude", max_tokens=50, messages=turns)
+    assert claude.last_request.body["messages"][1]["content"] == [{"type": "text", "text": "a1"}]
+
+
 def test_anthropic_count_tokens_is_the_upstream_s(served: Served, claude: FakeAnthropic) -> None:
     raw = client(served).messages.with_raw_response.count_tokens(
         model="route:claude", system="sys words here", messages=user("count these four words")

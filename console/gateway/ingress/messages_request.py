@@ -3,7 +3,8 @@
 `system` (a string or text blocks) → a system message; user and assistant turns of
 content blocks → chat messages: `text` → text, `image` → an `image_url` part (a data
 URL or the URL), `tool_use` → `tool_calls` (input as a JSON string), `tool_result` →
-a `tool` message (before the turn's other content), `thinking`/`redacted_thinking` →
+a `tool` message (before the turn's other content; its images join the turn's image
+parts, since a tool message holds text only), `thinking`/`redacted_thinking` →
 nothing (no canonical equivalent: only passthrough keeps them). `tools` → function
 tools; `tool_choice` auto/any/tool/none → auto/required/named/none, and
 `disable_parallel_tool_use` → `parallel_tool_calls: false`; `stop_sequences` → `stop`;
@@ -46,9 +47,12 @@ def parse(raw: bytes, operation: str = "chat", *, count: bool = False) -> Canoni
     """The canonical request for a Messages body (`count`: a count_tokens body, no max_tokens)."""
     body = openai_api.parse_body(raw)
     canonical = translate(body, count=count)
-    native = {**body, "metadata": _anthropic_metadata(body.get("metadata"))}
-    if native["metadata"] is None:
-        del native["metadata"]
+    native = {**body, "messages": _signed(body["messages"])}
+    metadata = _anthropic_metadata(body.get("metadata"))
+    if metadata is None:
+        native.pop("metadata", None)
+    else:
+        native["metadata"] = metadata
     passthrough = Native.of_request(PROTOCOL, native, canonical, FORWARDED)
     return CanonicalRequest(operation, canonical, len(raw), passthrough)
 
@@ -79,6 +83,23 @@ def translate(body: Body, *, count: bool = False) -> Body:
         canonical["stream"] = True
         canonical["stream_options"] = {"include_usage": True}
     return canonical
+
+
+def _signed(messages: list[Body]) -> list[Body]:
+    """The turns without thinking blocks that carry no signature: Fleetdeck renders an
+    upstream's reasoning (or a cached answer's) that way, and Anthropic refuses them."""
+
+    def unsigned(block: Any) -> bool:
+        return isinstance(block, dict) and block.get("type") == "thinking" and not block.get("signature")
+
+    if not any(isinstance(m.get("content"), list) and any(map(unsigned, m["content"])) for m in messages):
+        return messages
+    return [
+        {**m, "content": [b for b in m["content"] if not unsigned(b)]}
+        if isinstance(m.get("content"), list)
+        else m
+        for m in messages
+    ]
 
 
 def _anthropic_metadata(metadata: Any) -> Body | None:
@@ -178,7 +199,9 @@ def _user_turn(blocks: list[Body], param: str, offered: set[str]) -> list[Body]:
         if kind not in USER_BLOCKS:
             raise bad(f"a user turn cannot hold a {kind!r} block", f"{where}.type")
         if kind == "tool_result":
-            results.append(_tool_result(block, where, offered))
+            result, images = _tool_result(block, where, offered)
+            results.append(result)
+            parts += images  # a tool message holds text only: its images follow in the user turn
         elif kind == "text":
             parts.append({"type": "text", "text": _string(block.get("text"), f"{where}.text")})
         else:
@@ -188,7 +211,7 @@ def _user_turn(blocks: list[Body], param: str, offered: set[str]) -> list[Body]:
     return [*results, {"role": "user", "content": parts}] if parts else results
 
 
-def _tool_result(block: Body, where: str, offered: set[str]) -> Body:
+def _tool_result(block: Body, where: str, offered: set[str]) -> tuple[Body, list[Body]]:
     tool_use_id = block.get("tool_use_id")
     if not isinstance(tool_use_id, str) or not tool_use_id:
         raise bad("must be a non-empty string", f"{where}.tool_use_id")
@@ -199,22 +222,26 @@ def _tool_result(block: Body, where: str, offered: set[str]) -> Body:
             f"{where}.tool_use_id",
         )
     content = block.get("content")
+    texts: list[str] = []
+    images: list[Body] = []
     if content is None or isinstance(content, str):
-        text = content or ""
+        texts.append(content or "")
     elif isinstance(content, list):
-        text = "".join(_result_text(part, f"{where}.content[{i}]") for i, part in enumerate(content))
+        for i, part in enumerate(content):
+            inner = f"{where}.content[{i}]"
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind == "text":
+                texts.append(_string(part.get("text"), f"{inner}.text"))
+            elif kind == "image":
+                images.append(_image(part, inner))
+            else:
+                raise bad("tool results hold text and image blocks", f"{inner}.type")
     else:
-        raise bad("must be a string or an array of text blocks", f"{where}.content")
+        raise bad("must be a string or an array of text and image blocks", f"{where}.content")
+    text = "".join(texts)
     if block.get("is_error") is True:
         text = f"Error: {text}"
-    return {"role": "tool", "tool_call_id": tool_use_id, "content": text}
-
-
-def _result_text(part: Any, where: str) -> str:
-    if not isinstance(part, dict) or part.get("type") != "text":
-        kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-        raise bad(f"tool results hold text blocks here, not {kind!r}", where)
-    return _string(part.get("text"), f"{where}.text")
+    return {"role": "tool", "tool_call_id": tool_use_id, "content": text}, images
 
 
 def _image(block: Body, where: str) -> Body:
