@@ -296,17 +296,17 @@ def test_anthropic_upstream_gets_the_request_as_sent(served: Served, claude: Fak
     system = [{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}]
     tools = [{**WEATHER, "cache_control": {"type": "ephemeral"}}]
     thinking = {"type": "enabled", "budget_tokens": 1024}
-    message = client(served).messages.create(
+    raw = client(served).messages.with_raw_response.create(
         model="route:claude",
         max_tokens=2000,
         system=system,
         tools=tools,
         thinking=thinking,
         messages=history_with_thinking(),
-        metadata={"user_id": "u-7"},
+        metadata={"user_id": "u-7", "workflow": "coding"},  # type: ignore[typeddict-unknown-key]
         extra_headers={"anthropic-beta": "interleaved-thinking-2025-05-14"},
     )
-    sent = claude.last_request
+    message, sent = raw.parse(), claude.last_request
     assert sent.headers["x-api-key"] == UPSTREAM_KEY  # Fleetdeck's secret, never the client's key
     assert sent.headers["anthropic-beta"] == "interleaved-thinking-2025-05-14"  # the client's betas go along
     assert sent.body["system"] == system and sent.body["tools"] == tools and sent.body["thinking"] == thinking
@@ -314,6 +314,9 @@ def test_anthropic_upstream_gets_the_request_as_sent(served: Served, claude: Fak
     assert sent.body["metadata"] == {"user_id": "u-7"} and sent.body["model"] == "claude-sonnet-4-5"
     assert [block.type for block in message.content] == ["thinking", "text"]
     assert message.content[0].thinking == THINKING and message.content[0].signature == SIGNATURE
+    assert message.id.startswith("msg_fake")  # the upstream's own message
+    trace = trace_of(served, raw.headers["x-fleetdeck-request-id"])
+    assert trace["workflow_id"] == "coding"  # Fleetdeck's context key, kept from the upstream
 
 
 def test_anthropic_upstream_stream_passes_thinking_and_signatures(served: Served) -> None:
