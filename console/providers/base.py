@@ -160,7 +160,12 @@ class Native:
 
 @runtime_checkable
 class Provider(Protocol):
-    """One configured provider (`local`, `openai`, `lab`, …) serving its models."""
+    """One configured provider (`local`, `openai`, `lab`, …) serving its models.
+
+    Two optional members, looked up with getattr: `native_protocols` (the ingress
+    protocols whose requests it takes as they are: see `Native`) and
+    `async count_tokens(model, body) -> int` (a request's input tokens by its own count).
+    """
 
     name: str
     kind: str  # local | openai_compat | anthropic
