@@ -53,6 +53,7 @@ routes:
   - intent: claude_policed
     primary: claude/claude-sonnet-4-5
     tools: {{allow: [crm.lookup]}}
+  - {{intent: prod_only, primary: lab/mock-gpt, environments: [prod]}}
   - {{intent: lab_capped, primary: lab/mock-gpt, max_retries: 0, timeouts: {{total_s: 60}}}}
   - {{intent: claude_capped, primary: claude/claude-capped, max_retries: 0, timeouts: {{total_s: 60}}}}
 default_route: general
@@ -623,6 +624,12 @@ def test_the_sdk_raises_its_own_errors(served: Served) -> None:
     with pytest.raises(anthropic.NotFoundError) as missing:
         client(served).messages.create(model="nobody/nothing", max_tokens=5, messages=user("hi"))
     assert missing.value.body["error"]["type"] == "not_found_error"  # type: ignore[index]
+
+
+def test_a_route_of_another_environment_is_a_permission_error(served: Served) -> None:
+    with pytest.raises(anthropic.PermissionDeniedError) as refused:
+        client(served).messages.create(model="route:prod_only", max_tokens=5, messages=user("hi"))
+    assert refused.value.body["error"]["type"] == "permission_error"  # type: ignore[index]
 
 
 def test_a_missing_key_is_an_authentication_error_with_a_trace(served: Served) -> None:
