@@ -21,7 +21,7 @@ import orjson
 import pytest
 from fakes.anthropic_upstream import SIGNATURE, THINKING, THINKING_TOKENS, FakeAnthropic
 from fakes.openai_upstream import FakeOpenAI, Fault
-from gateway_process import Served, create_key, fleetdeck_serve, rows_once_there, trace_of
+from gateway_process import Served, cache_entry, create_key, fleetdeck_serve, rows_once_there, trace_of
 from genai_prices import Usage, calc_price
 
 UPSTREAM_KEY = "sk-ant-upstream-test"
@@ -53,6 +53,7 @@ routes:
   - intent: claude_policed
     primary: claude/claude-sonnet-4-5
     tools: {{allow: [crm.lookup]}}
+  - {{intent: lab_cached, primary: lab/mock-gpt, cache_ttl: 3600}}
   - {{intent: prod_only, primary: lab/mock-gpt, environments: [prod]}}
   - {{intent: lab_capped, primary: lab/mock-gpt, max_retries: 0, timeouts: {{total_s: 60}}}}
   - {{intent: claude_capped, primary: claude/claude-capped, max_retries: 0, timeouts: {{total_s: 60}}}}
@@ -267,6 +268,28 @@ def test_openai_compatible_tool_round_trip_and_stream(served: Served, upstream: 
         streamed = stream.get_final_message()
     streamed_call = next(block for block in streamed.content if block.type == "tool_use")
     assert streamed_call.input == {"input": "weather in Paris"} and streamed.stop_reason == "tool_use"
+
+
+def test_the_cache_answers_a_messages_client_json_and_streamed(served: Served, upstream: FakeOpenAI) -> None:
+    body = {
+        "model": "route:lab_cached",
+        "max_tokens": 20,
+        "messages": user("cache this answer please"),
+        "extra_body": {"temperature": 0},  # a sampled answer is not cached
+    }
+    first = client(served).messages.with_raw_response.create(**body)
+    cache_entry(served, first.headers["x-fleetdeck-request-id"])  # kept and indexed
+    sent = upstream.request_count
+    again = client(served).messages.with_raw_response.create(**body)
+    assert again.headers["x-fleetdeck-cache"] == "exact"
+    assert again.parse().content[0].text == first.parse().content[0].text == "cache this answer please"
+    with client(served).messages.stream(**body) as stream:
+        kinds = [event.type for event in stream]
+        streamed = stream.get_final_message()
+        assert stream.response.headers["x-fleetdeck-cache"] == "exact"
+    assert upstream.request_count == sent  # neither reached the upstream
+    assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
+    assert streamed.content[0].text == "cache this answer please"
 
 
 def test_openai_compatible_count_tokens_is_an_estimate_and_says_so(served: Served) -> None:
