@@ -10,6 +10,7 @@ import orjson
 from console.gateway.call import End, Failed, KeepAlive, StreamEvent
 from console.gateway.ingress.messages_reply import StreamRenderer
 from console.gateway.openai_api import ApiError
+from console.providers.base import NATIVE, Native
 
 
 class _Trace:
@@ -105,3 +106,68 @@ def test_a_broken_stream_ends_with_an_error_event_and_no_message_stop() -> None:
     names = [name for name, _ in events]
     assert names[-1] == "error" and "message_stop" not in names and "message_delta" not in names
     assert events[-1][1]["error"] == {"type": "api_error", "message": "lab/m: connection reset"}
+
+
+def native(*events: dict[str, Any], **canonical: Any) -> dict[str, Any]:
+    return {"id": "msg_up", "choices": [], **canonical, NATIVE: Native("messages", list(events))}
+
+
+def test_an_upstream_s_own_events_pass_as_they_came_and_message_stop_waits_for_the_end() -> None:
+    start = {"type": "message_start", "message": {"id": "msg_up", "type": "message", "content": []}}
+    block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    text = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}}
+    delta = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}}
+    events = render(
+        [
+            native(start),
+            native(block),
+            native(text),
+            native({"type": "content_block_stop", "index": 0}),
+            native(delta),
+            native({"type": "message_stop"}),
+            End(),
+        ]
+    )
+    assert [data for _, data in events] == [
+        start,
+        block,
+        text,
+        {"type": "content_block_stop", "index": 0},
+        delta,
+        {"type": "message_stop"},
+    ]
+    cut = render(
+        [
+            native(start),
+            native(block),
+            native(text),
+            native({"type": "message_stop"}),
+            Failed(ApiError(502, "x")),
+        ]
+    )
+    assert [name for name, _ in cut][-1] == "error" and "message_stop" not in [name for name, _ in cut]
+
+
+def test_a_native_stream_whose_chunk_a_step_rewrote_goes_on_translated() -> None:
+    start = {"type": "message_start", "message": {"id": "msg_up", "type": "message", "content": []}}
+    block = {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+    text = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Hi"}}
+    rewritten = chunk(
+        {"tool_calls": [{"index": 0, "id": "call_9", "function": {"name": "f", "arguments": "{}"}}]}
+    )
+    events = render([native(start), native(block), native(text), rewritten, chunk({}, "tool_calls"), End()])
+    names = [name for name, _ in events]
+    assert names == [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",  # the upstream's open text block, closed
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    assert events[3][1]["index"] == 0 and events[4][1]["index"] == 1
+    assert events[4][1]["content_block"]["type"] == "tool_use"
+    assert events[-2][1]["delta"]["stop_reason"] == "tool_use"

@@ -87,6 +87,8 @@ class KeepAlive:
 
 
 # A streamed delta is a chat.completion.chunk body as it is (no wrapper: streams are hot).
+# A chunk may carry the upstream's own events under providers.base.NATIVE: a step that
+# rewrites a chunk drops them, and the ingress translates the chunk instead.
 StreamEvent = Body | End | Failed | KeepAlive
 
 

@@ -166,11 +166,13 @@ class StreamRenderer:
         self.usage: Body | None = None
         self.model = ""
         self.held_stop: Body | None = None  # an upstream's own message_stop, sent on a clean end
+        self.delta_sent = False  # the upstream's own message_delta went out
 
     def frames(self, event: StreamEvent) -> list[bytes]:
         if isinstance(event, dict):
             native = event.get(NATIVE)
             if isinstance(native, Native) and native.protocol == PROTOCOL:
+                self._track(event)
                 return self._native(native)
             return self._chunk(event)
         if isinstance(event, KeepAlive):
@@ -183,29 +185,43 @@ class StreamRenderer:
     # -- the upstream's own events ----------------------------------------------------------
 
     def _native(self, native: Native) -> list[bytes]:
+        """The upstream's events as they came, with the block state kept, so that a stream whose
+        later chunks a step rewrote (and so stripped of their native events) goes on translated."""
         frames = []
         for upstream in native.body:
             kind = str(upstream.get("type"))
             if kind == "message_stop":
                 self.held_stop = upstream
                 continue
-            self.started = self.started or kind == "message_start"
+            if kind == "message_start":
+                self.started = True
+            elif kind == "content_block_start":
+                self.index = int(upstream.get("index") or 0)
+                self.block = str((upstream.get("content_block") or {}).get("type"))
+            elif kind == "content_block_stop":
+                self.block = None
+            elif kind == "message_delta":
+                self.delta_sent = True
             frames.append(sse(kind, upstream))
         return frames
 
     # -- translated from canonical chunks -----------------------------------------------------
 
-    def _chunk(self, chunk: Body) -> list[bytes]:
-        frames = [] if self.started else [self._start(chunk)]
+    def _track(self, chunk: Body) -> None:
         self.model = self.model or str(chunk.get("model") or "")
         if chunk.get("usage"):
             self.usage = chunk["usage"]
         for choice in chunk.get("choices") or ():
-            if int(choice.get("index") or 0) != 0:
-                continue  # a Messages client asks for one answer
-            frames += self._delta(choice.get("delta") or {})
-            if choice.get("finish_reason"):
+            if int(choice.get("index") or 0) == 0 and choice.get("finish_reason"):
                 self.finish = str(choice["finish_reason"])
+
+    def _chunk(self, chunk: Body) -> list[bytes]:
+        frames = [] if self.started else [self._start(chunk)]
+        self.held_stop = None  # from here on the stream is translated: it ends with Fleetdeck's own
+        self._track(chunk)
+        for choice in chunk.get("choices") or ():
+            if int(choice.get("index") or 0) == 0:  # a Messages client asks for one answer
+                frames += self._delta(choice.get("delta") or {})
         return frames
 
     def _start(self, chunk: Body) -> bytes:
@@ -279,6 +295,8 @@ class StreamRenderer:
     def _end(self) -> list[bytes]:
         if self.held_stop is not None:  # the upstream's own stream: its events said it all
             return [sse("message_stop", self.held_stop)]
+        if self.delta_sent:
+            return [sse("message_stop", {"type": "message_stop"})]
         frames = [] if self.started else [self._start({"created": int(time.time())})]
         frames += self._close()
         delta = {"stop_reason": STOP_REASONS.get(self.finish or "stop", "end_turn"), "stop_sequence": None}
