@@ -194,6 +194,22 @@ def test_local_tool_use_round_trip(served: Served) -> None:
     assert second.content and second.usage.input_tokens > first.usage.input_tokens
 
 
+def test_local_tool_use_streams_as_input_json_deltas(served: Served) -> None:
+    with client(served).messages.stream(
+        model="route:general",
+        max_tokens=48,
+        tools=[WEATHER],
+        tool_choice={"type": "tool", "name": "get_weather"},
+        messages=user("What is the weather in Paris?"),
+    ) as stream:
+        events = list(stream)
+        final = stream.get_final_message()
+    deltas = {event.delta.type for event in events if event.type == "content_block_delta"}
+    assert deltas == {"input_json_delta"}
+    call = next(block for block in final.content if block.type == "tool_use")
+    assert call.name == "get_weather" and isinstance(call.input, dict) and final.stop_reason == "tool_use"
+
+
 def test_an_image_the_local_model_cannot_read_is_refused_clearly(served: Served) -> None:
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}}
     with pytest.raises(anthropic.BadRequestError) as refused:
