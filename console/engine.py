@@ -457,5 +457,7 @@ def price_book(policy: Policy, settings: Settings) -> PriceBook:
             local_rates[name] = settings.local_cost_per_hour if rate is None else rate
             continue
         for model, price in config.prices.items():
-            overrides[f"{name}/{model}"] = ModelPrices(price.input, price.output, price.cache_read)
+            overrides[f"{name}/{model}"] = ModelPrices(
+                price.input, price.output, price.cache_read, price.cache_write
+            )
     return PriceBook(overrides, local_rates)

@@ -141,6 +141,7 @@ class PriceConfig(_Schema):
     input: NonNegativeFloat
     output: NonNegativeFloat
     cache_read: NonNegativeFloat | None = None
+    cache_write: NonNegativeFloat | None = None
 
 
 def _whole_number(low: int, meaning: str) -> Any:

@@ -239,7 +239,12 @@ def test_response_translation(stop_reason: str, finish_reason: str) -> None:
             {"type": "tool_use", "id": "toolu_1", "name": "crm_lookup", "input": {"query": "ACME", "n": 2}},
         ],
         "stop_reason": stop_reason,
-        "usage": {"input_tokens": 100, "cache_read_input_tokens": 400, "output_tokens": 20},
+        "usage": {
+            "input_tokens": 100,
+            "cache_read_input_tokens": 400,
+            "cache_creation_input_tokens": 50,
+            "output_tokens": 20,
+        },
     }
     result = from_anthropic(message, MODEL)
     choice = result["choices"][0]
@@ -247,12 +252,13 @@ def test_response_translation(stop_reason: str, finish_reason: str) -> None:
     assert result["id"] == "msg_1"
     assert choice["finish_reason"] == finish_reason
     assert choice["message"]["content"] == "Looking it up."
+    assert choice["message"]["reasoning_content"] == "hmm"
     call = choice["message"]["tool_calls"][0]
     assert (call["id"], call["type"], call["function"]["name"]) == ("toolu_1", "function", "crm_lookup")
     assert orjson.loads(call["function"]["arguments"]) == {"query": "ACME", "n": 2}
-    assert result["usage"]["prompt_tokens_details"] == {"cached_tokens": 400}
+    assert result["usage"]["prompt_tokens_details"] == {"cached_tokens": 400, "cache_write_tokens": 50}
     assert Usage.from_openai(result["usage"]) == Usage(
-        input_tokens=500, output_tokens=20, cache_read_tokens=400
+        input_tokens=550, output_tokens=20, cache_read_tokens=400, cache_write_tokens=50
     )
 
 

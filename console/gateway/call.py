@@ -31,7 +31,7 @@ from console.gateway.openai_api import ApiError
 from console.gateway.router import Decision
 from console.gateway.services import GatewayServices
 from console.policy import Route
-from console.providers.base import Body, Provider
+from console.providers.base import NATIVE, Body, Native, Provider
 from console.store.audit import AuditEvent
 from console.store.trace import Payload, Trace
 
@@ -46,6 +46,7 @@ class CanonicalRequest:
     operation: str
     body: Body
     size: int = 0  # bytes on the wire: a long request is scanned on a worker thread
+    native: Native | None = None  # the request as the client sent it, for a provider speaking its protocol
 
     @property
     def model(self) -> str | None:
@@ -92,7 +93,14 @@ class KeepAlive:
 
 
 # A streamed delta is a chat.completion.chunk body as it is (no wrapper: streams are hot).
+# A chunk may carry the upstream's own events under providers.base.NATIVE: a step that
+# rewrites a chunk drops them, and the ingress translates the chunk instead.
 StreamEvent = Body | End | Failed | KeepAlive
+
+
+def provider_protocols(provider: Provider) -> frozenset[str]:
+    """The ingress protocols a provider takes as they are (`Provider.native_protocols`)."""
+    return frozenset(getattr(provider, "native_protocols", ()))
 
 
 class ClientDisconnected(Exception):
@@ -126,6 +134,7 @@ class Call:
     answer: Body | None = None  # the reply, once there is one
     events: AsyncIterator[StreamEvent] | None = None  # the streamed reply, once it is open
     stored_response: Body | None = None  # as stored (redacted)
+    native_answer: Native | None = None  # the upstream's own answer, when it spoke the ingress's protocol
     target: Target | None = None  # who answered
     reply_headers: dict[str, str] = field(default_factory=dict)
     streaming: bool = False  # the relay records the trace when the stream ends
@@ -214,10 +223,19 @@ class Call:
     # -- what providers are sent --------------------------------------------------------
 
     def outbound(self, provider: Provider, body: Body) -> Body:
-        """The redacted request for a remote provider when the route redacts, else `body`."""
+        """The redacted request for a remote provider when the route redacts, else `body`; with
+        the client's own request beside it when the provider speaks the client's protocol and
+        no step has rewritten what the request says (see providers.base.Native)."""
         if provider.kind != "local" and self.pii_mode == "redact" and self.stored_request is not None:
             kept: Body = {k: body[k] for k in ("max_tokens", "stream_options") if k in body}
-            return {**self.stored_request, **kept}
+            body = {**self.stored_request, **kept}
+        native = self.request.native if self.request is not None else None
+        if (
+            native is not None
+            and native.protocol in provider_protocols(provider)
+            and native.fits_request(body)
+        ):
+            return {**body, NATIVE: native.with_headers(self.headers)}
         return body
 
     def reaches_remote(self) -> bool:

@@ -119,6 +119,7 @@ def combined(first: Usage, second: Usage) -> Usage:
         output_tokens=first.output_tokens + second.output_tokens,
         cache_read_tokens=first.cache_read_tokens + second.cache_read_tokens,
         reasoning_tokens=first.reasoning_tokens + second.reasoning_tokens,
+        cache_write_tokens=first.cache_write_tokens + second.cache_write_tokens,
     )
 
 

@@ -70,12 +70,14 @@ class KeyRegistry:
         self._changing = threading.Lock()  # admin calls change keys from a worker thread
 
     def authenticate(self, headers: Mapping[str, str]) -> VirtualKey:
-        """The key of `Authorization: Bearer …`; a 401 envelope when missing, unknown or revoked."""
+        """The key of `Authorization: Bearer …` or `x-api-key` (Anthropic's SDKs send that);
+        a 401 envelope when missing, unknown or revoked."""
         token = headers.get("authorization", "").removeprefix("Bearer ").strip()
+        token = token or headers.get("x-api-key", "").strip()
         if not token:
             raise ApiError(
                 401,
-                "missing API key: send 'Authorization: Bearer <key>' "
+                "missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>' "
                 "(create one with `fleetdeck keys create`)",
                 code="invalid_api_key",
             )

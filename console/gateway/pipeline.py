@@ -22,6 +22,7 @@ from console.gateway.openai_api import ApiError
 from console.gateway.services import GatewayServices
 from console.gateway.steps import authenticate, context
 from console.gateway.steps.cache_lookup import look_up_cache
+from console.gateway.steps.count_tokens import count_tokens
 from console.gateway.steps.escalate import escalate
 from console.gateway.steps.execute import execute
 from console.gateway.steps.keep import keep
@@ -35,13 +36,14 @@ from console.gateway.steps.settle import settle
 
 Step = Callable[[Call], Awaitable[None]]
 
-# Until the call has an answer: a cache hit answers at step 5, a stream at step 7.
+# Until the call has an answer: a token count answers at 4b, a cache hit at 5, a stream at 7.
 BEFORE_ANSWER: tuple[Step, ...] = (
     context.read_context,  # Fleetdeck's context: workflow, task, step, tier, prompt
     apply_prompt,  # 2 the registry's template (X-Fleetdeck-Prompt)
     choose_route,  # 3 route, plan and reason code; stops, access, fan-out
     apply_rate_limits,  # requests, tokens and calls in flight per key, environment, route
     screen_input,  # 4 PII, injection, personal data kept home
+    count_tokens,  # a count_tokens call is answered here, with the count
     look_up_cache,  # 5 exact, then semantic
     reserve,  # 6 the worst case against every cap
     execute,  # 7 attempts under one deadline; a stream goes to the relay

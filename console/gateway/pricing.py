@@ -1,9 +1,16 @@
 """What a call cost: policy prices first, then genai-prices; local calls by compute time.
 
 genai-prices takes about 0.2 ms a call, too much for the hot path, so each model's
-prices per million tokens are read from it once and kept. That treats every model as
-linearly priced; the few with tiered prices above long contexts are priced at their
-base tier (noted in the trace's price_source).
+prices per million tokens are read from it once and kept (measured on a short call, so a
+model with tiered prices above long contexts is priced at its base tier). That treats
+every model as linearly priced.
+
+Input tokens are priced by kind, at genai-prices' own rates: uncached, read from the
+provider's prompt cache, written to it (Anthropic's cache writes cost more than plain
+input). `input_tokens` counts all three, as OpenAI's `prompt_tokens` does, so cached
+tokens are priced once, at their rate, never also as plain input. Reasoning tokens are
+part of the output tokens and priced at the model's reasoning rate (its output rate
+when it has none).
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from genai_prices import calc_price
 from console.providers.base import Usage
 
 MILLION = 1_000_000
+PROBE = 1_000  # tokens per probe: below every long-context tier
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,12 +34,26 @@ class ModelPrices:
     input: float
     output: float
     cache_read: float | None = None
+    cache_write: float | None = None
+    reasoning: float | None = None
 
     def cost(self, usage: Usage) -> float:
-        cached = usage.cache_read_tokens if self.cache_read is not None else 0
-        fresh = usage.input_tokens - cached
-        total = fresh * self.input + usage.output_tokens * self.output + cached * (self.cache_read or 0.0)
+        read = usage.cache_read_tokens if self.cache_read is not None else 0
+        written = usage.cache_write_tokens if self.cache_write is not None else 0
+        fresh = max(usage.input_tokens - read - written, 0)
+        reasoning = min(usage.reasoning_tokens, usage.output_tokens) if self.reasoning is not None else 0
+        total = (
+            fresh * self.input
+            + read * (self.cache_read or 0.0)
+            + written * (self.cache_write or 0.0)
+            + (usage.output_tokens - reasoning) * self.output
+            + reasoning * (self.reasoning or 0.0)
+        )
         return total / MILLION
+
+    def worst_input(self) -> float:
+        """The dearest rate an input token can be billed at (a cache write may cost more)."""
+        return max(self.input, self.cache_write or 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +101,11 @@ class PriceBook:
         if kind == "local" and f"{provider}/{model}" not in self._overrides:
             rate = self._local.get(provider)
             return None if rate is None else seconds_bound * rate / 3600
-        return self.price(provider, kind, model, usage_bound, None).cost_usd
+        prices = self._overrides.get(f"{provider}/{model}") or self._from_catalogue(kind, model)
+        if prices is None:
+            return None
+        dearest = ModelPrices(prices.worst_input(), max(prices.output, prices.reasoning or 0.0))
+        return dearest.cost(usage_bound)
 
     def is_priced(self, provider: str, kind: str, model: str) -> bool:
         if f"{provider}/{model}" in self._overrides or kind == "local":
@@ -94,13 +120,17 @@ class PriceBook:
 
 
 def _lookup(model: str, provider_id: str | None) -> ModelPrices | None:
-    def per_million(usage: PriceUsage) -> float:
-        return float(calc_price(usage, model, provider_id=provider_id).total_price)
+    def per_million(**usage: int) -> float:
+        price = calc_price(PriceUsage(**usage), model, provider_id=provider_id).total_price
+        return float(price) * (MILLION // PROBE)
 
     try:
-        input_price = per_million(PriceUsage(input_tokens=MILLION))
-        output_price = per_million(PriceUsage(output_tokens=MILLION))
-        cache_read = per_million(PriceUsage(input_tokens=MILLION, cache_read_tokens=MILLION))
+        return ModelPrices(
+            input=per_million(input_tokens=PROBE),
+            output=per_million(output_tokens=PROBE),
+            cache_read=per_million(input_tokens=PROBE, cache_read_tokens=PROBE),
+            cache_write=per_million(input_tokens=PROBE, cache_write_tokens=PROBE),
+            reasoning=per_million(output_tokens=PROBE, output_reasoning_tokens=PROBE),
+        )
     except LookupError:
         return None
-    return ModelPrices(input_price, output_price, cache_read)

@@ -7,9 +7,17 @@ alternating turns of content blocks (tool calls → `tool_use`, tool results →
 required by Anthropic and defaults to `default_max_tokens`.
 
 Responses: text and `tool_use` blocks → `message.content` and `tool_calls` (arguments
-as a JSON string); stop reasons → finish reasons; usage → OpenAI usage, where
-`prompt_tokens` counts every input token (uncached + cache read + cache write) and
-`prompt_tokens_details.cached_tokens` the cache reads, as OpenAI does.
+as a JSON string), thinking → `reasoning_content`; stop reasons → finish reasons; usage
+→ OpenAI usage, where `prompt_tokens` counts every input token (uncached + cache read +
+cache write), `prompt_tokens_details.cached_tokens` the cache reads and
+`.cache_write_tokens` the cache writes, and `completion_tokens_details.reasoning_tokens`
+the thinking tokens.
+
+Passthrough: a request that arrived in the Messages API carries the client's own body
+(`providers.base.Native`); when the gateway hands it over, that body is sent as it is
+(model, max_tokens and stream set by the gateway), so thinking blocks, their signatures
+and `cache_control` reach Anthropic untouched, and the upstream's own message (or its
+own stream events) travels back beside the canonical answer.
 """
 
 from __future__ import annotations
@@ -20,11 +28,14 @@ from typing import Any
 
 import orjson
 
-from console.providers.base import Body, ErrorType, ProviderError
+from console.providers.base import NATIVE, Body, ErrorType, Native, ProviderError
 from console.providers.openai_compat import HttpProvider, drain
 from console.providers.sse import SSEDecoder, SSEEvent
 
 ANTHROPIC_VERSION = "2023-06-01"
+PROTOCOL = "messages"  # the ingress protocol this provider speaks natively
+# What Anthropic's count_tokens endpoint takes of a Messages request.
+COUNT_FIELDS = ("model", "messages", "system", "tools", "tool_choice", "thinking", "mcp_servers")
 FINISH_REASONS = {
     "end_turn": "stop",
     "stop_sequence": "stop",
@@ -234,12 +245,16 @@ def openai_usage(usage: Mapping[str, Any]) -> Body:
     cache_write = int(usage.get("cache_creation_input_tokens") or 0)
     prompt = uncached + cache_read + cache_write
     completion = int(usage.get("output_tokens") or 0)
-    return {
+    thinking = int((usage.get("output_tokens_details") or {}).get("thinking_tokens") or 0)
+    translated: Body = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cache_read},
+        "prompt_tokens_details": {"cached_tokens": cache_read, "cache_write_tokens": cache_write},
     }
+    if thinking:
+        translated["completion_tokens_details"] = {"reasoning_tokens": thinking}
+    return translated
 
 
 def from_anthropic(message: Any, model: str) -> Body:
@@ -249,6 +264,7 @@ def from_anthropic(message: Any, model: str) -> Body:
             ErrorType.bad_response, "anthropic: the upstream answered JSON that is not a message"
         )
     texts: list[str] = []
+    thinking: list[str] = []
     tool_calls: list[Body] = []
     for block in message["content"]:
         kind = block.get("type") if isinstance(block, dict) else None
@@ -256,8 +272,12 @@ def from_anthropic(message: Any, model: str) -> Body:
             texts.append(block.get("text") or "")
         elif kind == "tool_use":
             tool_calls.append(_tool_call(block))
-        # thinking / redacted_thinking blocks have no OpenAI equivalent
+        elif kind == "thinking":
+            thinking.append(block.get("thinking") or "")
+        # redacted_thinking (and server tool blocks) have no OpenAI equivalent
     reply: Body = {"role": "assistant", "content": "".join(texts) if texts or not tool_calls else None}
+    if thinking:
+        reply["reasoning_content"] = "".join(thinking)
     if tool_calls:
         reply["tool_calls"] = tool_calls
     return {
@@ -289,15 +309,26 @@ def _tool_call(block: Body) -> Body:
 class StreamTranslator:
     """Anthropic stream events → OpenAI `chat.completion.chunk` dicts, one event at a time."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, native: bool = False) -> None:
         self.id = ""
         self.model = model
         self.created = int(time.time())
         self.usage: dict[str, Any] = {}
         self.finished = False
+        self.native = native  # every chunk carries the upstream event it came from
         self._tool_index: dict[int, int] = {}  # Anthropic content-block index → OpenAI tool_calls index
 
     def handle(self, event: Any) -> Body | None:
+        chunk = self._handle(event)
+        if not self.native:
+            return chunk
+        # Passthrough: events with no canonical meaning (ping, block stops, signatures) still
+        # travel, in a chunk without choices; the relay passes those to a client that asked for usage.
+        chunk = chunk if chunk is not None else {**self._envelope(), "choices": []}
+        chunk[NATIVE] = Native(PROTOCOL, [event])
+        return chunk
+
+    def _handle(self, event: Any) -> Body | None:
         if not isinstance(event, dict):
             raise ProviderError(ErrorType.bad_response, "anthropic: a stream event that is not an object")
         kind = event.get("type")
@@ -353,7 +384,9 @@ class StreamTranslator:
             index = self._tool_index.get(event.get("index", -1), 0)
             call = {"index": index, "function": {"arguments": delta.get("partial_json") or ""}}
             return self._chunk({"tool_calls": [call]})
-        return None  # thinking and signature deltas
+        if kind == "thinking_delta":
+            return self._chunk({"reasoning_content": delta.get("thinking") or ""})
+        return None  # signature deltas
 
     def _message_delta(self, event: Body) -> Body:
         self.usage.update({k: v for k, v in (event.get("usage") or {}).items() if v is not None})
@@ -368,6 +401,7 @@ class AnthropicProvider(HttpProvider):
     """Claude models through the Messages API at `base_url` (without `/v1`)."""
 
     kind = "anthropic"
+    native_protocols = frozenset({PROTOCOL})
 
     def __init__(
         self,
@@ -398,16 +432,31 @@ class AnthropicProvider(HttpProvider):
         )
         self._default_max_tokens = default_max_tokens
         self._messages_url = self.url("/v1/messages")
+        self._count_url = self.url("/v1/messages/count_tokens")
+
+    def _request(self, model: str, body: Body) -> tuple[Body, Native | None]:
+        """The Messages request for `body`, and the client's own when it is that (passthrough)."""
+        native = body.get(NATIVE)
+        if not isinstance(native, Native) or native.protocol != PROTOCOL:
+            return to_anthropic(model, body, self._default_max_tokens), None
+        request = {key: value for key, value in native.body.items() if key != "stream"}
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+        return {**request, "model": model, "max_tokens": max_tokens or request.get("max_tokens")}, native
 
     async def chat(self, model: str, body: Body) -> Body:
-        request = to_anthropic(model, body, self._default_max_tokens)
-        return from_anthropic(await self.post_json(self._messages_url, request), model)
+        request, native = self._request(model, body)
+        message = await self.post_json(self._messages_url, request, _headers(native))
+        answer = from_anthropic(message, model)
+        if native is not None:
+            answer[NATIVE] = Native.of_answer(PROTOCOL, message, answer)
+        return answer
 
     async def chat_stream(self, model: str, body: Body) -> AsyncGenerator[Body, None]:
-        request = {**to_anthropic(model, body, self._default_max_tokens), "stream": True}
-        translator = StreamTranslator(model)
+        request, native = self._request(model, body)
+        translator = StreamTranslator(model, native is not None)
         decoder = SSEDecoder()
-        async with self.open_stream(self._messages_url, request) as response:
+        streaming = {**request, "stream": True}
+        async with self.open_stream(self._messages_url, streaming, _headers(native)) as response:
             chunks = response.aiter_bytes()
             async for raw in chunks:
                 for chunk in self._translate(translator, decoder.feed(raw)):
@@ -419,6 +468,16 @@ class AnthropicProvider(HttpProvider):
                 yield chunk
         if not translator.finished:
             raise ProviderError(ErrorType.connection, f"{self.name}: the stream ended before message_stop")
+
+    async def count_tokens(self, model: str, body: Body) -> int:
+        """Anthropic's own count (`/v1/messages/count_tokens`) of the request's input tokens."""
+        request, native = self._request(model, body)
+        counting = {k: request[k] for k in COUNT_FIELDS if k in request}
+        counted = await self.post_json(self._count_url, counting, _headers(native))
+        tokens = counted.get("input_tokens") if isinstance(counted, dict) else None
+        if not isinstance(tokens, int):
+            raise self.bad_response("a token count without input_tokens")
+        return tokens
 
     async def completion(self, model: str, body: Body) -> Body:
         chat = await self.chat(model, _completion_as_chat(body))
@@ -459,6 +518,11 @@ class AnthropicProvider(HttpProvider):
         if isinstance(event, dict) and event.get("type") == "error":
             raise self.body_error(event)
         return event
+
+
+def _headers(native: Native | None) -> dict[str, str] | None:
+    """The client's own headers that go with its own body (its anthropic-beta)."""
+    return dict(native.headers) if native is not None and native.headers else None
 
 
 def _completion_as_chat(body: Body) -> Body:

@@ -5,6 +5,10 @@ body (with `model` already resolved to the provider's own model name) and return
 OpenAI response bodies, or yields OpenAI `chat.completion.chunk` dicts when
 streaming. Providers that speak another protocol (Anthropic) translate both ways.
 
+A provider that speaks a client's own wire protocol (Anthropic's Messages API for a
+request that arrived as one) may be handed the request as the client sent it, beside
+the canonical body, and hand its own answer back beside the canonical one: see `Native`.
+
 Providers do not retry, time out or fall back: the executor does all of that, by
 cancelling the provider's coroutine. A provider must therefore release what it holds
 (an upstream connection, a local generation) when it is cancelled.
@@ -12,12 +16,21 @@ cancelling the provider's coroutine. A provider must therefore release what it h
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+import dataclasses
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
+import orjson
+
 Body = dict[str, Any]
+NATIVE = "_native"  # the key of a `Native` in a canonical request, answer or stream chunk
+# What steps may set on a request without changing what it says (reserve sets max_tokens,
+# the execute step stream_options, the context step takes its keys out of metadata).
+REQUEST_SETTINGS = frozenset(
+    {"model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "metadata"}
+)
 
 
 class ErrorType(StrEnum):
@@ -78,10 +91,14 @@ class Usage:
     output_tokens: int = 0
     cache_read_tokens: int = 0
     reasoning_tokens: int = 0
+    cache_write_tokens: int = 0  # input tokens written to the provider's prompt cache
 
     @classmethod
     def from_openai(cls, usage: Body | None) -> Usage:
-        """Read an OpenAI `usage` object (chat, completions or embeddings)."""
+        """Read an OpenAI `usage` object (chat, completions or embeddings).
+
+        `prompt_tokens` counts every input token; `prompt_tokens_details.cached_tokens` the
+        cache reads among them and `.cache_write_tokens` (OpenRouter's name) the cache writes."""
         if not usage:
             return cls()
         prompt_details = usage.get("prompt_tokens_details") or {}
@@ -91,12 +108,64 @@ class Usage:
             output_tokens=int(usage.get("completion_tokens") or 0),
             cache_read_tokens=int(prompt_details.get("cached_tokens") or 0),
             reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+            cache_write_tokens=int(prompt_details.get("cache_write_tokens") or 0),
         )
+
+
+def _view(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def request_view(body: Body) -> bytes:
+    """What a canonical request says, without the settings steps may add."""
+    return _view({key: value for key, value in body.items() if key not in REQUEST_SETTINGS})
+
+
+@dataclass(frozen=True, slots=True)
+class Native:
+    """A request, an answer or stream events in one wire protocol, carried beside the canonical
+    form so that a provider speaking the same protocol passes content through without loss
+    (thinking blocks and their signatures, cache_control) that the canonical form cannot hold.
+
+    `basis` is the canonical form it was translated to or from. The canonical form is what
+    the steps govern: when a step has rewritten it (PII redacted, a prompt applied, tool
+    calls withheld), `basis` no longer matches and the native form must not be used.
+    """
+
+    protocol: str  # an ingress protocol: "messages"
+    body: Any  # a request or answer body, or a list of stream events
+    basis: bytes = b""
+    forward: tuple[str, ...] = ()  # client headers that belong to the request (e.g. anthropic-beta)
+    headers: tuple[tuple[str, str], ...] = ()  # their values, once the gateway has handed them over
+
+    @classmethod
+    def of_request(cls, protocol: str, body: Body, canonical: Body, forward: tuple[str, ...] = ()) -> Native:
+        return cls(protocol, body, request_view(canonical), forward)
+
+    def with_headers(self, client_headers: Mapping[str, str]) -> Native:
+        """This request with the client's headers it names in `forward`."""
+        found = tuple((name, client_headers[name]) for name in self.forward if name in client_headers)
+        return dataclasses.replace(self, headers=found) if found else self
+
+    def fits_request(self, canonical: Body) -> bool:
+        return request_view(canonical) == self.basis
+
+    @classmethod
+    def of_answer(cls, protocol: str, body: Body, canonical: Body) -> Native:
+        return cls(protocol, body, _view(canonical.get("choices")))
+
+    def fits_answer(self, canonical: Body) -> bool:
+        return _view(canonical.get("choices")) == self.basis
 
 
 @runtime_checkable
 class Provider(Protocol):
-    """One configured provider (`local`, `openai`, `lab`, …) serving its models."""
+    """One configured provider (`local`, `openai`, `lab`, …) serving its models.
+
+    Two optional members, looked up with getattr: `native_protocols` (the ingress
+    protocols whose requests it takes as they are: see `Native`) and
+    `async count_tokens(model, body) -> int` (a request's input tokens by its own count).
+    """
 
     name: str
     kind: str  # local | openai_compat | anthropic

@@ -660,6 +660,12 @@ class LocalProvider:
         result: Body = await self._embed_thread.run(lambda: self._embed(gen, inputs, encoding), gen.stop)
         return result
 
+    async def count_tokens(self, model: str, body: Body) -> int:
+        """The chat request's prompt tokens by the model's own tokenizer and chat template."""
+        args = self._chat_args(model, body)
+        count: int = await self._chat_thread.run(lambda: self._count(args), threading.Event())
+        return count
+
     async def load(self) -> None:
         """Load the generation model now (on its thread) instead of on the first request."""
         self._check_open()
@@ -712,6 +718,21 @@ class LocalProvider:
             self._llm, self.placement = self._load(embedding=False)
             self._hook_sampling(self._llm)
         return self._llm
+
+    def _count(self, args: dict[str, Any]) -> int:
+        llm = self._chat_model()
+        template = llm.metadata.get("tokenizer.chat_template")
+        if not template:  # no template in the GGUF: the messages' text alone
+            text = "\n".join(str(m.get("content") or "") for m in args["messages"])
+            return len(llm.tokenize(text.encode(), add_bos=True, special=False))
+        lib = _llama_cpp()
+        formatter = lib.llama_chat_format.Jinja2ChatFormatter(
+            template=template,
+            eos_token=llm.detokenize([llm.token_eos()]).decode("utf-8", "replace"),
+            bos_token=llm.detokenize([llm.token_bos()]).decode("utf-8", "replace"),
+        )
+        prompt = formatter(messages=args["messages"], tools=args.get("tools")).prompt
+        return len(llm.tokenize(prompt.encode(), add_bos=False, special=True))
 
     def _load(self, *, embedding: bool) -> tuple[Any, Placement]:
         n_ctx = self.embedding_n_ctx if embedding else self.n_ctx

@@ -227,10 +227,11 @@ class HttpProvider:
     async def aclose(self) -> None:
         await self._client.aclose()
 
-    async def post_json(self, url: httpx.URL, payload: Body) -> Any:
+    async def post_json(self, url: httpx.URL, payload: Body, headers: Mapping[str, str] | None = None) -> Any:
+        """`headers`: this request's own, beside the provider's (e.g. a client's anthropic-beta)."""
         content = self._encode(payload)
         try:
-            response = await self._client.post(url, content=content)
+            response = await self._client.post(url, content=content, headers=headers)
         except _TRANSPORT_ERRORS as exc:
             raise self.transport_error(exc) from None  # the cause holds the request headers
         if response.status_code >= 300:
@@ -241,11 +242,13 @@ class HttpProvider:
             raise self.bad_response(f"HTTP {response.status_code} with a body that is not JSON") from None
 
     @asynccontextmanager
-    async def open_stream(self, url: httpx.URL, payload: Body) -> AsyncIterator[httpx.Response]:
+    async def open_stream(
+        self, url: httpx.URL, payload: Body, headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[httpx.Response]:
         """The upstream response of a streaming request, checked for its status; closed on exit."""
         content = self._encode(payload)
         try:
-            async with self._client.stream("POST", url, content=content) as response:
+            async with self._client.stream("POST", url, content=content, headers=headers) as response:
                 if response.status_code >= 300:
                     await response.aread()
                     raise self.status_error(response.status_code, response.headers, response.content)

@@ -15,7 +15,12 @@ Same machinery and fault API as `fakes.openai_upstream` (see there): `Fault`,
   `any` or `tool`, or the last user text names a tool, the answer is a `tool_use` block
   with input `{"query": <last user text>}` (streamed as `input_json_delta` pieces) after
   a short text block, and stop_reason `tool_use`.
-- `fake.cache_read_tokens = N` reports N `cache_read_input_tokens` in every usage.
+- `fake.cache_read_tokens = N` reports N `cache_read_input_tokens` in every usage,
+  `fake.cache_write_tokens = N` N `cache_creation_input_tokens`.
+- A request with `thinking: {type: enabled}` is answered with a `thinking` block first
+  (text `THINKING`, signature `SIGNATURE`; streamed as `thinking_delta` + `signature_delta`),
+  and `usage.output_tokens_details.thinking_tokens` counts its 5 tokens (in output_tokens).
+- `POST /v1/messages/count_tokens` answers `{"input_tokens": N}`, N counted as in usage.
 
     with FakeAnthropic() as fake:
         provider = AnthropicProvider("anthropic", fake.base_url, api_key="sk-ant-test")
@@ -50,9 +55,16 @@ class FakeAnthropic(FakeUpstream):
     def __init__(self, *, port: int = 0, api_key: str | None = None, **kw: Any) -> None:
         super().__init__(port=port, api_key=api_key, **kw)
         self.cache_read_tokens = 0
+        self.cache_write_tokens = 0
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self.endpoint(self._messages))
+        app.router.add_post("/v1/messages/count_tokens", self.endpoint(self._count_tokens))
+
+    async def _count_tokens(self, request: web.Request, body: Any, fault: Fault | None) -> web.StreamResponse:
+        if not isinstance(body, dict) or not body.get("messages"):
+            return self.error_response(request, Fault(status=400, message="messages are required"))
+        return web.json_response({"input_tokens": _input_tokens(body)})
 
     def authorized(self, request: web.Request) -> bool:
         return request.headers.get("x-api-key") == self.api_key
@@ -76,7 +88,7 @@ class FakeAnthropic(FakeUpstream):
             return web.Response(body=b'{"id": "msg_broken", "content": [', content_type=JSON)
         if fault is not None and not stream and fault.wrong_shape:
             return web.Response(body=b'{"type": "banana"}', content_type=JSON)
-        answer = _Message(body, next(self._ids), self.cache_read_tokens)
+        answer = _Message(body, next(self._ids), self.cache_read_tokens, self.cache_write_tokens)
         if stream:
             return await self.send_events(request, self._events(request, answer, fault), fault)
         return await self.send_json(request, answer.message(), fault)
@@ -94,6 +106,18 @@ class FakeAnthropic(FakeUpstream):
         return events
 
 
+THINKING = "THINKING"
+SIGNATURE = "SIGNATURE"
+THINKING_TOKENS = 5
+
+
+def _input_tokens(body: Body) -> int:
+    messages = body.get("messages") or []
+    return sum(3 + words(_text(m.get("content"))) for m in messages if isinstance(m, dict)) + words(
+        _text(body.get("system"))
+    )
+
+
 def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
@@ -107,16 +131,15 @@ def _text(content: Any) -> str:
 class _Message:
     """The deterministic answer to one Messages request, as a message or as stream events."""
 
-    def __init__(self, body: Body, number: int, cache_read: int) -> None:
+    def __init__(self, body: Body, number: int, cache_read: int, cache_write: int = 0) -> None:
         self.id = f"msg_fake{number}"
         self.model = body.get("model") or "claude-fake"
         messages = body["messages"]
         user = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
         self.text = _text(user[-1].get("content")) if user else ""
-        self.input_tokens = sum(3 + words(_text(m.get("content"))) for m in messages) + words(
-            _text(body.get("system"))
-        )
-        self.cache_read = cache_read
+        self.input_tokens = _input_tokens(body)
+        self.cache_read, self.cache_write = cache_read, cache_write
+        self.thinking = (body.get("thinking") or {}).get("type") == "enabled"
         self.tool = _chosen_tool(body, self.text)
         self.tool_id = f"toolu_fake{number}"
         if self.tool:
@@ -129,21 +152,28 @@ class _Message:
         self.stop_reason = (
             "tool_use" if self.tool else "stop_sequence" if stop else "max_tokens" if cut else "end_turn"
         )
-        self.output_tokens = len(self.pieces) + (10 if self.tool else 0)
+        self.output_tokens = (
+            len(self.pieces) + (10 if self.tool else 0) + (THINKING_TOKENS if self.thinking else 0)
+        )
 
     def usage(self, output_tokens: int) -> Body:
-        return {
+        usage: Body = {
             "input_tokens": self.input_tokens,
-            "cache_creation_input_tokens": 0,
+            "cache_creation_input_tokens": self.cache_write,
             "cache_read_input_tokens": self.cache_read,
             "output_tokens": output_tokens,
         }
+        if self.thinking:
+            usage["output_tokens_details"] = {"thinking_tokens": THINKING_TOKENS}
+        return usage
 
     def _tool_input(self) -> Body:
         return {"query": self.text}
 
     def message(self) -> Body:
         content: list[Body] = [{"type": "text", "text": "".join(self.pieces)}] if self.pieces else []
+        if self.thinking:
+            content.insert(0, {"type": "thinking", "thinking": THINKING, "signature": SIGNATURE})
         if self.tool:
             content.append(
                 {"type": "tool_use", "id": self.tool_id, "name": self.tool, "input": self._tool_input()}
@@ -168,26 +198,46 @@ class _Message:
             "usage": self.usage(1),
         }
         yield {"type": "message_start", "message": start}
-        yield {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}
+        text = 0
+        if self.thinking:
+            text = 1
+            block = {"type": "thinking", "thinking": "", "signature": ""}
+            yield {"type": "content_block_start", "index": 0, "content_block": block}
+            yield {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "thinking_delta", "thinking": THINKING},
+            }
+            yield {
+                "type": "content_block_delta",
+                "index": 0,
+                "delta": {"type": "signature_delta", "signature": SIGNATURE},
+            }
+            yield {"type": "content_block_stop", "index": 0}
+        yield {"type": "content_block_start", "index": text, "content_block": {"type": "text", "text": ""}}
         yield {"type": "ping"}
         for piece in self.pieces:
-            yield {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}}
-        yield {"type": "content_block_stop", "index": 0}
+            yield {
+                "type": "content_block_delta",
+                "index": text,
+                "delta": {"type": "text_delta", "text": piece},
+            }
+        yield {"type": "content_block_stop", "index": text}
         if self.tool:
-            yield from self._tool_events()
+            yield from self._tool_events(text + 1)
         delta = {"stop_reason": self.stop_reason, "stop_sequence": self.stop_sequence}
         yield {"type": "message_delta", "delta": delta, "usage": {"output_tokens": self.output_tokens}}
         yield {"type": "message_stop"}
 
-    def _tool_events(self) -> Iterator[Body]:
+    def _tool_events(self, index: int) -> Iterator[Body]:
         block: Body = {"type": "tool_use", "id": self.tool_id, "name": self.tool, "input": {}}
-        yield {"type": "content_block_start", "index": 1, "content_block": block}
+        yield {"type": "content_block_start", "index": index, "content_block": block}
         arguments = orjson.dumps(self._tool_input()).decode()
         third = max(1, len(arguments) // 3)
         for start in range(0, len(arguments), third):
             delta = {"type": "input_json_delta", "partial_json": arguments[start : start + third]}
-            yield {"type": "content_block_delta", "index": 1, "delta": delta}
-        yield {"type": "content_block_stop", "index": 1}
+            yield {"type": "content_block_delta", "index": index, "delta": delta}
+        yield {"type": "content_block_stop", "index": index}
 
 
 def _chosen_tool(body: Body, text: str) -> str | None:

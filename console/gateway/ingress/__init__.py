@@ -6,8 +6,19 @@ from console.gateway.ingress.base import Ingress, Reply
 from console.gateway.ingress.chat import CHAT
 from console.gateway.ingress.completions import COMPLETIONS
 from console.gateway.ingress.embeddings import EMBEDDINGS
+from console.gateway.ingress.messages import COUNT_TOKENS, MESSAGES
 from console.gateway.ingress.responses import RESPONSES
 
-ADAPTERS: tuple[Ingress, ...] = (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES)
+ADAPTERS: tuple[Ingress, ...] = (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, MESSAGES, COUNT_TOKENS)
 
-__all__ = ["ADAPTERS", "CHAT", "COMPLETIONS", "EMBEDDINGS", "RESPONSES", "Ingress", "Reply"]
+__all__ = [
+    "ADAPTERS",
+    "CHAT",
+    "COMPLETIONS",
+    "COUNT_TOKENS",
+    "EMBEDDINGS",
+    "MESSAGES",
+    "RESPONSES",
+    "Ingress",
+    "Reply",
+]

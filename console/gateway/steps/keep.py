@@ -10,7 +10,9 @@ import orjson
 from console import guards
 from console.gateway.call import GUARD_INLINE_BYTES, Call
 from console.guards import schema as schema_guard
-from console.providers.base import Body
+from console.providers.base import NATIVE, Body
+
+PRIVATE = frozenset({"_fleetdeck", NATIVE})
 
 
 async def keep(call: Call) -> None:
@@ -55,7 +57,7 @@ def _answer_text(choice: Body) -> str | None:
 
 def _storable(body: Body) -> Body:
     """What a payload keeps of a response: embedding vectors are counted, not stored."""
-    body = {key: value for key, value in body.items() if key != "_fleetdeck"}  # the gateway's own notes
+    body = {key: value for key, value in body.items() if key not in PRIVATE}  # the gateway's own notes
     data = body.get("data")
     if body.get("object") != "list" or not isinstance(data, list):
         return body

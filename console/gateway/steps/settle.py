@@ -8,7 +8,7 @@ from typing import Any
 from console.gateway import escalation
 from console.gateway.call import Call
 from console.gateway.executor import Target
-from console.providers.base import Body, Usage
+from console.providers.base import NATIVE, Body, Usage
 
 
 async def settle(call: Call) -> None:
@@ -16,6 +16,7 @@ async def settle(call: Call) -> None:
     assert served is not None
     body = served.value
     private = body.pop("_fleetdeck", None) or {}
+    call.native_answer = body.pop(NATIVE, None)  # the upstream's own answer, beside the canonical one
     answered = body.get("model") if isinstance(body.get("model"), str) else None
     settle_cost(call, served.target, Usage.from_openai(body.get("usage")), private.get("compute_s"), answered)
     call.note_served(served)
@@ -42,6 +43,7 @@ def settle_cost(
         trace.cost_usd = (price.cost_usd or 0.0) + call.escalated.cost_usd
     trace.input_tokens, trace.output_tokens = usage.input_tokens, usage.output_tokens
     trace.cache_read_tokens, trace.reasoning_tokens = usage.cache_read_tokens, usage.reasoning_tokens
+    trace.cache_write_tokens = usage.cache_write_tokens
     trace.price_source = f"{price.source} (estimated)" if estimated else price.source
     if call.reservation is not None:
         services.ledger.settle(call.reservation, trace.cost_usd or 0.0)
