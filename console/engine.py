@@ -108,9 +108,10 @@ class Engine:
         self._audit_policy(self.policy)
         self.providers = build_providers(self.policy, self.settings)
         breakers = Breakers(self.policy.breaker, on_ejection=self._audit_ejection)
+        router = Router(self.policy, self.providers, load_models(self.db.cursor()))
         gateway = Gateway(
-            router=Router(self.policy, self.providers, load_models(self.db.cursor())),
-            executor=Executor(self.providers, breakers, self.policy.retry),
+            router=router,
+            executor=Executor(self.providers, breakers, self.policy.retry, observer=router.balancer),
             providers=self.providers,
             prices=price_book(self.policy, self.settings),
             recorder=self.recorder,

@@ -211,6 +211,21 @@ ProviderConfig = Annotated[
 ]
 
 
+class DeploymentConfig(_Schema):
+    """One deployment of a balanced primary: a provider/model and its share of the traffic."""
+
+    model: ModelRef
+    weight: PositiveFloat = 1.0  # for the weighted strategy
+
+
+class BalanceConfig(_Schema):
+    """Deployments of one model (keys, base URLs, regions, local instances) sharing a route's
+    primary slot. Breakers stay per deployment; the fallbacks still come after all of them."""
+
+    strategy: Literal["weighted", "least_busy", "lowest_latency", "usage"] = "weighted"
+    deployments: list[DeploymentConfig] = Field(min_length=2)
+
+
 class RateLimitConfig(_Schema):
     """Requests and tokens per sliding window, and calls in flight (unset: no such limit)."""
 
@@ -343,6 +358,7 @@ class Route(_Schema):
     # p95 latency (ms) of the primary over its last latency_slo_window calls; above it, the
     # fastest other candidate answers first (latency-slo-override) until the primary recovers.
     latency_slo_ms: PositiveInt | None = None
+    balance: BalanceConfig | None = None  # the primary's deployments (the primary among them)
     latency_slo_window: int = Field(default=20, ge=4, le=1000)
 
     @field_validator("fallback", mode="before")
@@ -361,6 +377,19 @@ class Route(_Schema):
     def chain(self) -> list[ModelRef]:
         """Candidates in order: the primary, then the fallbacks."""
         return [self.primary, *self.fallback]
+
+    @property
+    def other_deployments(self) -> list[ModelRef]:
+        """The balanced primary's deployments besides the primary itself."""
+        if self.balance is None:
+            return []
+        return [d.model for d in self.balance.deployments if d.model != self.primary]
+
+    @model_validator(mode="after")
+    def _primary_is_deployed(self) -> Route:
+        if self.balance is not None and self.primary not in [d.model for d in self.balance.deployments]:
+            raise ValueError(f"balance.deployments must include the primary, {self.primary}")
+        return self
 
     def serves(self, environment: str) -> bool:
         return self.environments is None or environment in self.environments
@@ -493,7 +522,7 @@ class Policy(_Schema):
 
     def served_models(self) -> list[ModelRef]:
         """Every model the policy names: route chains, local models and declared `models`, deduplicated."""
-        refs = [ref for route in self.routes for ref in route.chain]
+        refs = [ref for route in self.routes for ref in [*route.chain, *route.other_deployments]]
         for name, provider in self.providers.items():
             if isinstance(provider, LocalProviderConfig):
                 refs.append(ModelRef(name, provider.served_model()))
@@ -623,6 +652,11 @@ def _check_chain(
     locs: list[Loc] = [("routes", index, "primary")]
     locs += [("routes", index, "fallback", position) for position in range(len(route.fallback))]
     refs = list(route.chain)
+    if route.balance is not None:
+        for position, deployment in enumerate(route.balance.deployments):
+            if deployment.model != route.primary:
+                locs.append(("routes", index, "balance", "deployments", position, "model"))
+                refs.append(deployment.model)
     if route.escalation is not None:
         locs += [("routes", index, "escalation", "large", n) for n in range(len(route.escalation.large))]
         refs += route.escalation.large

@@ -22,7 +22,7 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from console.gateway.breaker import Breakers
 from console.policy import Retry, Timeouts
@@ -52,6 +52,9 @@ class Plan:
     targets: tuple[Target, ...]
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_retries: int = 2
+    # The first `deployments` targets serve one model: a 429 from one moves the call to the
+    # next at once instead of waiting out its Retry-After.
+    deployments: int = 1
 
 
 @dataclass(slots=True)
@@ -96,12 +99,21 @@ class ExecutionFailed(Exception):
 Call = Callable[[Provider, str, float], Awaitable[T]]
 
 
+class AttemptObserver(Protocol):
+    """Told when each attempt starts and ends: the load balancer's in-flight counts and latencies."""
+
+    def attempt_started(self, target: Target) -> None: ...
+
+    def attempt_ended(self, attempt: Attempt) -> None: ...
+
+
 @dataclass
 class Executor:
     providers: Mapping[str, Provider]
     breakers: Breakers
     retry: Retry = field(default_factory=Retry)
     rng: random.Random = field(default_factory=random.Random)
+    observer: AttemptObserver | None = None
 
     async def run(self, plan: Plan, attempts: list[Attempt], call: Call[T]) -> Served[T]:
         """Run `call(provider, model, seconds_left)` until a target answers; log every attempt."""
@@ -117,7 +129,8 @@ class Executor:
                 continue
             slice_end = loop.time() + (deadline - loop.time()) / (len(plan.targets) - index)
             try:
-                value = await self._try_target(plan, target, slice_end, attempts, call)
+                sibling_next = index < plan.deployments - 1
+                value = await self._try_target(plan, target, slice_end, attempts, call, sibling_next)
                 return Served(value, target, fell_back=outage)
             except ProviderError as error:
                 last = (error, target)
@@ -128,7 +141,13 @@ class Executor:
         raise ExecutionFailed(*last)
 
     async def _try_target(
-        self, plan: Plan, target: Target, slice_end: float, attempts: list[Attempt], call: Call[T]
+        self,
+        plan: Plan,
+        target: Target,
+        slice_end: float,
+        attempts: list[Attempt],
+        call: Call[T],
+        sibling_next: bool = False,
     ) -> T:
         provider = self.providers[target.provider]
         breaker = self.breakers[target.name]
@@ -136,6 +155,8 @@ class Executor:
         for retry in range(plan.max_retries + 1):
             started = loop.time()
             left = slice_end - started
+            if self.observer is not None:
+                self.observer.attempt_started(target)
             try:
                 if left <= 0:
                     raise ProviderError(ErrorType.timeout, "the request's deadline passed")
@@ -147,18 +168,20 @@ class Executor:
                 error = exc
             except (asyncio.CancelledError, GeneratorExit):
                 breaker.abandoned()
-                attempts.append(Attempt(target, "cancelled", (loop.time() - started) * 1000))
+                self._log(attempts, Attempt(target, "cancelled", (loop.time() - started) * 1000))
                 raise
             except Exception as exc:  # a provider bug must not take the request down with it
                 log.exception("provider %s failed unexpectedly", target.name)
                 error = ProviderError(ErrorType.bad_response, f"{type(exc).__name__} in the provider")
             else:
                 breaker.succeeded()
-                attempts.append(Attempt(target, "ok", (loop.time() - started) * 1000))
+                self._log(attempts, Attempt(target, "ok", (loop.time() - started) * 1000))
                 return value
             self._failed(target, error, (loop.time() - started) * 1000, attempts)
             if not error.error_type.retryable or retry == plan.max_retries:
                 raise error
+            if sibling_next and error.error_type is ErrorType.rate_limited:
+                raise error  # another deployment of the model has room now
             wait = max(self.retry.backoff_s(retry + 1, self.rng), error.retry_after_s or 0.0)
             if loop.time() + wait >= slice_end:
                 raise error
@@ -172,6 +195,12 @@ class Executor:
             self.breakers.failed(target.name)
         else:
             self.breakers[target.name].abandoned()  # not the target's health: free a half-open probe slot
-        attempts.append(
-            Attempt(target, "error", latency_ms, error.error_type.value, error.status, error.retry_after_s)
+        attempt = Attempt(
+            target, "error", latency_ms, error.error_type.value, error.status, error.retry_after_s
         )
+        self._log(attempts, attempt)
+
+    def _log(self, attempts: list[Attempt], attempt: Attempt) -> None:
+        attempts.append(attempt)
+        if self.observer is not None:
+            self.observer.attempt_ended(attempt)

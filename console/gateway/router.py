@@ -18,6 +18,9 @@ each step with its reason code:
    answer (console.gateway.escalation);
 3. latency-slo-override: a route whose primary breaks its latency SLO starts with the
    fastest other candidate (console.gateway.slo).
+
+A route with `balance` starts with the deployment its strategy picks (console.gateway.balancer),
+reason code `balanced-<strategy>`, its sibling deployments next, then the fallbacks.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from console.gateway.balancer import Balancer
 from console.gateway.classifier import Classification, IntentClassifier, offered_tools
 from console.gateway.executor import Attempt, Plan, Target
 from console.gateway.openai_api import ApiError
@@ -67,6 +71,7 @@ class Router:
         self._classifier = IntentClassifier.from_policy(policy, providers)
         self._difficulty = dict(difficulty or {})  # fitted by `fleetdeck routing calibrate`
         self.slos = LatencySlos()
+        self.balancer = Balancer()
 
     async def classify(self, body: Body, intent: str | None) -> Classification | None:
         """Intent and risk of a request that names no intent, when the policy has a classifier."""
@@ -207,8 +212,16 @@ class Router:
         return [f"{ROUTE_PREFIX}{intent}" for intent in self._routes] + sorted(served)
 
     def _route_decision(self, route: Route) -> Decision:
-        targets = tuple(Target(ref.provider, ref.model) for ref in [route.primary, *route.fallback])
-        return Decision(Plan(targets, route.timeouts, route.max_retries), route.intent, route.tier, "primary")
+        fallbacks = tuple(Target(ref.provider, ref.model) for ref in route.fallback)
+        if route.balance is None:
+            targets = (Target(route.primary.provider, route.primary.model), *fallbacks)
+            return Decision(
+                Plan(targets, route.timeouts, route.max_retries), route.intent, route.tier, "primary"
+            )
+        balanced = self.balancer.order(route)
+        plan = Plan(balanced.targets + fallbacks, route.timeouts, route.max_retries, len(balanced.targets))
+        notes = {"balance": balanced.as_json()}
+        return Decision(plan, route.intent, route.tier, balanced.reason_code, notes=notes)
 
     def _direct(self, target: Target, intent: str | None) -> Decision:
         known = self._providers[target.provider].models()
