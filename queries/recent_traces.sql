@@ -11,6 +11,7 @@
 -- param model: VARCHAR = all | only this model (provider/model)
 -- param provider: VARCHAR = all | only this provider
 -- param key_id: VARCHAR = all | only this virtual key
+-- param session_id: VARCHAR = all | only this session
 -- param text: VARCHAR = all | only traces whose workflow, route, model, reason or error contains this
 -- users: traffic pane, fleetdeck query --name recent_traces
 SELECT
@@ -38,6 +39,7 @@ WHERE ($status::VARCHAR IS NULL OR status = $status::VARCHAR)
   AND ($model::VARCHAR IS NULL OR coalesce(response_model, request_model) = $model::VARCHAR)
   AND ($provider::VARCHAR IS NULL OR provider = $provider::VARCHAR)
   AND ($key_id::VARCHAR IS NULL OR key_id = $key_id::VARCHAR)
+  AND ($session_id::VARCHAR IS NULL OR session_id = $session_id::VARCHAR)
   AND (
       $text::VARCHAR IS NULL
       OR concat_ws(' ', workflow_id, route, response_model, request_model, reason_code, error_type)

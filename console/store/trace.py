@@ -32,6 +32,7 @@ class Trace:
     user_role: str | None = None
     tenant: str | None = None
     task_id: str | None = None
+    session_id: str | None = None
     step: int | None = None
     prompt_name: str | None = None
     prompt_version: str | None = None

@@ -1,5 +1,8 @@
-"""Fleetdeck's own context of a call (workflow, intent, task, step, tier, prompt, trace ids),
-from `X-Fleetdeck-*` headers or the request's `metadata`; headers win."""
+"""Fleetdeck's own context of a call (workflow, intent, task, session, step, tier, prompt,
+trace ids), from `X-Fleetdeck-*` headers or the request's `metadata`; headers win.
+
+A session may also come from the conversation id a client already sends in `metadata`
+(`session_id`, `conversation_id`, `gen_ai.conversation.id`): those stay in the metadata."""
 
 from __future__ import annotations
 
@@ -13,11 +16,14 @@ CONTEXT_HEADERS = {
     "x-fleetdeck-workflow": "workflow",
     "x-fleetdeck-intent": "intent",
     "x-fleetdeck-task": "task",
+    "x-fleetdeck-session": "session",
     "x-fleetdeck-step": "step",
     "x-fleetdeck-tier": "tier",
     "x-fleetdeck-prompt": "prompt",
 }
 CONTEXT_KEYS = frozenset(CONTEXT_HEADERS.values())
+CONVERSATION_KEYS = ("session_id", "conversation_id", "gen_ai.conversation.id")
+MAX_SESSION_CHARS = 256
 
 
 async def read_context(call: Call) -> None:
@@ -31,6 +37,7 @@ def read(call: Call, body: Body) -> None:
     trace.workflow_id = context.get("workflow")
     trace.intent = context.get("intent")
     trace.task_id = context.get("task")
+    trace.session_id = _session(context.get("session"))
     trace.tier = context.get("tier")
     trace.trace_id = call.headers.get("x-fleetdeck-trace") or trace.request_id
     trace.parent_id = call.headers.get("x-fleetdeck-parent")
@@ -47,9 +54,24 @@ def _context(headers: Mapping[str, str], body: Body) -> dict[str, str]:
     if isinstance(metadata, dict):
         for key in CONTEXT_KEYS & metadata.keys():
             context.setdefault(key, str(metadata.pop(key)))
+        conversation = next(
+            (metadata[k] for k in CONVERSATION_KEYS if isinstance(metadata.get(k), str)), None
+        )
+        if conversation:
+            context.setdefault("session", conversation)
         if not metadata:
             del body["metadata"]
     return context
+
+
+def _session(value: str | None) -> str | None:
+    if value is None or not value.strip():
+        return None
+    if len(value) > MAX_SESSION_CHARS:
+        raise openai_api.bad_request(
+            f"X-Fleetdeck-Session is {len(value)} characters; at most {MAX_SESSION_CHARS}", param="session"
+        )
+    return value.strip()
 
 
 def _step(value: str) -> int:

@@ -21,8 +21,9 @@ FILTER_FIELDS = {
     "model": "model",
     "provider": "provider",
     "key": "key_id",
+    "session": "session_id",
 }
-FILTER_HELP = "status:error  workflow:W  route:R  model:M  provider:P  key:K  or free text"
+FILTER_HELP = "status:error  workflow:W  route:R  model:M  provider:P  key:K  session:S  or free text"
 
 
 class FilterError(ValueError):
@@ -100,6 +101,7 @@ class TraceDetail:
     guards: Any
     request: Any
     response: Any
+    session: list[dict[str, Any]] = field(default_factory=list)  # the session's calls, in order
 
 
 def detail(cur: duckdb.DuckDBPyConnection, request_id: str) -> TraceDetail | None:
@@ -114,7 +116,15 @@ def detail(cur: duckdb.DuckDBPyConnection, request_id: str) -> TraceDetail | Non
         guards=_json(row.get("guard_results")),
         request=_json(row.pop("payload_request", None)),
         response=_json(row.pop("payload_response", None)),
+        session=session_timeline(cur, row.get("session_id")),
     )
+
+
+def session_timeline(cur: duckdb.DuckDBPyConnection, session_id: str | None) -> list[dict[str, Any]]:
+    if not session_id:
+        return []
+    rows: list[dict[str, Any]] = queries.run(cur, "session_timeline", {"session_id": session_id}).to_pylist()
+    return rows
 
 
 def _json(value: Any) -> Any:

@@ -22,6 +22,7 @@ from console.tui.readmodel.traffic import TraceDetail
 SUMMARY_FIELDS = (
     ("request", "request_id"),
     ("task", "task_id"),
+    ("session", "session_id"),
     ("workflow", "workflow_id"),
     ("route", "route"),
     ("asked for", "request_model"),
@@ -66,6 +67,24 @@ def attempts_text(attempts: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def session_text(calls: list[dict[str, Any]], current: str) -> str:
+    """The session's calls as a timeline, this one marked, with the running cost."""
+    if not calls:
+        return "not part of a session (send X-Fleetdeck-Session to group a conversation's calls)"
+    lines = []
+    for call in calls:
+        mark = "▶" if call["request_id"] == current else " "
+        lines.append(
+            f"{mark} {humanize.day_and_time(call.get('ts_start'))}  {humanize.text(call.get('protocol')):<16}"
+            f" {humanize.text(call.get('model')):<28} {humanize.text(call.get('status')):<9}"
+            f" {humanize.duration_ms(call.get('latency_ms')):>8}  {humanize.usd(call.get('cost_usd')):>9}"
+            f"  Σ {humanize.usd(call.get('running_cost_usd'))}"
+        )
+    total = calls[-1].get("running_cost_usd")
+    lines.append(f"{len(calls)} calls · {humanize.usd(total)} in all")
+    return "\n".join(lines)
+
+
 def pretty(value: Any, absent: str) -> str:
     if value is None:
         return absent
@@ -97,6 +116,8 @@ class TraceScreen(ModalScreen[None]):
         with VerticalScroll(id="trace-body"):
             yield Static(f"Trace {self.request_id}", classes="section-title")
             yield Static("loading…", id="trace-summary")
+            yield Static("Session", classes="section-title")
+            yield Static("", id="trace-session")
             yield Static("Attempts", classes="section-title")
             yield Static("", id="trace-attempts")
             yield Static("Guard results", classes="section-title")
@@ -126,6 +147,7 @@ class TraceScreen(ModalScreen[None]):
             return
         self.detail = detail = message.found
         summary.update(summary_text(detail.row))
+        self.query_one("#trace-session", Static).update(session_text(detail.session, self.request_id))
         self.query_one("#trace-attempts", Static).update(attempts_text(detail.attempts))
         self.query_one("#trace-guards", Static).update(pretty(detail.guards, "no guard ran"))
         self.query_one("#trace-request", Static).update(pretty(detail.request, "no payload kept"))
