@@ -121,6 +121,7 @@ class Engine:
             fallbacks=FallbackNotes(self.recorder),
             approvals=ApprovalQueue(self.recorder),
             prompts=self.prompts,
+            stream_keep_alive_s=self.settings.stream_keep_alive_s,
         )
         self._cache = gateway.cache = ResponseCache(
             self.db, self.settings.data_dir / "models", embed_via(gateway.router, gateway.executor)

@@ -40,3 +40,4 @@ class GatewayServices:
     after_trace: AfterTrace | None = None
     prompts: PromptRegistry | None = None
     cache: ResponseCache | None = None
+    stream_keep_alive_s: float = 15.0  # how often a stream waiting for an approval says it is alive
