@@ -7,6 +7,7 @@ checked on the wire, not only on what the SDK made of it."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -346,3 +347,24 @@ def test_the_local_models_held_call_is_released_on_approval_and_refused_on_denia
         assert got.tool_calls == [] and got.finish == ["stop"]
         assert got.content == f"{WITHHELD} (payments.issue_refund: denied)."
         assert b"arguments" not in got.raw and decision["action"] == "approval.denied"
+
+
+def test_a_client_that_leaves_while_its_call_is_held_takes_the_call_off_the_queue(served: Served) -> None:
+    endpoint = AdminEndpoint.find(served.data_dir)
+    assert endpoint is not None
+    body = {"model": "route:refunds", "messages": [{"role": "user", "content": ASK}], "stream": True}
+    body |= offering("payments.issue_refund")
+    url = f"{served.base_url}/chat/completions"
+    with httpx.stream("POST", url, json=body, headers=served.auth, timeout=60) as response:
+        request_id = response.headers["x-fleetdeck-request-id"]
+        lines = response.iter_lines()
+        assert ": keep-alive" in lines  # read up to the first keep-alive: the call is held
+        assert len(endpoint.call("approvals", {"action": "list"})["pending"]) == 1
+    sql = f"SELECT status, error_type, http_status FROM traces WHERE request_id = '{request_id}'"
+    (trace,) = rows_once_there(served, sql, "the stream left no trace")
+    assert (trace["status"], trace["error_type"]) == ("partial", "client_disconnected")
+    assert trace["http_status"] == 499
+    deadline = time.monotonic() + 10
+    while endpoint.call("approvals", {"action": "list"})["pending"]:
+        assert time.monotonic() < deadline, "the held call stayed in the queue"
+        time.sleep(0.05)

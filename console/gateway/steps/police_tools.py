@@ -17,7 +17,6 @@ from console.policy import ToolPolicy
 from console.providers.base import Body
 
 Rule = Literal["allowed", "not allowed", "approval"]
-WITHHELD = "Tool calls withheld by Fleetdeck"
 
 
 async def police_tools(call: Call) -> None:
@@ -32,12 +31,16 @@ async def police_tools(call: Call) -> None:
         if len(kept) == len(calls):
             continue
         refused = [f"{name}: {verdict}" for name, verdict in verdicts.items() if verdict != "approved"]
-        note = f"{WITHHELD} (" + "; ".join(refused) + ")."
-        message["content"] = f"{message.get('content') or ''}\n{note}".strip()
+        message["content"] = f"{message.get('content') or ''}\n{withheld_note(refused)}".strip()
         message["tool_calls"] = kept or None
         if not kept and choice.get("finish_reason") == "tool_calls":
             choice["finish_reason"] = "stop"
     note_verdicts(call, verdicts)
+
+
+def withheld_note(refused: list[str]) -> str:
+    """What the client reads in the content about the calls it did not get."""
+    return "Tool calls withheld by Fleetdeck (" + "; ".join(refused) + ")."
 
 
 def tool_name(tool_call: Body) -> str:

@@ -23,7 +23,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from console.gateway.call import Call, KeepAlive, StreamEvent
-from console.gateway.steps.police_tools import WITHHELD, ask_approval, note_verdicts, rule, tool_name
+from console.gateway.steps.police_tools import ask_approval, note_verdicts, rule, tool_name, withheld_note
 from console.policy import ToolPolicy
 from console.providers.base import Body
 
@@ -172,7 +172,7 @@ class StreamTools:
 
     def _note(self, index: int, refused: list[str]) -> str:
         """Why calls are missing, as police_tools says it in a JSON answer's content."""
-        note = f"{WITHHELD} (" + "; ".join(refused) + ")."
+        note = withheld_note(refused)
         note = f"\n{note}" if self.text.get(index) else note
         self.text.setdefault(index, []).append(note)
         return note
