@@ -36,6 +36,11 @@ routes:
     max_retries: 0
     timeouts: {{first_token_s: 60, total_s: 120}}
     tools: {{allow: [orders.get], approval: [payments.issue_refund]}}
+  - intent: refunds_in_a_hurry
+    primary: lab/m
+    max_retries: 0
+    timeouts: {{total_s: 2}}
+    tools: {{allow: [orders.get], approval: [payments.issue_refund]}}
   - intent: plain
     primary: lab/m
     max_retries: 0
@@ -233,6 +238,12 @@ def test_allowed_calls_pass_whole_and_a_disallowed_call_never_reaches_the_client
     sql = f"SELECT payload FROM audit_log WHERE action = 'guard.flagged' AND subject = '{got.request_id}'"
     (flagged,) = rows_once_there(served, sql, "the flag was not audited")
     assert orjson.loads(str(flagged["payload"]))["tools"] == ["shell.exec"]
+    # The stored response is what the client received, as for a JSON answer.
+    sql = f"SELECT response FROM payloads WHERE request_id = '{got.request_id}'"
+    (stored,) = rows_once_there(served, sql, "no payload was kept")
+    (choice,) = orjson.loads(str(stored["response"]))["choices"]
+    assert [call["function"]["name"] for call in choice["message"]["tool_calls"]] == ["orders.get"]
+    assert choice["message"]["content"] == got.content
 
 
 def test_when_no_call_is_left_the_finish_reason_is_stop(served: Served) -> None:
@@ -272,6 +283,26 @@ def test_a_held_call_is_refused_on_denial(served: Served) -> None:
     assert on_the_wire(fake_arguments("payments.issue_refund")) not in got.raw
     (decision,) = decisions(served, approval_id)
     assert decision["action"] == "approval.denied" and decision["actor_kind"] == "human"
+
+
+def test_an_undecided_call_expires_at_the_deadline_and_the_stream_still_ends_cleanly(
+    served: Served, upstream: FakeOpenAI
+) -> None:
+    upstream.push(Fault(stall_at=-2, stall_s=2.5, stream=True))  # the usage chunk comes late
+    got = stream(served, "refunds_in_a_hurry", **offering("payments.issue_refund"))
+    # Nobody decided: the route's deadline (total_s 2) did. The wait was the human's, not the
+    # upstream's: the rest of the stream (its usage, after the deadline) still came through.
+    assert got.tool_calls == [] and got.finish == ["stop"]
+    assert got.content == f"{WITHHELD} (payments.issue_refund: expired)."
+    assert got.raw.count(KEEP_ALIVE) >= 3 and got.raw.endswith(b"data: [DONE]\n\n")
+    sql = (
+        "SELECT actor, actor_kind, payload FROM audit_log WHERE action = 'approval.denied' "
+        f"AND payload->>'request_id' = '{got.request_id}'"
+    )
+    (expired,) = rows_once_there(served, sql, "the expiry was not audited")
+    assert (expired["actor"], expired["actor_kind"]) == ("gateway", "system")
+    trace = trace_of(served, got.request_id)
+    assert trace["status"] == "ok" and trace["input_tokens"] > 0  # priced from the upstream's usage
 
 
 def test_a_stream_cut_before_its_calls_are_complete_sends_none(served: Served, upstream: FakeOpenAI) -> None:

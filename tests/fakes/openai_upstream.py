@@ -57,6 +57,8 @@ they were added); no fault means a normal answer. Faults apply before the api-ke
     retry_after_ms  retry-after-ms header
     delay_s         sleep before responding at all
     first_chunk_delay_s, chunk_delay_s   streams: sleep before the first chunk / between chunks
+    stall_at, stall_s   streams: sleep stall_s before the event at index stall_at (negative:
+                    from the end, [DONE] being -1; -2 is the usage chunk when there is one)
     reset           abort the connection with a TCP RST, no response
     close           close the connection (FIN) without a response
     malformed       200 whose body is not JSON; streams: a `data:` line that is not JSON
@@ -117,6 +119,8 @@ class Fault:
     delay_s: float = 0.0
     first_chunk_delay_s: float = 0.0
     chunk_delay_s: float = 0.0
+    stall_at: int | None = None
+    stall_s: float = 0.0
     reset: bool = False
     close: bool = False
     malformed: bool = False
@@ -513,7 +517,9 @@ class FakeUpstream:
         )
         await response.prepare(request)
         try:
-            if fault is None or not (fault.first_chunk_delay_s or fault.chunk_delay_s or fault.cut_after):
+            if fault is None or not (
+                fault.first_chunk_delay_s or fault.chunk_delay_s or fault.cut_after or fault.stall_s
+            ):
                 await response.write(_sent(request, b"".join(events)))
             elif not await self._trickle(request, response, events, fault):
                 return response
@@ -527,7 +533,10 @@ class FakeUpstream:
     async def _trickle(
         self, request: web.Request, response: web.StreamResponse, events: list[bytes], fault: Fault
     ) -> bool:
+        stall = None if fault.stall_at is None else fault.stall_at % len(events)
         for index, event in enumerate(events):
+            if index == stall:
+                await asyncio.sleep(fault.stall_s)
             if fault.cut_after is not None and index >= fault.cut_after:
                 self._counters["cut"] += 1
                 drop(request, reset=False)
