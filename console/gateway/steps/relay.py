@@ -127,7 +127,7 @@ def _calls_tools(chunk: Body) -> bool:
     """Whether a chunk carries a tool-call delta (a plain loop: ~3× cheaper than any())."""
     for choice in chunk.get("choices") or ():
         delta = choice.get("delta")
-        if delta and "tool_calls" in delta:
+        if delta and delta.get("tool_calls"):  # not `"tool_calls": null`, which some servers send with text
             return True
     return False
 

@@ -84,9 +84,9 @@ class StreamTools:
         passing, finished = [], []
         for choice in choices:
             index, delta = int(choice.get("index") or 0), choice.get("delta") or {}
-            had_calls = "tool_calls" in delta
+            had_calls = bool(delta.get("tool_calls"))  # some servers send `"tool_calls": null` with text
             if had_calls:
-                self._hold(index, delta.pop("tool_calls") or [])
+                self._hold(index, delta.pop("tool_calls"))
             if choice.get("finish_reason") and index in self._held:
                 finished.append(choice)
             elif delta or choice.get("finish_reason") or not had_calls:
