@@ -124,6 +124,7 @@ class Engine:
             approvals=ApprovalQueue(self.recorder),
             prompts=self.prompts,
             responses=StoredResponses(self.db, self.recorder),
+            stream_keep_alive_s=self.settings.stream_keep_alive_s,
         )
         self._cache = gateway.cache = ResponseCache(
             self.db, self.settings.data_dir / "models", embed_via(gateway.router, gateway.executor)

@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(default=400)
     # While serving, retention is applied this often (seconds); 0 turns it off.
     retention_interval_s: float = Field(default=3600.0, ge=0)
+    # A streamed answer whose tool call waits for a human's approval sends an SSE comment
+    # this often (seconds), so the client and any proxy between keep the stream open.
+    stream_keep_alive_s: float = Field(default=15.0, gt=0)
     # Requests need a virtual key (Authorization: Bearer …); off only on a trusted single-user box.
     auth_required: bool = True
     # Drift alerts are also POSTed as JSON here (FLEETDECK_DRIFT_WEBHOOK_URL); none by default.

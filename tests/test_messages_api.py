@@ -424,6 +424,27 @@ def test_tool_calls_the_policy_withholds_never_pass_through(served: Served) -> N
     assert "withheld" in message.content[0].text and message.stop_reason == "end_turn"
 
 
+def test_streamed_tool_calls_the_policy_withholds_never_pass_through(served: Served) -> None:
+    body = {
+        "model": "route:claude_policed",
+        "max_tokens": 100,
+        "stream": True,
+        "tools": [WEATHER],
+        "tool_choice": {"type": "any"},
+        "messages": user("weather in Rome"),
+    }
+    response = post(served, body)
+    assert response.status_code == 200
+    assert b"get_weather" not in response.content and b"tool_use" not in response.content
+    events = sse_events(response)
+    assert [name for name, _ in events].count("message_start") == 1
+    assert events[-1][0] == "message_stop"
+    stops = [data["delta"]["stop_reason"] for name, data in events if name == "message_delta"]
+    assert stops == ["end_turn"]
+    text = "".join(data["delta"].get("text", "") for name, data in events if name == "content_block_delta")
+    assert "withheld" in text
+
+
 def test_tool_result_images_pass_through_or_follow_as_image_parts(
     served: Served, claude: FakeAnthropic, upstream: FakeOpenAI
 ) -> None:

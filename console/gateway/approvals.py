@@ -6,7 +6,8 @@ a call that needs approval is held: the response waits (within the route's deadl
 while the call sits in the queue, shown by the console and `fleetdeck approvals list`.
 Approval releases it; denial or the deadline releases the response without it and with
 a refusal the calling app can read. Each decision is one audit entry naming its actor
-(approval.granted or approval.denied; a call nobody decided is denied by the system).
+(approval.granted or approval.denied; a call nobody decided is denied by the system). A
+call whose client went away while it waited leaves the queue (approval.withdrawn).
 """
 
 from __future__ import annotations
@@ -71,6 +72,11 @@ class ApprovalQueue:
                 self._audit("gateway", "system", "approval.denied", call, expired)
                 return "expired", "gateway"
             return await call.decided  # decided in the very last moment
+        except asyncio.CancelledError:  # the request ended first: its client went away, or shutdown
+            if self._take(call.approval_id) is not None:
+                gone = {"reason": "request_cancelled"}
+                self._audit("gateway", "system", "approval.withdrawn", call, gone)
+            raise
         finally:
             self._take(call.approval_id)
 

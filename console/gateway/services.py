@@ -44,3 +44,4 @@ class GatewayServices:
     prompts: PromptRegistry | None = None
     cache: ResponseCache | None = None
     responses: StoredResponses | None = None  # what the Responses API stores (`store`)
+    stream_keep_alive_s: float = 15.0  # how often a stream waiting for an approval says it is alive

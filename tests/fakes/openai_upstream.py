@@ -30,13 +30,18 @@ As pytest fixtures: one server per module, clean state per test:
         fake.reset()
 
 `fake.requests` lists `Recorded(method, path, headers (lower-case), body (parsed JSON),
-raw, connection (which TCP connection, 1, 2, …), fault (the one applied), ts)`.
+raw, connection (which TCP connection, 1, 2, …), fault (the one applied), ts, sent (the
+response body's bytes as written: a stream's SSE events, exactly))`.
 
 Endpoints (under `/v1`): `chat/completions` (JSON, or SSE when `stream`; a usage chunk
 when `stream_options.include_usage`), `completions`, `embeddings`, `models`. The answer
 echoes the last user message (truncated at `max_tokens` words, finish_reason
 "length"); token counts are words. With `tools` and tool_choice "required" or a named
 function, the answer is a tool call with arguments `{"input": <last user message>}`.
+With "required" and `parallel_tool_calls: true`, the answer is the echoed text followed
+by one call per tool, arguments `{"input": …, "tool": <its name>}`; streamed, the text
+comes first, then the calls' deltas taking turns by index (id and name in each call's
+first delta, its arguments in 8-character pieces), as parallel calls stream.
 
 A request takes the first queued fault that matches it (`fail_next`, `push`), else the
 first standing rule that matches (`fail_for`, `fail_always`, `fail_ratio`, in the order
@@ -52,6 +57,8 @@ they were added); no fault means a normal answer. Faults apply before the api-ke
     retry_after_ms  retry-after-ms header
     delay_s         sleep before responding at all
     first_chunk_delay_s, chunk_delay_s   streams: sleep before the first chunk / between chunks
+    stall_at, stall_s   streams: sleep stall_s before the event at index stall_at (negative:
+                    from the end, [DONE] being -1; -2 is the usage chunk when there is one)
     reset           abort the connection with a TCP RST, no response
     close           close the connection (FIN) without a response
     malformed       200 whose body is not JSON; streams: a `data:` line that is not JSON
@@ -115,6 +122,8 @@ class Fault:
     delay_s: float = 0.0
     first_chunk_delay_s: float = 0.0
     chunk_delay_s: float = 0.0
+    stall_at: int | None = None
+    stall_s: float = 0.0
     reset: bool = False
     close: bool = False
     malformed: bool = False
@@ -212,8 +221,10 @@ class Recorded:
     connection: int  # which accepted TCP connection carried it (1, 2, …)
     fault: Fault | None
     ts: float = field(default_factory=time.monotonic)
+    sent: bytearray = field(default_factory=bytearray)  # the response body's bytes, as they were written
 
 
+RECORDED = web.RequestKey("recorded", Recorded)  # a request's record, to note what was sent
 Handler = Callable[[web.Request, Any, Fault | None], Awaitable[web.StreamResponse]]
 
 
@@ -464,7 +475,7 @@ class FakeUpstream:
                 body = None
             stream = isinstance(body, dict) and bool(body.get("stream"))
             fault = self.faults.take(request.path, stream)
-            self._record(request, body, raw, fault)
+            request[RECORDED] = self._record(request, body, raw, fault)
             if fault is not None:
                 early = await self._before(request, fault)
                 if early is not None:
@@ -475,10 +486,12 @@ class FakeUpstream:
 
         return handle
 
-    def _record(self, request: web.Request, body: Any, raw: bytes, fault: Fault | None) -> None:
+    def _record(self, request: web.Request, body: Any, raw: bytes, fault: Fault | None) -> Recorded:
         connection = self._conn_ids.get(id(request.protocol), 0)
         headers = {k.lower(): v for k, v in request.headers.items()}
-        self._records.append(Recorded(request.method, request.path, headers, body, raw, connection, fault))
+        recorded = Recorded(request.method, request.path, headers, body, raw, connection, fault)
+        self._records.append(recorded)
+        return recorded
 
     async def _before(self, request: web.Request, fault: Fault) -> web.StreamResponse | None:
         if fault.delay_s:
@@ -509,6 +522,7 @@ class FakeUpstream:
             await response.write(body[: len(body) // 2])
             drop(request, reset=False)
             return response
+        _sent(request, body)
         return web.Response(body=body, content_type=JSON)
 
     async def send_events(
@@ -522,8 +536,10 @@ class FakeUpstream:
         )
         await response.prepare(request)
         try:
-            if fault is None or not (fault.first_chunk_delay_s or fault.chunk_delay_s or fault.cut_after):
-                await response.write(b"".join(events))
+            if fault is None or not (
+                fault.first_chunk_delay_s or fault.chunk_delay_s or fault.cut_after or fault.stall_s
+            ):
+                await response.write(_sent(request, b"".join(events)))
             elif not await self._trickle(request, response, events, fault):
                 return response
             await response.write_eof()
@@ -536,7 +552,10 @@ class FakeUpstream:
     async def _trickle(
         self, request: web.Request, response: web.StreamResponse, events: list[bytes], fault: Fault
     ) -> bool:
+        stall = None if fault.stall_at is None else fault.stall_at % len(events)
         for index, event in enumerate(events):
+            if index == stall:
+                await asyncio.sleep(fault.stall_s)
             if fault.cut_after is not None and index >= fault.cut_after:
                 self._counters["cut"] += 1
                 drop(request, reset=False)
@@ -544,8 +563,16 @@ class FakeUpstream:
             delay = fault.first_chunk_delay_s if index == 0 else fault.chunk_delay_s
             if delay:
                 await asyncio.sleep(delay)
-            await response.write(event)
+            await response.write(_sent(request, event))
         return True
+
+
+def _sent(request: web.Request, data: bytes) -> bytes:
+    """Note `data` as sent in the request's record (`Recorded.sent`)."""
+    recorded = request.get(RECORDED)
+    if recorded is not None:
+        recorded.sent.extend(data)
+    return data
 
 
 def drop(request: web.Request, *, reset: bool) -> None:
@@ -711,20 +738,23 @@ class _ChatAnswer:
         self.created = int(time.time())
         text = last_user_text(body["messages"])
         self.prompt_tokens = prompt_tokens(body["messages"])
-        self.tool_call = _forced_tool_call(body, text, number)
+        self.tool_calls = _forced_tool_calls(body, text, number)
+        parallel = len(self.tool_calls) > 1 or body.get("parallel_tool_calls") is True
         limit = body.get("max_completion_tokens", body.get("max_tokens"))
-        self.pieces, cut = ([], False) if self.tool_call else limit_words(text, limit)
-        self.finish_reason = "tool_calls" if self.tool_call else ("length" if cut else "stop")
-        self.completion_tokens = 8 if self.tool_call else len(self.pieces)
+        self.pieces, cut = ([], False) if self.tool_calls and not parallel else limit_words(text, limit)
+        self.finish_reason = "tool_calls" if self.tool_calls else ("length" if cut else "stop")
+        self.completion_tokens = 8 * len(self.tool_calls) + len(self.pieces)
 
     def usage(self) -> Body:
         return _usage(self.prompt_tokens, self.completion_tokens, self.cached, self.reasoning)
 
     def completion(self) -> Body:
-        message: Body = {"role": "assistant", "content": None if self.tool_call else "".join(self.pieces)}
+        message: Body = {"role": "assistant", "content": "".join(self.pieces) if self.pieces else None}
+        if not self.tool_calls:
+            message["content"] = message["content"] or ""
         message["refusal"] = None
-        if self.tool_call:
-            message["tool_calls"] = [self.tool_call]
+        if self.tool_calls:
+            message["tool_calls"] = self.tool_calls
         return {
             **self._envelope("chat.completion"),
             "choices": [
@@ -735,16 +765,10 @@ class _ChatAnswer:
 
     def chunks(self, include_usage: bool) -> Iterator[Body]:
         yield self._chunk({"role": "assistant", "content": "", "refusal": None}, include_usage)
-        if self.tool_call:
-            function = self.tool_call["function"]
-            head = {**self.tool_call, "index": 0, "function": {"name": function["name"], "arguments": ""}}
-            yield self._chunk({"tool_calls": [head]}, include_usage)
-            arguments = function["arguments"]
-            for start in range(0, len(arguments), 8):
-                part = {"index": 0, "function": {"arguments": arguments[start : start + 8]}}
-                yield self._chunk({"tool_calls": [part]}, include_usage)
-        for piece in self.pieces:
+        for piece in self.pieces:  # text first, then the tool calls
             yield self._chunk({"content": piece}, include_usage)
+        for delta in _interleaved(self.tool_calls):
+            yield self._chunk({"tool_calls": [delta]}, include_usage)
         yield self._chunk({}, include_usage, self.finish_reason)
         if include_usage:
             yield {**self._envelope("chat.completion.chunk"), "choices": [], "usage": self.usage()}
@@ -766,20 +790,52 @@ class _ChatAnswer:
         return chunk
 
 
-def _forced_tool_call(body: Body, text: str, number: int) -> Body | None:
+def _forced_tool_calls(body: Body, text: str, number: int) -> list[Body]:
+    """The named tool; the first tool for "required"; every tool for "required" with
+    `parallel_tool_calls: true`."""
     tools = [t.get("function") or {} for t in body.get("tools") or [] if isinstance(t, dict)]
     choice = body.get("tool_choice")
     if not tools or choice in (None, "auto", "none"):
-        return None
-    name = tools[0].get("name")
+        return []
+    names = [tools[0].get("name")]
     if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name") or name
-    arguments = orjson.dumps({"input": text}).decode()
-    return {
-        "id": f"call_fake{number}",
-        "type": "function",
-        "function": {"name": name, "arguments": arguments},
-    }
+        names = [(choice.get("function") or {}).get("name") or names[0]]
+    elif body.get("parallel_tool_calls") is True:
+        names = [tool.get("name") for tool in tools]
+    if len(names) == 1:
+        arguments = orjson.dumps({"input": text}).decode()
+        return [
+            {
+                "id": f"call_fake{number}",
+                "type": "function",
+                "function": {"name": names[0], "arguments": arguments},
+            }
+        ]
+    return [
+        {
+            "id": f"call_fake{number}_{position}",
+            "type": "function",
+            "function": {"name": name, "arguments": orjson.dumps({"input": text, "tool": name}).decode()},
+        }
+        for position, name in enumerate(names)
+    ]
+
+
+def _interleaved(calls: list[Body]) -> Iterator[Body]:
+    """Tool-call deltas as a parallel stream sends them: each call's id and name first, its
+    arguments in 8-character pieces, the calls taking turns (index 0, 1, 0, 1, …)."""
+    parts = []
+    for index, call in enumerate(calls):
+        function = call["function"]
+        head = {**call, "index": index, "function": {"name": function["name"], "arguments": ""}}
+        arguments = function["arguments"]
+        pieces = [
+            {"index": index, "function": {"arguments": arguments[start : start + 8]}}
+            for start in range(0, len(arguments), 8)
+        ]
+        parts.append([head, *pieces])
+    for turn in itertools.zip_longest(*parts):
+        yield from (delta for delta in turn if delta is not None)
 
 
 def main() -> None:

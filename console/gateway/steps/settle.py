@@ -22,7 +22,7 @@ async def settle(call: Call) -> None:
     call.note_served(served)
     choices = body.get("choices") or []
     call.trace.finish_reasons = [str(c.get("finish_reason")) for c in choices if c.get("finish_reason")]
-    call.trace.tool_calls = _tool_calls(choices)
+    call.trace.tool_calls = called_tools(choices)
     call.answer = body
 
 
@@ -49,7 +49,7 @@ def settle_cost(
         services.ledger.settle(call.reservation, trace.cost_usd or 0.0)
 
 
-def _tool_calls(choices: list[Body]) -> list[dict[str, Any]] | None:
+def called_tools(choices: list[Body]) -> list[dict[str, Any]] | None:
     """Names and ids of the tools the model called; arguments stay in the payload."""
     calls = [
         {"id": call.get("id"), "name": (call.get("function") or {}).get("name")}
