@@ -9,6 +9,7 @@ from console.gateway.approvals import ApprovalQueue
 from console.gateway.budget import Ledger, TaskSteps
 from console.gateway.cache import ResponseCache
 from console.gateway.executor import Executor
+from console.gateway.injection_guard import InjectionGuard
 from console.gateway.keys import KeyRegistry
 from console.gateway.oversight import FallbackNotes, RouteStops
 from console.gateway.pricing import PriceBook
@@ -40,3 +41,4 @@ class GatewayServices:
     after_trace: AfterTrace | None = None
     prompts: PromptRegistry | None = None
     cache: ResponseCache | None = None
+    injection: InjectionGuard | None = None  # None: the injection patterns score alone

@@ -49,6 +49,10 @@ class InjectionHead:
     def probability(self, vector: np.ndarray[Any, Any]) -> float:
         return _sigmoid(self.logit(vector))
 
+    @staticmethod
+    def probability_of(logit: float) -> float:
+        return _sigmoid(logit)
+
     def combine(self, pattern_score: float, model_logit: float) -> float:
         """The guard's score in [0, 1] from the patterns' score and the head's logit."""
         z = self.model_weight * model_logit + self.pattern_weight * pattern_score + self.offset
