@@ -574,7 +574,8 @@ def _cross_check(
         stricter = route.on_injection if route is not None else "block"
         if stricter not in ON_INJECTION_ACTIONS and (stricter not in first_seen or stricter == intent):
             message = f"on_injection must be 'block', 'flag' or another route's intent, not {stricter!r}"
-            problems.append((("routes", index, "on_injection"), message + _hint(stricter, first_seen)))
+            known = dict.fromkeys(ON_INJECTION_ACTIONS) | dict(first_seen)
+            problems.append((("routes", index, "on_injection"), message + _hint(stricter, known)))
     return problems
 
 
