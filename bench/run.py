@@ -7,6 +7,7 @@
 4. bench/judge.py            the gateway with the judge off vs on (5 %): latency, judged share
 5. bench/cache.py            the response cache: lookups at 10k / 100k entries, hit vs miss end to end
 6. bench/guards.py           the guards: PII scan and injection score per call on 1 KB / 2 KB prompts
+7. bench/injection.py        the injection guard: patterns alone vs patterns + MiniLM head, µs per prompt
 
 Each part runs as its own process and writes bench/out/<part>.json; a part that fails
 is reported as failed and the others still run. Numbers are never asserted: the tables
@@ -14,7 +15,7 @@ say which goals of issue 11 were met on this run. The machine is shared and smal
 the report carries the load average around each part, and the comparisons that matter
 are ratios between rounds interleaved in the same run.
 
-Run: `.venv/bin/python bench/run.py [--quick] [--only gateway local ingest judge cache guards]`.
+Run: `.venv/bin/python bench/run.py [--quick] [--only gateway local ingest judge cache guards injection]`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 OUT = BENCH / "out"
-PARTS = ("gateway", "local", "ingest", "judge", "cache", "guards")
+PARTS = ("gateway", "local", "ingest", "judge", "cache", "guards", "injection")
 
 
 def part_command(part: str, quick: bool) -> list[str]:
@@ -55,6 +56,8 @@ def part_command(part: str, quick: bool) -> list[str]:
         return [py, str(BENCH / "cache.py"), *(["--sizes", "10000"] if quick else [])]
     if part == "guards":
         return [py, str(BENCH / "guards.py"), *(["--rounds", "2"] if quick else [])]
+    if part == "injection":
+        return [py, str(BENCH / "injection.py"), *(["--prompts", "100"] if quick else [])]
     sizes = ["--traces", "20000", "--sizes", "100000", "1000000"] if quick else []
     return [py, str(BENCH / "ingest.py"), *sizes]
 
@@ -377,6 +380,34 @@ def guards_tables(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def injection_tables(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "## 7. Injection guard",
+        "",
+        "One prompt as a chat request through the patterns alone (`injection_guard: patterns`) and through "
+        "patterns + MiniLM + the head (`combined`, the default), each first call cold; `repeated` is the same "
+        "text again (a resent chat turn), served from the guard's cache. µs per prompt:",
+        "",
+        "| prompts | patterns p50 / p99 | combined p50 / p99 | repeated p50 / p99 | combined ÷ patterns (p50) |",
+        "|---|---|---|---|---|",
+    ]
+    for name, label in (
+        ("heldout_sample", "held-out sample"),
+        ("typical_1024B", "typical 1 KB"),
+        ("typical_2048B", "typical 2 KB"),
+    ):
+        row = r[name]
+        cells = [
+            f"{f(row[k]['p50_us'])} / {f(row[k]['p99_us'])}"
+            for k in ("patterns", "combined", "combined_repeated")
+        ]
+        lines.append(
+            f"| {label} ({row['prompts']}) | {' | '.join(cells)} | {row['combined_over_patterns_p50']}× |"
+        )
+    lines.append("")
+    return lines
+
+
 def judge_goals(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     rows = []
     for lv in r["levels"]:
@@ -536,6 +567,7 @@ def report(info: dict[str, Any], parts: dict[str, dict[str, Any]], total_s: floa
         "judge": judge_tables,
         "cache": cache_tables,
         "guards": guards_tables,
+        "injection": injection_tables,
     }
     for name, status in parts.items():
         if "result" in status:

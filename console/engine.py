@@ -25,6 +25,7 @@ from console.gateway.breaker import Breaker, Breakers
 from console.gateway.budget import Ledger, TaskSteps
 from console.gateway.cache import ResponseCache, embed_via
 from console.gateway.executor import Executor
+from console.gateway.injection_guard import InjectionGuard
 from console.gateway.key_admin import CONSOLE_KEY_NAME, CONSOLE_KEY_SECRET, KeyAdmin
 from console.gateway.oversight import FallbackNotes, Oversight, RouteStops, Stop
 from console.gateway.pipeline import Gateway
@@ -130,6 +131,10 @@ class Engine:
             self.db, self.settings.data_dir / "models", embed_via(gateway.router, gateway.executor)
         )
         self._cache.start(self.policy.routes)
+        gateway.injection = InjectionGuard(self.settings.data_dir / "models")
+        if any(route.injection_guard == "combined" for route in self.policy.routes):
+            warm = gateway.injection.warm
+            threading.Thread(target=warm, name="fleetdeck-injection-warm", daemon=True).start()
         self.gateway = gateway
         self.evaluator = self._evaluator(gateway)
         self._host = host or self.settings.host

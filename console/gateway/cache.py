@@ -51,6 +51,7 @@ from console.gateway.embedders import (
     Embedder,
     GgufEmbedder,
     LexicalEmbedder,
+    MiniLMEmbedder,
     RouteEmbedder,
     Vector,
 )
@@ -424,7 +425,7 @@ class ResponseCache:
             except minilm.MiniLMUnavailable as exc:
                 log.warning("%s; semantic cache falls back to the lexical embedder", exc)
                 return LexicalEmbedder()
-            return _MiniLM(self._models_dir)
+            return MiniLMEmbedder(self._models_dir)
         return LexicalEmbedder()
 
     # -- the writer -------------------------------------------------------------------------
@@ -508,18 +509,6 @@ def embed_via(router: Router, executor: Executor) -> EmbedViaRoute:
         return [float(x) for x in served.value["data"][0]["embedding"]]
 
     return embed
-
-
-class _MiniLM(GgufEmbedder):
-    """all-MiniLM-L6-v2, converted from its wheel into the data dir at first use."""
-
-    def __init__(self, models_dir: Path) -> None:
-        super().__init__(models_dir / minilm.GGUF_NAME, name="minilm")
-        self._models_dir = models_dir
-
-    def _load(self) -> Any:
-        self.path = minilm.gguf_path(self._models_dir)
-        return super()._load()
 
 
 def _refused_by_client(headers: Mapping[str, str]) -> bool:

@@ -25,6 +25,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from console.gateway import minilm
+
 Vector = np.ndarray[Any, np.dtype[np.float32]]
 LEXICAL_DIMENSIONS = 4096
 _NGRAMS = (3, 4, 5)
@@ -109,6 +111,18 @@ class GgufEmbedder:
                 n_threads_batch=1,
                 verbose=False,
             )
+
+
+class MiniLMEmbedder(GgufEmbedder):
+    """all-MiniLM-L6-v2, converted from its wheel into `models_dir` at first use."""
+
+    def __init__(self, models_dir: Path) -> None:
+        super().__init__(models_dir / minilm.GGUF_NAME, name="minilm")
+        self._models_dir = models_dir
+
+    def _load(self) -> Any:
+        self.path = minilm.gguf_path(self._models_dir)
+        return super()._load()
 
 
 EmbedCall = Callable[[str], Awaitable[list[float]]]

@@ -9,6 +9,7 @@ from console.gateway.approvals import ApprovalQueue
 from console.gateway.budget import Ledger, TaskSteps
 from console.gateway.cache import ResponseCache
 from console.gateway.executor import Executor
+from console.gateway.injection_guard import InjectionGuard
 from console.gateway.keys import KeyRegistry
 from console.gateway.limits import RateLimiter
 from console.gateway.oversight import FallbackNotes, RouteStops
@@ -45,3 +46,4 @@ class GatewayServices:
     cache: ResponseCache | None = None
     responses: StoredResponses | None = None  # what the Responses API stores (`store`)
     stream_keep_alive_s: float = 15.0  # how often a stream waiting for an approval says it is alive
+    injection: InjectionGuard | None = None  # None: the injection patterns score alone

@@ -10,11 +10,15 @@ Pure functions, no I/O, safe to call from any thread. Public API:
   (see ``console.guards.injection``); ``source="retrieved"`` for tool / retrieval content.
 - ``score_request(body, threshold=0.7) -> InjectionResult``: the highest score over a
   request's user and tool messages; unpacks as ``score, signals``.
-- ``request_texts(body)``: the ``(where, source, text)`` that ``score_request`` reads.
+- ``request_texts(body)``: the ``(where, source, text)`` that ``score_request`` reads;
+  ``score_texts(body)`` adds each text's ``InjectionResult``.
+- ``load_head()`` (``console.guards.injection_model``): the learned half of the injection
+  guard, a logistic head over MiniLM sentence embeddings, and its blend with the patterns.
 """
 
-from console.guards.body import redact_body, request_texts, score_request
+from console.guards.body import redact_body, request_texts, score_request, score_texts
 from console.guards.injection import DEFAULT_THRESHOLD, InjectionResult, Signal, injection_score
+from console.guards.injection_model import InjectionHead, load_head, windows
 from console.guards.pii import KINDS, PLACEHOLDERS, Finding, redact, scan
 
 __all__ = [
@@ -22,12 +26,16 @@ __all__ = [
     "KINDS",
     "PLACEHOLDERS",
     "Finding",
+    "InjectionHead",
     "InjectionResult",
     "Signal",
     "injection_score",
+    "load_head",
     "redact",
     "redact_body",
     "request_texts",
     "scan",
     "score_request",
+    "score_texts",
+    "windows",
 ]

@@ -223,6 +223,13 @@ def request_texts(body: Body) -> Iterator[tuple[str, str, str]]:
                 yield f"prompt[{index}]", "user", item
 
 
+def score_texts(body: Body) -> Iterator[tuple[str, str, str, InjectionResult]]:
+    """``(where, source, text, result)``: the patterns' score of every text ``request_texts`` reads."""
+    for where, source, text in request_texts(body):
+        cached = len(text) <= _CACHE_MAX_CHARS
+        yield where, source, text, _score_cached(text, source) if cached else injection_score(text, source)
+
+
 def score_request(body: Body, threshold: float = DEFAULT_THRESHOLD) -> InjectionResult:
     """The injection score of a request: the highest score of its user and retrieved texts.
 
@@ -233,10 +240,7 @@ def score_request(body: Body, threshold: float = DEFAULT_THRESHOLD) -> Injection
     """
     best = 0.0
     signals: list[Signal] = []
-    for where, source, text in request_texts(body):
-        result = (
-            _score_cached(text, source) if len(text) <= _CACHE_MAX_CHARS else injection_score(text, source)
-        )
+    for where, _source, _text, result in score_texts(body):
         best = max(best, result.score)
         if result.score >= threshold / 2:
             signals.extend(Signal(s.name, s.weight, s.evidence, where) for s in result.signals)

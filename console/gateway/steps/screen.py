@@ -1,5 +1,6 @@
 """Step 4: screen the input (console.guards): PII redacted for storage and remote providers,
-an injection score that blocks the call or reroutes it, personal data a route keeps home."""
+an injection score (patterns and the MiniLM head, console/gateway/injection_guard.py) that
+blocks the call, flags it or reroutes it, personal data a route keeps home."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from console import guards
 from console.gateway.call import GUARD_INLINE_BYTES, Call
+from console.gateway.injection_guard import InjectionGuard, InjectionVerdict, patterns_only
 from console.gateway.openai_api import ApiError
 from console.providers.base import Body
 
@@ -16,17 +18,25 @@ async def screen_input(call: Call) -> None:
     trace, route = call.trace, call.route
     threshold = route.injection_threshold if route else guards.DEFAULT_THRESHOLD
     assert call.request is not None
-    if call.request.size > GUARD_INLINE_BYTES:  # a long scan would hold up every request on the loop
-        (call.stored_request, pii), injection = await asyncio.to_thread(_scan, call.body, threshold)
+    guard = call.services.injection if route is None or route.injection_guard == "combined" else None
+    if guard is not None or call.request.size > GUARD_INLINE_BYTES:
+        # The model, or a long scan, would hold up every request on the loop.
+        (call.stored_request, pii), injection = await asyncio.to_thread(_scan, call.body, threshold, guard)
     else:
-        (call.stored_request, pii), injection = _scan(call.body, threshold)
+        (call.stored_request, pii), injection = _scan(call.body, threshold, None)
     call.pii_mode = route.pii if route else "redact"
     trace.pii_redactions = sum(pii.values())
-    trace.injection_score = injection.score
-    trace.guard_results = {"pii": pii, "injection": _redacted_signals(injection.to_json())}
-    if injection.blocked(threshold):
-        _injection(call, injection.score)
-        return
+    trace.injection_score = injection.result.score
+    found = _redacted_signals(injection.to_json())
+    trace.guard_results = {"pii": pii, "injection": found}
+    if injection.result.blocked(threshold):
+        if route is not None and route.on_injection == "flag":
+            # The policy's choice: the call goes on, flagged in its trace and the audit log.
+            found["flagged"] = True
+            call.audit("guard.flagged", _details(call, injection.result.score) | {"action": "flag"})
+        else:
+            _injection(call, injection.result.score)
+            return
     if pii and call.pii_mode == "block" and call.reaches_remote():
         call.audit("guard.blocked", {"guard": "pii", "kinds": pii})
         call.blocked("risk-high-flagged")
@@ -42,7 +52,7 @@ def _injection(call: Call, score: float) -> None:
     """Block the call, or send it to the stricter route the policy names."""
     route, trace = call.route, call.trace
     stricter = route.on_injection if route else "block"
-    details = {"guard": "injection", "score": round(score, 4), "route": trace.route}
+    details = _details(call, score)
     if stricter == "block":
         call.audit("guard.blocked", details)
         call.blocked("risk-high-flagged")
@@ -57,8 +67,15 @@ def _injection(call: Call, score: float) -> None:
     trace.reason_code = "risk-high-flagged"
 
 
-def _scan(body: Body, threshold: float) -> tuple[tuple[Body, dict[str, int]], guards.InjectionResult]:
-    return guards.redact_body(body), guards.score_request(body, threshold)
+def _details(call: Call, score: float) -> dict[str, Any]:
+    return {"guard": "injection", "score": round(score, 4), "route": call.trace.route}
+
+
+def _scan(
+    body: Body, threshold: float, guard: InjectionGuard | None
+) -> tuple[tuple[Body, dict[str, int]], InjectionVerdict]:
+    injection = guard.score(body, threshold) if guard is not None else patterns_only(body, threshold)
+    return guards.redact_body(body), injection
 
 
 def _redacted_signals(found: dict[str, Any]) -> dict[str, Any]:
