@@ -17,11 +17,12 @@ from gateway_process import Served, trace_of
 from console.gateway.balancer import Balancer
 from console.gateway.executor import Attempt, Target
 from console.policy import PolicyError, parse_policy
+from console.providers.upstream_limits import read_limits
 
 POLICY = """
 providers:
-  east: {{kind: openai_compat, base_url: "{east}", models: [m]}}
-  west: {{kind: openai_compat, base_url: "{west}", models: [m]}}
+  east: {{kind: openai_compat, base_url: "{east}", models: [m, m2, m3]}}
+  west: {{kind: openai_compat, base_url: "{west}", models: [m, m2, m3]}}
 routes:
   - intent: weighted
     primary: east/m
@@ -31,9 +32,12 @@ routes:
   - intent: busy
     primary: east/m
     balance: {{strategy: least_busy, deployments: [{{model: east/m}}, {{model: west/m}}]}}
-  - intent: cooled
-    primary: east/m
-    balance: {{deployments: [{{model: east/m}}, {{model: west/m}}]}}
+  - intent: cooled  # its own model: its 429 cools east/m2, not east/m
+    primary: east/m2
+    balance: {{deployments: [{{model: east/m2}}, {{model: west/m2}}]}}
+  - intent: learned
+    primary: east/m3
+    balance: {{deployments: [{{model: east/m3}}, {{model: west/m3}}]}}
 default_route: weighted
 """
 EAST, WEST = Target("east", "m"), Target("west", "m")
@@ -106,13 +110,73 @@ def test_a_429_with_retry_after_moves_the_call_and_the_traffic_to_the_sibling(
     with httpx.Client() as client:
         first = ask(served, "cooled", client)  # east's turn: 429, so west answers at once
         then = [answered_by(ask(served, "cooled", client)) for _ in range(6)]
-    assert answered_by(first) == "west/m"
-    assert then == ["west/m"] * 6
+    assert answered_by(first) == "west/m2"
+    assert then == ["west/m2"] * 6
     assert east.request_count == 1 and west.request_count == 7
     attempts = trace_of(served, first.headers["x-fleetdeck-request-id"])["attempt_log"]
     assert isinstance(attempts, str) and '"http_status": 429' in attempts.replace(":", ": ").replace(
         ":  ", ": "
     )
+
+
+def test_an_upstream_that_says_it_has_no_requests_left_gets_none_until_its_reset(
+    served: Served, upstreams: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    east, _ = upstreams
+    east.answer_headers = {
+        "x-ratelimit-limit-requests": "100",
+        "x-ratelimit-remaining-requests": "0",
+        "x-ratelimit-reset-requests": "1m0s",
+    }
+    with httpx.Client() as client:
+        first = ask(served, "learned", client)  # both unknown: the round robin's turn, east
+        then = [answered_by(ask(served, "learned", client)) for _ in range(6)]
+    assert answered_by(first) == "east/m3"
+    assert then == ["west/m3"] * 6  # east said it had nothing left: no 429 was needed
+    assert east.request_count == 1
+
+
+def test_the_usage_strategy_prefers_the_deployment_with_most_headroom() -> None:
+    clock = Clock()
+    reported = {
+        EAST: read_limits(
+            {"x-ratelimit-limit-tokens": "1000", "x-ratelimit-remaining-tokens": "200"}, clock.now
+        ),
+        WEST: read_limits(
+            {"x-ratelimit-limit-tokens": "1000", "x-ratelimit-remaining-tokens": "700"}, clock.now
+        ),
+    }
+    balancer, route = Balancer(reported.get, clock=clock), balanced_route("usage")
+    chosen = balancer.order(route)
+    assert chosen.targets == (WEST, EAST) and chosen.why.startswith("70% of its limits left")
+
+
+def test_limits_are_read_from_openai_and_anthropic_headers() -> None:
+    openai = read_limits(
+        {
+            "x-ratelimit-limit-requests": "500",
+            "x-ratelimit-remaining-requests": "499",
+            "x-ratelimit-reset-requests": "120ms",
+            "x-ratelimit-limit-tokens": "30000",
+            "x-ratelimit-remaining-tokens": "0",
+            "x-ratelimit-reset-tokens": "6m0s",
+        },
+        now=10.0,
+    )
+    assert openai is not None
+    assert openai.budgets["requests"].resets_at == pytest.approx(10.12)
+    assert openai.exhausted_until(10.0) == pytest.approx(370.0)
+    assert openai.headroom(10.0) == 0.0
+    anthropic = read_limits(
+        {
+            "anthropic-ratelimit-requests-limit": "50",
+            "anthropic-ratelimit-requests-remaining": "25",
+            "anthropic-ratelimit-requests-reset": "2099-01-01T00:00:00Z",
+        },
+        now=0.0,
+    )
+    assert anthropic is not None and anthropic.headroom(0.0) == 0.5 and anthropic.exhausted_until(0.0) is None
+    assert read_limits({"content-type": "application/json"}) is None
 
 
 class Clock:
@@ -139,14 +203,14 @@ routes:
 
 
 def test_smooth_round_robin_interleaves() -> None:
-    balancer, route = Balancer(Clock()), balanced_route("weighted", (3, 1))
+    balancer, route = Balancer(clock=Clock()), balanced_route("weighted", (3, 1))
     firsts = [balancer.order(route).targets[0] for _ in range(8)]
     assert firsts == [EAST, EAST, WEST, EAST] * 2
 
 
 def test_a_cooling_deployment_comes_back_when_its_retry_after_has_passed() -> None:
     clock = Clock()
-    balancer, route = Balancer(clock), balanced_route("least_busy")
+    balancer, route = Balancer(clock=clock), balanced_route("least_busy")
     balancer.attempt_started(EAST)
     balancer.attempt_ended(Attempt(EAST, "error", 5.0, "rate_limited", 429, retry_after_s=2.0))
     assert [balancer.order(route).targets for _ in range(4)] == [(WEST, EAST)] * 4
@@ -155,7 +219,7 @@ def test_a_cooling_deployment_comes_back_when_its_retry_after_has_passed() -> No
 
 
 def test_lowest_latency_tries_the_untried_then_the_fastest() -> None:
-    balancer, route = Balancer(Clock()), balanced_route("lowest_latency")
+    balancer, route = Balancer(clock=Clock()), balanced_route("lowest_latency")
     for latency in (40.0, 50.0, 60.0):
         balancer.attempt_started(EAST)
         balancer.attempt_ended(Attempt(EAST, "ok", latency))

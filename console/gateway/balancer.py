@@ -4,11 +4,14 @@ Strategies (policy `balance.strategy`):
 - weighted: smooth weighted round robin, so 3:1 weights give 3 calls in 4 to the first;
 - least_busy: the deployment with the fewest attempts in flight;
 - lowest_latency: the lowest p50 over each deployment's last attempts (untried ones first);
-- usage: the most headroom, as the fewest calls started in the last minute per unit of weight.
+- usage: the most headroom under the limits the upstream reports in its headers
+  (console.providers.upstream_limits), then the fewest calls in the last minute per weight.
 
-A deployment that answered 429 with Retry-After cools down for that long: it goes last in
-every order until then. The other deployments follow the chosen one in the strategy's order,
-so a failing deployment moves the call to its sibling before the route's fallbacks.
+A deployment that answered 429 with Retry-After cools down for that long, and one whose
+headers say it has no requests or tokens left cools down until their reset: it goes last
+in every order until then, so traffic moves before the provider starts refusing. The other
+deployments follow the chosen one in the strategy's order, so a failing deployment moves
+the call to its sibling before the route's fallbacks.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from typing import Any
 
 from console.gateway.executor import Attempt, Target
 from console.policy import Route
+from console.providers.upstream_limits import UpstreamLimits
+
+LimitsOf = Callable[[Target], UpstreamLimits | None]
 
 LATENCY_WINDOW = 50  # attempts per deployment the p50 is taken over
 USAGE_WINDOW_S = 60.0
@@ -42,7 +48,10 @@ class Balanced:
 
 
 class Balancer:
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, limits_of: LimitsOf | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._limits_of = limits_of or (lambda target: None)
         self._clock = clock
         self._credit: dict[tuple[str, Target], float] = {}  # smooth round robin, per route
         self._in_flight: Counter[Target] = Counter()
@@ -57,10 +66,10 @@ class Balancer:
         turn = self._round_robin(route.intent, weights)
         strategy = route.balance.strategy
         rank, why = self._rank(strategy, weights, turn, now)
-        ready = [t for t in rank if self._cool_until.get(t, 0.0) <= now]
+        ready = [t for t in rank if self._cools_until(t, now) <= now]
         cooling = [t for t in rank if t not in ready]
         if cooling and ready:
-            why += f"; {', '.join(t.name for t in cooling)} cooling down after a 429"
+            why += f"; {', '.join(t.name for t in cooling)} cooling down (429, or no limit left)"
         return Balanced(tuple(ready + cooling), strategy, why)
 
     # -- what the executor reports ----------------------------------------------------------
@@ -78,6 +87,16 @@ class Balancer:
             self._latency.setdefault(target, deque(maxlen=LATENCY_WINDOW)).append(attempt.latency_ms)
         if attempt.http_status == 429 and attempt.retry_after_s:
             self._cool_until[target] = self._clock() + attempt.retry_after_s
+
+    def _cools_until(self, target: Target, now: float) -> float:
+        limits = self._limits_of(target)
+        exhausted = limits.exhausted_until(now) if limits is not None else None
+        return max(self._cool_until.get(target, 0.0), exhausted or 0.0)
+
+    def _headroom(self, target: Target, now: float) -> float:
+        limits = self._limits_of(target)
+        found = limits.headroom(now) if limits is not None else None
+        return 1.0 if found is None else found  # unknown: as if untouched
 
     def in_flight(self, target: Target) -> int:
         return self._in_flight[target]
@@ -105,8 +124,14 @@ class Balancer:
             p50 = self._p50(rank[0])
             return rank, "not tried yet" if p50 < 0 else f"p50 {p50:.1f} ms"
         if strategy == "usage":
-            rank = sorted(turn, key=lambda t: (self._recent(t, now) / weights[t], place[t]))
-            return rank, f"{self._recent(rank[0], now)} calls in the last minute"
+            rank = sorted(
+                turn, key=lambda t: (-self._headroom(t, now), self._recent(t, now) / weights[t], place[t])
+            )
+            headroom = self._headroom(rank[0], now)
+            return (
+                rank,
+                f"{headroom:.0%} of its limits left, {self._recent(rank[0], now)} calls in the last minute",
+            )
         return turn, f"weight {weights[turn[0]]:g} of {sum(weights.values()):g}"
 
     def _p50(self, target: Target) -> float:

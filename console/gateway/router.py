@@ -71,7 +71,7 @@ class Router:
         self._classifier = IntentClassifier.from_policy(policy, providers)
         self._difficulty = dict(difficulty or {})  # fitted by `fleetdeck routing calibrate`
         self.slos = LatencySlos()
-        self.balancer = Balancer()
+        self.balancer = Balancer(lambda target: getattr(providers.get(target.provider), "limits", None))
 
     async def classify(self, body: Body, intent: str | None) -> Classification | None:
         """Intent and risk of a request that names no intent, when the policy has a classifier."""

@@ -31,6 +31,7 @@ from httpx_aiohttp import HttpxAiohttpClient
 
 from console.providers.base import Body, ErrorType, ProviderError
 from console.providers.sse import SSEDecoder
+from console.providers.upstream_limits import UpstreamLimits, read_limits
 
 DONE = b"[DONE]"
 # How long to wait for the end of the body after `[DONE]`, so the connection can go back to the pool.
@@ -197,6 +198,7 @@ class HttpProvider:
         self._timeout_s = timeout_s
         self._max_connections = max_connections
         self._redact = Redactor(secrets)
+        self.limits: UpstreamLimits | None = None  # what the upstream last said of its rate limits
         self._client = HttpxAiohttpClient(
             headers={"content-type": "application/json", **headers},
             timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
@@ -234,6 +236,7 @@ class HttpProvider:
             response = await self._client.post(url, content=content, headers=headers)
         except _TRANSPORT_ERRORS as exc:
             raise self.transport_error(exc) from None  # the cause holds the request headers
+        self._learn(response.headers)
         if response.status_code >= 300:
             raise self.status_error(response.status_code, response.headers, response.content)
         try:
@@ -249,6 +252,7 @@ class HttpProvider:
         content = self._encode(payload)
         try:
             async with self._client.stream("POST", url, content=content, headers=headers) as response:
+                self._learn(response.headers)
                 if response.status_code >= 300:
                     await response.aread()
                     raise self.status_error(response.status_code, response.headers, response.content)
@@ -257,6 +261,11 @@ class HttpProvider:
                 yield response
         except _TRANSPORT_ERRORS as exc:
             raise self.transport_error(exc) from None  # the cause holds the request headers
+
+    def _learn(self, headers: Mapping[str, str]) -> None:
+        found = read_limits(headers)
+        if found is not None:
+            self.limits = found
 
     def _not_a_stream(self, content: bytes) -> ProviderError:
         try:

@@ -273,6 +273,7 @@ class FakeUpstream:
     url_suffix = ""
 
     def __init__(self, *, port: int = 0, api_key: str | None = None, record_limit: int = 20_000) -> None:
+        self.answer_headers: dict[str, str] = {}  # sent with every answer (e.g. x-ratelimit-*)
         self.api_key = api_key
         self.faults = FaultPlan()
         self._records: deque[Recorded] = deque(maxlen=record_limit)
@@ -396,6 +397,7 @@ class FakeUpstream:
     def reset(self) -> None:
         """Clear faults, recorded requests and the stream counters (connection counts stay true)."""
         self.faults.clear()
+        self.answer_headers = {}
         self._records.clear()
         for name in ("completed", "cut", "disconnected", "peak_in_flight"):
             self._counters[name] = 0
@@ -523,7 +525,7 @@ class FakeUpstream:
             drop(request, reset=False)
             return response
         _sent(request, body)
-        return web.Response(body=body, content_type=JSON)
+        return web.Response(body=body, content_type=JSON, headers=self.answer_headers)
 
     async def send_events(
         self, request: web.Request, events: list[bytes], fault: Fault | None
@@ -532,7 +534,7 @@ class FakeUpstream:
         if fault is not None and fault.finish_after is not None:
             events = events[: fault.finish_after]
         response = web.StreamResponse(
-            headers={"content-type": "text/event-stream", "cache-control": "no-cache"}
+            headers={"content-type": "text/event-stream", "cache-control": "no-cache", **self.answer_headers}
         )
         await response.prepare(request)
         try:
