@@ -400,6 +400,7 @@ class Engine:
                 }
                 for b in gateway.ledger.burn()
             ],
+            "deployments": gateway.router.balancer.report(self.policy.routes if self.policy else []),
         }
 
     def _publish_admin(self) -> None:

@@ -134,6 +134,11 @@ def test_an_upstream_that_says_it_has_no_requests_left_gets_none_until_its_reset
     assert answered_by(first) == "east/m3"
     assert then == ["west/m3"] * 6  # east said it had nothing left: no 429 was needed
     assert east.request_count == 1
+    health = httpx.get(f"{served.url}/healthz", timeout=10).json()
+    reported = {row["deployment"]: row for row in health["deployments"] if row["route"] == "learned"}
+    assert reported["east/m3"]["limits"]["requests"]["remaining"] == 0
+    assert reported["east/m3"]["cooling_s"] > 0 and reported["west/m3"]["cooling_s"] == 0
+    assert reported["west/m3"]["calls_last_minute"] == 6
 
 
 def test_the_usage_strategy_prefers_the_deployment_with_most_headroom() -> None:

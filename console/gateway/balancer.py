@@ -19,7 +19,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +100,32 @@ class Balancer:
 
     def in_flight(self, target: Target) -> int:
         return self._in_flight[target]
+
+    def report(self, routes: Sequence[Route]) -> list[dict[str, Any]]:
+        """Each balanced route's deployments as they stand: load, share, cooling, learned limits."""
+        now, found = self._clock(), []
+        for route in routes:
+            if route.balance is None:
+                continue
+            targets = [Target(d.model.provider, d.model.model) for d in route.balance.deployments]
+            recent = {target: self._recent(target, now) for target in targets}
+            total = sum(recent.values())
+            for deployment, target in zip(route.balance.deployments, targets, strict=True):
+                limits = self._limits_of(target)
+                found.append(
+                    {
+                        "route": route.intent,
+                        "deployment": target.name,
+                        "strategy": route.balance.strategy,
+                        "weight": deployment.weight,
+                        "in_flight": self._in_flight[target],
+                        "calls_last_minute": recent[target],
+                        "share": recent[target] / total if total else None,
+                        "cooling_s": round(max(self._cools_until(target, now) - now, 0.0), 3),
+                        "limits": limits.as_json(now) if limits is not None else None,
+                    }
+                )
+        return found
 
     # -- strategies -------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ from console.tui.context import ConsoleContext
 from console.tui.panes.base import Pane
 from console.tui.panes.tables import Cell, fill, right
 from console.tui.readmodel import fleet
-from console.tui.readmodel.fleet import BudgetBurn, FleetView, ModelLoad, ProviderState
+from console.tui.readmodel.fleet import BudgetBurn, DeploymentState, FleetView, ModelLoad, ProviderState
 
 PROVIDER_COLUMNS = (
     "provider",
@@ -27,6 +27,17 @@ PROVIDER_COLUMNS = (
     "queue",
 )
 MODEL_COLUMNS = ("provider", "model", "calls", "req/s", "p50", "p99", "errors", "error rate", "tok/s")
+DEPLOYMENT_COLUMNS = (
+    "route",
+    "deployment",
+    "strategy",
+    "weight",
+    "in flight",
+    "share, last min",
+    "requests left",
+    "tokens left",
+    "cooling",
+)
 BREAKER_STYLE = {"closed": "green", "half_open": "yellow", "open": "bold red"}
 
 
@@ -64,6 +75,21 @@ def offload_cell(state: ProviderState) -> Cell:
     if state.layers is None or state.layers_offloaded is None:
         return Text("not loaded", style="dim")
     return right(f"{state.layers_offloaded}/{state.layers}")
+
+
+def deployment_row(state: DeploymentState) -> list[Cell]:
+    cooling = Text(f"{state.cooling_s:.1f}s", style="yellow") if state.cooling_s else "–"
+    return [
+        state.route,
+        state.deployment,
+        state.strategy.replace("_", " "),
+        right(f"{state.weight:g}"),
+        right(str(state.in_flight)),
+        right(humanize.percent(state.share) if state.share is not None else "–"),
+        right(state.requests_left or "–"),
+        right(state.tokens_left or "–"),
+        cooling,
+    ]
 
 
 def model_row(load: ModelLoad) -> list[Cell]:
@@ -120,6 +146,8 @@ class FleetPane(Pane):
         yield Static("", id="fleet-gateway", classes="pane-status")
         yield Static("Providers", classes="section-title")
         yield DataTable(id="fleet-providers", cursor_type="row", zebra_stripes=True)
+        yield Static("Deployments", id="fleet-deployments-title", classes="section-title")
+        yield DataTable(id="fleet-deployments", cursor_type="row", zebra_stripes=True)
         yield Static("Models, last hour", id="fleet-models-title", classes="section-title")
         yield DataTable(id="fleet-models", cursor_type="row", zebra_stripes=True)
         yield Static("Budget burn (UTC days and months)", classes="section-title")
@@ -135,6 +163,10 @@ class FleetPane(Pane):
         )
         providers: DataTable[Cell] = self.query_one("#fleet-providers", DataTable)
         fill(providers, PROVIDER_COLUMNS, [provider_row(state) for state in data.providers])
+        deployments: DataTable[Cell] = self.query_one("#fleet-deployments", DataTable)
+        fill(deployments, DEPLOYMENT_COLUMNS, [deployment_row(state) for state in data.deployments])
+        for shown in (deployments, self.query_one("#fleet-deployments-title", Static)):
+            shown.display = bool(data.deployments)  # only with a balanced route
         models: DataTable[Cell] = self.query_one("#fleet-models", DataTable)
         fill(models, MODEL_COLUMNS, [model_row(load) for load in data.models])
         self._show_budgets(data.budgets)

@@ -59,12 +59,58 @@ class BudgetBurn:
         return self.spend_usd / self.cap_usd if self.cap_usd else None
 
 
+@dataclass(frozen=True, slots=True)
+class DeploymentState:
+    """One deployment of a balanced route's primary, as the gateway's balancer sees it now."""
+
+    route: str
+    deployment: str
+    strategy: str
+    weight: float
+    in_flight: int
+    calls_last_minute: int
+    share: float | None  # of the route's calls in the last minute
+    cooling_s: float  # no traffic for this long (a 429, or the upstream said it has nothing left)
+    requests_left: str | None  # what the upstream last reported, e.g. "480/500"
+    tokens_left: str | None
+
+
 @dataclass(frozen=True)
 class FleetView:
     providers: list[ProviderState]
     models: list[ModelLoad]
     budgets: list[BudgetBurn] = field(default_factory=list)
     window_minutes: float = WINDOW_MINUTES
+    deployments: list[DeploymentState] = field(default_factory=list)
+
+
+def deployments_from_health(health: Mapping[str, Any] | None) -> list[DeploymentState]:
+    """What `Engine.health()` says of each balanced route's deployments."""
+    found = []
+    for row in (health or {}).get("deployments") or []:
+        limits = row.get("limits") or {}
+        found.append(
+            DeploymentState(
+                route=str(row["route"]),
+                deployment=str(row["deployment"]),
+                strategy=str(row["strategy"]),
+                weight=float(row["weight"]),
+                in_flight=int(row["in_flight"]),
+                calls_last_minute=int(row["calls_last_minute"]),
+                share=row.get("share"),
+                cooling_s=float(row.get("cooling_s") or 0.0),
+                requests_left=_left(limits.get("requests")),
+                tokens_left=_left(limits.get("tokens")),
+            )
+        )
+    return found
+
+
+def _left(budget: Mapping[str, Any] | None) -> str | None:
+    if not budget:
+        return None
+    limit = budget.get("limit")
+    return f"{budget['remaining']:,}/{limit:,}" if limit else f"{budget['remaining']:,}"
 
 
 def providers_from_health(health: Mapping[str, Any] | None) -> list[ProviderState]:
@@ -161,4 +207,5 @@ def snapshot(
         providers=providers_from_health(health),
         models=model_load(cur, now),
         budgets=ledger if ledger else budget_burn(cur, now, route_caps(policy)),
+        deployments=deployments_from_health(health),
     )
