@@ -749,3 +749,15 @@ def test_an_upstream_cut_mid_stream_ends_with_an_error_event(
         fake.fail_next(1, Fault(cut_after=4, stream=True))
         with client(served).messages.stream(**{k: v for k, v in body.items() if k != "stream"}) as stream:
             stream.get_final_message()
+
+
+def test_unknown_paths_and_methods_under_messages_answer_in_anthropics_envelope(served: Served) -> None:
+    wrong_method = httpx.get(f"{served.url}/v1/messages", headers={"x-api-key": served.key}, timeout=30)
+    unknown = post(served, {"requests": []}, path="/v1/messages/batches")
+    expected = ((wrong_method, 405, "invalid_request_error"), (unknown, 404, "not_found_error"))
+    for response, status, kind in expected:
+        body = response.json()
+        assert response.status_code == status
+        assert body["type"] == "error" and body["error"]["type"] == kind
+        trace = trace_of(served, response.headers["x-fleetdeck-request-id"])
+        assert trace["error_type"] in ("method_not_allowed", "not_found") and trace["http_status"] == status

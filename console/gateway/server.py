@@ -31,6 +31,8 @@ from console.errors import DomainError
 from console.gateway.errors_http import api_error_from
 from console.gateway.ingress import ADAPTERS, Ingress, Reply
 from console.gateway.ingress import responses as stored_responses
+from console.gateway.ingress.messages import MESSAGES
+from console.gateway.ingress.messages_reply import error_body
 from console.gateway.openai_api import MAX_BODY_BYTES, ApiError, parse_body
 from console.gateway.pipeline import Gateway
 from console.store.trace import Outcome
@@ -98,7 +100,7 @@ def build_app(
         traced = {}
         if request.url.path.startswith("/v1/"):  # a call of the user's apps, even a wrong one
             traced = gateway.record_request("unknown", request.headers, error)
-        return _error(error, traced)
+        return _error(error, traced, request)
 
     async def admin(request: Request) -> Response:
         if not _loopback(request) or not _token_matches(request, admin_token):
@@ -178,14 +180,22 @@ def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None
     return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=JSON)
 
 
-def _error(error: ApiError, headers: Mapping[str, str] | None = None) -> Response:
+def _error(
+    error: ApiError, headers: Mapping[str, str] | None = None, request: Request | None = None
+) -> Response:
+    """The error in the envelope of the protocol the path belongs to (Anthropic's under /v1/messages)."""
     merged = {**error.headers, **(headers or {})}
+    if request is not None and request.url.path.startswith(MESSAGES.path):
+        body = orjson.dumps(error_body(error, merged.get("X-Fleetdeck-Request-Id")))
+        return Response(body, status_code=error.status, headers=merged, media_type=JSON)
     return Response(error.envelope(), status_code=error.status, headers=merged, media_type=JSON)
 
 
 async def _crash(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _error(ApiError(500, "internal error in Fleetdeck; see its log", type_="api_error"))
+    return _error(
+        ApiError(500, "internal error in Fleetdeck; see its log", type_="api_error"), request=request
+    )
 
 
 def _outcome(body: dict[str, Any]) -> Outcome:
