@@ -27,6 +27,8 @@ from gateway_process import REPO, Served, create_key, fleetdeck_serve, rows_once
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
+from console.gateway.admin import AdminEndpoint
+
 pytestmark = pytest.mark.anyio
 CANARY_EMAIL = "canary.4417@example.org"
 
@@ -45,14 +47,26 @@ mcp_servers:
     restart: {{backoff_base_s: 0.05, backoff_max_s: 0.5, jitter: false}}
     on_injection: withhold
     approval_timeout_s: 120
+  flaky:
+    command: {python}
+    args: ["{script}"]
+    env: {{NOTES_CALLS: "{flaky_calls}", NOTES_PIDS: "{flaky_pids}"}}
+    timeout_s: 20
+    breaker: {{consecutive_failures: 1, base_ejection_s: 600, max_ejection_s: 600}}
   crm:
     url: "{crm}"
     remote: true
     pii: redact
     timeout_s: 10
+  crm-strict:
+    url: "{crm}"
+    remote: true
+    pii: block
 mcp_access:
   - allow: [notes__read_note, notes__add, notes__wait, notes__garble, notes__poisoned_page, "crm__*"]
     approval: [notes__delete_note]
+    keys: [agent]
+  - allow: ["flaky__*", "crm-strict__*"]
     keys: [agent]
   - allow: [crm__lookup]
     keys: [reader]
@@ -85,6 +99,8 @@ def policy(upstream: FakeOpenAI, crm: FakeCrm, notes_files: tuple[Path, Path]) -
         script=REPO / "tests" / "fakes" / "mcp_notes.py",
         calls=calls,
         pids=pids,
+        flaky_calls=calls.with_name("flaky-calls.jsonl"),
+        flaky_pids=pids.with_name("flaky-pids.txt"),
         crm=crm.url,
     )
 
@@ -97,7 +113,7 @@ def keys(data_dir: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def served(data_dir: Path, policy: str, keys: dict[str, str]) -> Iterator[Served]:
     with fleetdeck_serve(data_dir, policy) as instance:
-        wait_until_up(instance, ("notes", "crm"))
+        wait_until_up(instance, ("notes", "flaky", "crm", "crm-strict"))
         yield instance
 
 
@@ -308,6 +324,21 @@ async def test_a_canary_pii_value_never_reaches_a_remote_server(
     assert CANARY_EMAIL not in json.dumps(stored)
 
 
+async def test_pii_toward_a_remote_server_set_to_block_is_refused(
+    served: Served, keys: dict[str, str], crm: FakeCrm
+) -> None:
+    before = len(crm.calls)
+    async with mcp_client(served, keys["agent"], {"X-Fleetdeck-Task": "task-pii-block"}) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool("crm-strict__lookup", {"customer": CANARY_EMAIL})
+        allowed = await client.call_tool("crm-strict__lookup", {"customer": "Ada Lovelace"})
+    assert refused.value.code == -32010 and "personal data (email)" in refused.value.message
+    assert "Ada Lovelace" in text_of(allowed)
+    assert crm.calls[before:] == [("lookup", {"customer": "Ada Lovelace"})]
+    refused_trace, _ = traces_of(served, "task_id = 'task-pii-block'", count=2)
+    assert (refused_trace["status"], refused_trace["error_type"]) == ("blocked", "pii_blocked")
+
+
 async def test_an_injection_in_a_result_is_flagged_and_withheld(
     served: Served, keys: dict[str, str], notes_files: tuple[Path, Path]
 ) -> None:
@@ -335,6 +366,39 @@ async def test_a_server_answering_garbage_is_a_json_rpc_error(served: Served, ke
     assert failed.value.code == -32011
     (trace,) = traces_of(served, "task_id = 'task-garbage'")
     assert (trace["status"], trace["error_type"]) == ("error", "upstream_garbage")
+
+
+async def test_a_server_that_keeps_failing_opens_its_breaker_and_tools_list_says_so(
+    served: Served, keys: dict[str, str], notes_files: tuple[Path, Path]
+) -> None:
+    flaky_calls = notes_files[0].with_name("flaky-calls.jsonl")
+    async with mcp_client(served, keys["agent"], {"X-Fleetdeck-Task": "task-breaker"}) as client:
+        with pytest.raises(MCPError):
+            await client.call_tool("flaky__garble", {})  # one failure opens this server's breaker
+        listed = {tool.name: tool for tool in (await client.list_tools()).tools}
+        with pytest.raises(MCPError) as refused:
+            await client.call_tool("flaky__read_note", {"title": "anything"})
+    assert (listed["flaky__read_note"].description or "").startswith("[breaker open]")
+    assert not (listed["notes__read_note"].description or "").startswith("[")
+    assert refused.value.code == -32011 and "breaker is open" in refused.value.message
+    assert [json.loads(line)["tool"] for line in flaky_calls.read_text().splitlines()] == ["garble"]
+    assert "breaker open" in run_cli(served.data_dir, "mcp", "list").stdout
+
+
+def test_the_cost_per_outcome_counts_the_priced_tool_calls(served: Served, keys: dict[str, str]) -> None:
+    body = {"task_id": "task-allowed", "status": "resolved", "workflow_id": "notes-agent"}
+    posted = httpx.post(f"{served.base_url}/outcomes", json=body, headers=served.auth, timeout=10)
+    assert posted.status_code == 200, posted.text
+    endpoint = AdminEndpoint.find(served.data_dir)
+    assert endpoint is not None
+    deadline = time.monotonic() + 10
+    while True:
+        rows = endpoint.query({"name": "cost_per_outcome", "params": {"workflow": "notes-agent"}}).to_pylist()
+        if (rows and rows[0]["resolved_tasks"]) or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    (row,) = rows
+    assert (row["resolved_tasks"], row["total_cost_usd"], row["cost_per_outcome_usd"]) == (1, 0.25, 0.25)
 
 
 def test_malformed_json_rpc_is_refused_in_json_rpc_and_traced(served: Served, keys: dict[str, str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from console.mcp.access import Access, Caller
 from console.policy import PolicyError, parse_policy
 
 BASE = """
@@ -78,3 +79,22 @@ def test_mistakes_point_at_their_line(fragment: str, expected: str) -> None:
     with pytest.raises(PolicyError) as raised:
         parse_policy(BASE + fragment)
     assert str(raised.value).startswith(expected), str(raised.value)
+
+
+def test_access_denies_by_default_and_approval_wins() -> None:
+    policy = parse_policy(
+        BASE
+        + """
+mcp_servers:
+  files: {command: files}
+mcp_access:
+  - {allow: ["files__*"], keys: [agent]}
+  - {approval: [files__delete], environments: [prod]}
+"""
+    )
+    access = Access(policy.mcp_access)
+    assert access.verdict(Caller("dev", "agent", None), "files__read") == "allow"
+    assert access.verdict(Caller("dev", "agent", None), "files__delete") == "allow"
+    assert access.verdict(Caller("prod", "agent", None), "files__delete") == "approval"
+    assert access.verdict(Caller("prod", "other", None), "files__read") == "deny"
+    assert access.verdict(Caller("dev", "agent", None), "other__read") == "deny"

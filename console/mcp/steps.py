@@ -7,7 +7,6 @@ sees anything: a refused call never reaches it.
 
 from __future__ import annotations
 
-import anyio
 import jsonschema
 import mcp_types as types
 import orjson
@@ -168,8 +167,7 @@ async def execute(call: ToolCall) -> None:
     upstream, timeout_s = call.upstream, call.server.timeout_s
     tool = call.name.partition("__")[2]
     try:
-        with anyio.fail_after(timeout_s):
-            call.result = await upstream.call(tool, call.sent, None)
+        call.result = await upstream.call(tool, call.sent, timeout_s)
     except TimeoutError:
         raise Refused(
             UPSTREAM_FAILED, f"{call.name!r} did not answer within {timeout_s:g} s", "upstream_timeout"

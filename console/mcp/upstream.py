@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,10 +23,11 @@ import anyio
 import httpx2
 import mcp_types as types
 from anyio.streams.memory import MemoryObjectSendStream
-from mcp import Client, StdioServerParameters, stdio_client
+from mcp import Client, MCPError, StdioServerParameters, stdio_client
 from mcp.client import Transport
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.message import SessionMessage
+from pydantic import ValidationError
 
 from console.gateway.breaker import Breaker, State
 from console.policy import McpServerConfig
@@ -94,7 +95,7 @@ class Upstream:
             except Exception as exc:  # a server that cannot start or answers garbage
                 self.last_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.warning("MCP server %s: %s", self.name, self.last_error)
-            self._client, self._up, self.state = None, anyio.Event(), "restarting"
+            self._down()
             self.restarts += 1
             failed_in_a_row += 1
             await anyio.sleep(self.config.restart.backoff_s(failed_in_a_row))
@@ -111,7 +112,13 @@ class Upstream:
             try:
                 yield
             finally:
-                self._client = None
+                self._down()
+
+    def _down(self) -> None:
+        """No client until the next connection: calls arriving now wait for it."""
+        self._client, self.state = None, "restarting"
+        if self._up.is_set():
+            self._up = anyio.Event()
 
     def _transport(self) -> Transport:
         config = self.config
@@ -126,10 +133,10 @@ class Upstream:
 
     # -- calls ---------------------------------------------------------------------------
 
-    async def call(self, tool: str, arguments: dict[str, Any], meta: Mapping[str, Any] | None) -> Any:
-        """The server's CallToolResult; Unavailable, MCPError, TimeoutError or a transport error.
-
-        The caller bounds it with the server's timeout; the breaker hears how it went."""
+    async def call(self, tool: str, arguments: dict[str, Any], timeout_s: float) -> Any:
+        """The server's CallToolResult within `timeout_s` (waiting for a restart included);
+        raises Unavailable, TimeoutError, MCPError, or what a broken transport or answer raises.
+        The breaker hears how it went; a broken transport is reconnected."""
         if not self.breaker.available():
             raise Unavailable(
                 f"MCP server {self.name!r} keeps failing: its breaker is open "
@@ -137,23 +144,27 @@ class Upstream:
             )
         self.calls += 1
         try:
-            await self._up.wait()
-            client = self._client
-            if client is None:
-                raise Unavailable(f"MCP server {self.name!r} went away before the call was sent")
-            result = await client.call_tool(tool, arguments, meta=dict(meta) if meta else None)  # type: ignore[arg-type]
-        except BaseException as exc:
-            if isinstance(exc, anyio.get_cancelled_exc_class()):
-                self.breaker.abandoned()
-            else:
-                self.failures += 1
-                self.breaker.failed()
+            with anyio.fail_after(timeout_s):
+                while (client := self._client) is None:
+                    await self._up.wait()
+                result = await client.call_tool(tool, arguments)
+        except anyio.get_cancelled_exc_class():
+            self.breaker.abandoned()
+            raise
+        except Exception as exc:
+            self.failures += 1
+            self.breaker.failed()
+            if _broken_transport(exc):
+                self._lost.set()  # reconnect rather than reuse it
             raise
         self.breaker.succeeded()
         return result
 
-    async def wait_until_up(self) -> None:
-        await self._up.wait()
+
+def _broken_transport(exc: Exception) -> bool:
+    if isinstance(exc, MCPError):
+        return exc.code == types.CONNECTION_CLOSED
+    return not isinstance(exc, TimeoutError | ValidationError)
 
 
 @contextlib.asynccontextmanager
