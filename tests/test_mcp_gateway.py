@@ -6,6 +6,7 @@ shown never to have reached its server."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -31,6 +32,8 @@ from console.gateway.admin import AdminEndpoint
 
 pytestmark = pytest.mark.anyio
 CANARY_EMAIL = "canary.4417@example.org"
+NOTES_TOKEN = "notes-secret-5d1f0c7a9b"
+CRM_KEY = "crm-secret-8e2b44f1a0"
 
 POLICY = """
 providers:
@@ -42,6 +45,7 @@ mcp_servers:
     command: {python}
     args: ["{script}"]
     env: {{NOTES_CALLS: "{calls}", NOTES_PIDS: "{pids}"}}
+    secrets: {{NOTES_TOKEN: notes-token}}
     timeout_s: 20
     price_per_call: 0.25
     restart: {{backoff_base_s: 0.05, backoff_max_s: 0.5, jitter: false}}
@@ -58,12 +62,13 @@ mcp_servers:
     remote: true
     pii: redact
     timeout_s: 10
+    secrets: {{X-Api-Key: crm-key}}
   crm-strict:
     url: "{crm}"
     remote: true
     pii: block
 mcp_access:
-  - allow: [notes__read_note, notes__add, notes__wait, notes__garble, notes__poisoned_page, "crm__*"]
+  - allow: ["notes__*", "crm__*"]  # approval wins over allow: delete_note waits for a human
     approval: [notes__delete_note]
     keys: [agent]
   - allow: ["flaky__*", "crm-strict__*"]
@@ -106,13 +111,19 @@ def policy(upstream: FakeOpenAI, crm: FakeCrm, notes_files: tuple[Path, Path]) -
 
 
 @pytest.fixture(scope="module")
+def served_env() -> dict[str, str]:
+    """The servers' secrets, as a headless box holds them (keyring is off in tests)."""
+    return {"FLEETDECK_SECRET_NOTES_TOKEN": NOTES_TOKEN, "FLEETDECK_SECRET_CRM_KEY": CRM_KEY}
+
+
+@pytest.fixture(scope="module")
 def keys(data_dir: Path) -> dict[str, str]:
     return {name: create_key(data_dir, name) for name in ("agent", "reader")}
 
 
 @pytest.fixture(scope="module")
-def served(data_dir: Path, policy: str, keys: dict[str, str]) -> Iterator[Served]:
-    with fleetdeck_serve(data_dir, policy) as instance:
+def served(data_dir: Path, policy: str, keys: dict[str, str], served_env: dict[str, str]) -> Iterator[Served]:
+    with fleetdeck_serve(data_dir, policy, served_env) as instance:
         wait_until_up(instance, ("notes", "flaky", "crm", "crm-strict"))
         yield instance
 
@@ -244,6 +255,23 @@ async def test_arguments_failing_the_schema_are_refused_before_the_server(
     assert [c["arguments"] for c in notes_calls(notes_files) if c["tool"] == "add"] == [{"a": 1, "b": 2}]
     first, second = traces_of(served, "task_id = 'task-schema'", count=2)
     assert (first["error_type"], second["status"]) == ("invalid_arguments", "ok")
+
+
+async def test_servers_get_their_secrets_and_no_store_holds_them(
+    served: Served, keys: dict[str, str], crm: FakeCrm
+) -> None:
+    async with mcp_client(served, keys["agent"], {"X-Fleetdeck-Task": "task-secrets"}) as client:
+        digest = text_of(await client.call_tool("notes__token_digest", {}))
+        await client.call_tool("crm__lookup", {"customer": "Grace Hopper"})
+    assert digest == hashlib.sha256(NOTES_TOKEN.encode()).hexdigest()  # the stdio server's env
+    assert crm.api_keys[-1] == CRM_KEY  # the HTTP server's header
+    traces_of(served, "task_id = 'task-secrets'", count=2)
+    controls = {"traces": "task-secrets", "payloads": "Grace Hopper", "audit_log": "task-secrets"}
+    for table, control in controls.items():
+        sql = "SELECT count(*) FILTER (WHERE CAST(t AS VARCHAR) LIKE '%{}%') AS n FROM {} AS t"
+        (seen,) = rows_once_there(served, sql.format(control, table), f"no count of {table}")
+        (leaked,) = rows_once_there(served, sql.format("-secret-", table), f"no count of {table}")
+        assert (seen["n"] > 0, leaked["n"]) == (True, 0), table
 
 
 # -- approvals ---------------------------------------------------------------------------

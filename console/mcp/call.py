@@ -111,9 +111,9 @@ class ToolCall:
         if self.result is not None and self.upstream is not None:
             trace.cost_usd, trace.price_source = self.server.price_per_call, PRICE_SOURCE
         trace.payload_ref = trace.request_id
-        response = (
-            self.result.model_dump(mode="json", by_alias=True, exclude_none=True) if self.result else None
-        )
+        result = self.result
+        answered = result.model_dump(mode="json", by_alias=True, exclude_none=True) if result else None
+        response = screening.redact(answered)[0]  # stored payloads are redacted, as the gateway's
         payload = Payload(
             payload_ref=trace.request_id,
             request_id=trace.request_id,

@@ -50,15 +50,15 @@ class Upstream:
     name: str
     config: McpServerConfig
     breaker: Breaker = field(init=False)
-    state: str = "starting"  # starting | up | restarting | stopped
-    tools: dict[str, types.Tool] = field(default_factory=dict)
-    calls: int = 0
-    failures: int = 0
-    restarts: int = 0
-    last_error: str | None = None
-    _client: Client | None = None
-    _up: anyio.Event = field(default_factory=anyio.Event)
-    _lost: anyio.Event = field(default_factory=anyio.Event)
+    state: str = field(init=False, default="starting")  # starting | up | restarting | stopped
+    tools: dict[str, types.Tool] = field(init=False, default_factory=dict)  # the last listing
+    calls: int = field(init=False, default=0)
+    failures: int = field(init=False, default=0)
+    restarts: int = field(init=False, default=0)
+    last_error: str | None = field(init=False, default=None)
+    _client: Client | None = field(init=False, default=None)
+    _up: anyio.Event = field(init=False, default_factory=anyio.Event)
+    _lost: anyio.Event = field(init=False, default_factory=anyio.Event)
 
     def __post_init__(self) -> None:
         self.breaker = Breaker(self.config.breaker)

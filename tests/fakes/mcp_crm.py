@@ -5,6 +5,7 @@ with its arguments, as it received them (thread-safe to read).
     with FakeCrm() as crm:
         crm.url          # http://127.0.0.1:<port>/mcp
         crm.calls        # [("lookup", {"customer": ...}), ...]
+        crm.api_keys     # the X-Api-Key header each lookup came with
 """
 
 from __future__ import annotations
@@ -14,19 +15,22 @@ from types import TracebackType
 from typing import Any
 
 import uvicorn
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 
 class FakeCrm:
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.headers: list[dict[str, str]] = []
+        self.api_keys: list[str | None] = []  # the X-Api-Key header of each lookup
         self._lock = threading.Lock()
         server = MCPServer("crm")
 
         @server.tool()
-        def lookup(customer: str) -> str:
+        def lookup(customer: str, ctx: Context) -> str:
             """Look a customer up by name or email."""
+            request = ctx.request_context.request
+            with self._lock:
+                self.api_keys.append(request.headers.get("x-api-key") if request is not None else None)
             self._record("lookup", {"customer": customer})
             return f"Customer {customer}: plan gold, since 2021."
 

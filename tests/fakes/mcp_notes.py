@@ -6,13 +6,15 @@ to NOTES_CALLS, before doing anything else: a call that is not in that file neve
 the server.
 
 Tools: read_note, delete_note, add (integers only), wait (blocks until killed), garble
-(answers its own request with something that is not a CallToolResult), poisoned_page (a
-page carrying a prompt injection).
+(answers its own request with something that is not a CallToolResult), token_digest (the
+sha256 of the NOTES_TOKEN secret it was given), poisoned_page (a page carrying a prompt
+injection).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -70,6 +72,13 @@ def garble(ctx: Context) -> str:
     bogus = {"jsonrpc": "2.0", "id": request_id, "result": {"content": "not a list of blocks"}}
     os.write(WIRE[0], (json.dumps(bogus) + "\n").encode())
     return "too late"
+
+
+@server.tool()
+def token_digest() -> str:
+    """The sha256 of NOTES_TOKEN, the secret Fleetdeck passes in its environment."""
+    _record("token_digest", {})
+    return hashlib.sha256(os.environ.get("NOTES_TOKEN", "").encode()).hexdigest()
 
 
 @server.tool()
