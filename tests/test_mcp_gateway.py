@@ -141,14 +141,13 @@ def wait_until_up(served: Served, servers: tuple[str, ...], timeout_s: float = 6
 
 @asynccontextmanager
 async def mcp_client(
-    served: Served, key: str, headers: dict[str, str] | None = None
+    served: Served, key: str, headers: dict[str, str] | None = None, mode: str = "auto"
 ) -> AsyncIterator[Client]:
-    """The SDK's client on the gateway's /mcp, authenticated with `key`."""
+    """The SDK's client on the gateway's /mcp, authenticated with `key`; `mode` "legacy" speaks
+    the initialize handshake of the 2025 protocol versions, "auto" the newest both know."""
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}", **(headers or {})}, timeout=60)
-    async with (
-        http,
-        Client(streamable_http_client(f"{served.url}/mcp", http_client=http), cache=None) as client,
-    ):
+    transport = streamable_http_client(f"{served.url}/mcp", http_client=http)
+    async with http, Client(transport, cache=None, mode=mode) as client:
         yield client
 
 
@@ -215,6 +214,17 @@ async def test_an_allowed_call_returns_the_servers_result(
         "mcp_policy",
     )
     assert guard(trace)["mcp"]["decision"] == "allowed"
+
+
+async def test_a_client_of_the_handshake_era_is_served_alike(served: Served, keys: dict[str, str]) -> None:
+    task = {"X-Fleetdeck-Task": "task-legacy"}
+    async with mcp_client(served, keys["reader"], task, mode="legacy") as client:
+        assert client.protocol_version.startswith("2025")
+        assert [tool.name for tool in (await client.list_tools()).tools] == ["crm__lookup"]
+        result = await client.call_tool("crm__lookup", {"customer": "Alan Turing"})
+    assert "plan gold" in text_of(result)
+    (trace,) = traces_of(served, "task_id = 'task-legacy'")
+    assert (trace["status"], trace["provider"]) == ("ok", "crm")
 
 
 async def test_a_disallowed_call_is_refused_and_never_reaches_the_server(
