@@ -13,6 +13,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -136,7 +137,7 @@ class Engine:
         self._host = host or self.settings.host
         self._admin_token = secrets.token_urlsafe(32)
         handlers = self._admin_handlers()
-        self.mcp = mcp_gateway(self.policy, gateway)
+        self.mcp = mcp_gateway(self.policy, gateway, self.settings.data_dir / "mcp")
         endpoint = McpEndpoint(self.mcp, self._host) if self.mcp is not None else None
         app = build_app(gateway, self.health, self._admin_token, handlers, endpoint)
         self._server = GatewayServer(
@@ -456,13 +457,13 @@ def build_providers(policy: Policy, settings: Settings) -> dict[str, Provider]:
     return providers
 
 
-def mcp_gateway(policy: Policy, gateway: Gateway) -> McpGateway | None:
+def mcp_gateway(policy: Policy, gateway: Gateway, log_dir: Path) -> McpGateway | None:
     """The MCP gateway over the policy's MCP servers (None without any), sharing the model
-    gateway's keys, recorder and approvals queue."""
+    gateway's keys, recorder and approvals queue; stdio servers' stderr goes to `log_dir`."""
     if not policy.mcp_servers:
         return None
     return McpGateway(
-        upstreams={name: Upstream(name, config) for name, config in policy.mcp_servers.items()},
+        upstreams={name: Upstream(name, config, log_dir) for name, config in policy.mcp_servers.items()},
         access=Access(policy.mcp_access),
         recorder=gateway.recorder,
         keys=gateway.keys,

@@ -522,3 +522,4 @@ def test_mcp_list_prints_the_servers(served: Served) -> None:
     lines = listed.stdout.splitlines()
     assert any(line.startswith("notes") and "stdio" in line and "up" in line for line in lines), listed.stdout
     assert any(line.startswith("crm") and "remote" in line for line in lines), listed.stdout
+    assert (served.data_dir / "mcp" / "notes.stderr.log").exists()  # not the console's screen

@@ -15,9 +15,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 import anyio
 import httpx2
@@ -49,6 +50,7 @@ class Upstream:
 
     name: str
     config: McpServerConfig
+    log_dir: Path | None = None  # a stdio server's stderr goes to <log_dir>/<name>.stderr.log
     breaker: Breaker = field(init=False)
     state: str = field(init=False, default="starting")  # starting | up | restarting | stopped
     tools: dict[str, types.Tool] = field(init=False, default_factory=dict)  # the last listing
@@ -102,17 +104,29 @@ class Upstream:
 
     @contextlib.asynccontextmanager
     async def _connected(self) -> AsyncIterator[None]:
+        """Connected and listed: calls are served until the block ends."""
         self._lost = anyio.Event()
-        transport = _watched(self._transport(), self._lost)
-        async with Client(transport, mode="auto", cache=None) as client:
-            self.tools = await _list_tools(client)
-            self._client, self.state = client, "up"
-            self._up.set()
-            log.info("MCP server %s is up with %d tools", self.name, len(self.tools))
-            try:
-                yield
-            finally:
-                self._down()
+        with self._stderr() as errlog:
+            transport = _watched(self._transport(errlog), self._lost)
+            async with Client(transport, mode="auto", cache=None) as client:
+                self.tools = await _list_tools(client)
+                self._client, self.state = client, "up"
+                self._up.set()
+                log.info("MCP server %s is up with %d tools", self.name, len(self.tools))
+                try:
+                    yield
+                finally:
+                    self._down()
+
+    @contextlib.contextmanager
+    def _stderr(self) -> Iterator[TextIO]:
+        """Where a stdio server's stderr goes: a log file (a console's screen is no place for it)."""
+        if self.log_dir is None or self.config.command is None:
+            yield sys.stderr
+            return
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with (self.log_dir / f"{self.name}.stderr.log").open("a", encoding="utf-8") as errlog:
+            yield errlog
 
     def _down(self) -> None:
         """No client until the next connection: calls arriving now wait for it."""
@@ -120,13 +134,13 @@ class Upstream:
         if self._up.is_set():
             self._up = anyio.Event()
 
-    def _transport(self) -> Transport:
+    def _transport(self, errlog: TextIO) -> Transport:
         config = self.config
         secrets = {name: provider_secret(secret) or "" for name, secret in config.secrets.items()}
         if config.command is not None:
             env = {**config.env, **secrets}
             params = StdioServerParameters(command=config.command, args=list(config.args), env=env)
-            return stdio_client(params, errlog=sys.stderr)
+            return stdio_client(params, errlog=errlog)
         assert config.url is not None
         http = httpx2.AsyncClient(headers=secrets, timeout=httpx2.Timeout(30.0, read=config.timeout_s))
         return _http_transport(config.url, http)
