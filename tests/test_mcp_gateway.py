@@ -246,11 +246,11 @@ async def test_an_unknown_tool_is_a_json_rpc_error_and_traced(served: Served, ke
     async with mcp_client(served, keys["agent"], {"X-Fleetdeck-Task": "task-unknown"}) as client:
         with pytest.raises(MCPError) as refused:
             await client.call_tool("notes__no_such_tool", {})
-        with pytest.raises(MCPError):
-            await client.call_tool("nothing", {})
-    assert refused.value.code == types.INVALID_PARAMS
+        with pytest.raises(MCPError) as nameless:
+            await client.call_tool("nothing", {})  # no rule lists it: refused before any lookup
+    assert (refused.value.code, nameless.value.code) == (types.INVALID_PARAMS, -32010)
     traces = traces_of(served, "task_id = 'task-unknown'", count=2)
-    assert [t["error_type"] for t in traces] == ["unknown_tool", "unknown_tool"]
+    assert [t["error_type"] for t in traces] == ["unknown_tool", "tool_not_allowed"]
 
 
 async def test_arguments_failing_the_schema_are_refused_before_the_server(

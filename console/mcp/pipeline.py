@@ -22,8 +22,8 @@ Step = Callable[[ToolCall], Awaitable[None]]
 STEPS: tuple[Step, ...] = (
     steps.authenticate,  # 1 the virtual key
     steps.read_context,  # 2 task, workflow, route
-    steps.find_tool,  # 3 server__tool → server and tool
-    steps.police,  # 4 allowed, approval, or refused (deny by default)
+    steps.police,  # 3 allowed, approval, or refused (deny by default), on the name alone
+    steps.find_tool,  # 4 server__tool → server and tool
     steps.check_arguments,  # 5 the tool's inputSchema
     steps.screen_arguments,  # 6 PII toward remote servers
     steps.approve,  # 7 a human's decision, when the tool needs one

@@ -60,7 +60,7 @@ def identify_context(call: ToolCall) -> None:
 
 
 async def find_tool(call: ToolCall) -> None:
-    """3 `server__tool` → the supervised server and its tool."""
+    """4 `server__tool` → the supervised server and its tool."""
     parts = split(call.name)
     upstream = call.services.upstreams.get(parts[0]) if parts else None
     if parts is None or upstream is None:
@@ -75,8 +75,13 @@ async def find_tool(call: ToolCall) -> None:
 
 
 async def police(call: ToolCall) -> None:
-    """4 least privilege: allowed, needs a human's approval, or refused (deny by default)."""
+    """3 least privilege: allowed, needs a human's approval, or refused (deny by default).
+    On the name alone, before the tool is looked up: a caller learns nothing of the tools
+    it may not call, not even whether they exist."""
     assert call.caller is not None
+    parts = split(call.name)
+    if parts is not None and parts[0] in call.services.upstreams:
+        call.trace.provider, call.trace.response_model = parts
     key = call.key
     verdict = call.services.access.verdict(call.caller, call.name)
     if key is not None and not key.may_use(call.caller.route):
