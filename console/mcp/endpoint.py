@@ -60,16 +60,18 @@ class McpEndpoint:
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Supervise every upstream server and serve /mcp while the block runs."""
-        async with anyio.create_task_group() as supervisors:
-            for upstream in self.gateway.upstreams.values():
-                supervisors.start_soon(upstream.supervise)
-            try:
-                async with self.manager.run():
-                    yield
-            finally:
-                supervisors.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as supervisors:
                 for upstream in self.gateway.upstreams.values():
-                    upstream.state = "stopped"
+                    supervisors.start_soon(upstream.supervise)
+                try:
+                    async with self.manager.run():
+                        yield
+                finally:
+                    supervisors.cancel_scope.cancel()
+        finally:
+            for upstream in self.gateway.upstreams.values():
+                upstream.state = "stopped"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = Headers(scope=scope)
