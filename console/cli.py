@@ -694,6 +694,20 @@ def drift(
         typer.echo(f"fleetdeck: {doc['webhook_error']}", err=True)
 
 
+# -- MCP -----------------------------------------------------------------------------------
+
+mcp_app = typer.Typer(help="The MCP servers behind /mcp.", rich_markup_mode=None)
+app.add_typer(mcp_app, name="mcp")
+
+
+@mcp_app.command("list")
+def mcp_list(data_dir: DataDir = None) -> None:
+    """The MCP servers (up, restarting, breaker open), their tools and the calls made to them."""
+    from console.commands import mcp_servers
+
+    typer.echo(mcp_servers.render(_ask(load_settings(data_dir), "mcp", {})), nl=False)
+
+
 # -- retention ---------------------------------------------------------------------------
 
 retention_app = typer.Typer(help="Retention: purge what the store keeps no longer.", rich_markup_mode=None)

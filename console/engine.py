@@ -13,6 +13,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -33,6 +34,10 @@ from console.gateway.pricing import ModelPrices, PriceBook
 from console.gateway.prompts import PromptRegistry
 from console.gateway.router import Router
 from console.gateway.server import AdminHandler, GatewayServer, build_app
+from console.mcp.access import Access
+from console.mcp.endpoint import McpEndpoint
+from console.mcp.pipeline import McpGateway
+from console.mcp.upstream import Upstream
 from console.policy import Policy
 from console.providers.base import Provider
 from console.quality import golden as golden_runs
@@ -92,6 +97,7 @@ class Engine:
         self._lazy = threading.Lock()  # key admin and oversight may first be asked for from any thread
         self.policy: Policy | None = None  # the policy in force, once the gateway is open
         self.evaluator: judge.Evaluator | None = None  # the sampled judge, when the policy has one
+        self.mcp: McpGateway | None = None  # the MCP gateway, when the policy names MCP servers
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -140,7 +146,9 @@ class Engine:
         self._host = host or self.settings.host
         self._admin_token = secrets.token_urlsafe(32)
         handlers = self._admin_handlers()
-        app = build_app(gateway, self.health, self._admin_token, handlers)
+        self.mcp = mcp_gateway(self.policy, gateway, self.settings.data_dir / "mcp")
+        endpoint = McpEndpoint(self.mcp, self._host) if self.mcp is not None else None
+        app = build_app(gateway, self.health, self._admin_token, handlers, endpoint)
         self._server = GatewayServer(
             app,
             self._host,
@@ -287,6 +295,7 @@ class Engine:
             "eval_runs": lambda request: golden_runs.answer(self.db, self.recorder, request),
             "drift": self._answer_drift,
             "retention": self._answer_retention,
+            "mcp": self._answer_mcp,
         }
 
     def answer(self, action: str, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -318,6 +327,18 @@ class Engine:
 
     def _answer_retention(self, request: Mapping[str, Any]) -> dict[str, Any]:
         return self.retention.answer(request)
+
+    def _answer_mcp(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """`fleetdeck mcp list`: the MCP servers (live when this Engine serves them) and the
+        tool calls the store holds of each."""
+        recorded = queries.run(self.db.cursor(), "mcp_tool_calls", {}).to_pylist()
+        tools = [{**row, "last_call": str(row["last_call"])[:19]} for row in recorded]
+        if self.mcp is not None:
+            servers = [upstream.listing() for upstream in self.mcp.upstreams.values()]
+            return {"running": True, "servers": servers, "tools": tools}
+        policy = self.policy or self._load_policy()
+        idle = [Upstream(name, config).listing() for name, config in policy.mcp_servers.items()]
+        return {"running": False, "servers": [{**s, "status": "not running"} for s in idle], "tools": tools}
 
     def _answer_drift(self, request: Mapping[str, Any]) -> dict[str, Any]:
         return self.drift.answer(request)
@@ -390,6 +411,7 @@ class Engine:
             "providers": {name: provider.describe() for name, provider in self.providers.items()},
             "breakers": {target: state.value for target, state in breakers.items()},
             "evaluator": self.evaluator.stats() if self.evaluator else None,
+            "mcp": {u.name: u.listing() for u in self.mcp.upstreams.values()} if self.mcp else {},
             "budgets": [
                 {
                     "scope": b.scope,
@@ -454,6 +476,20 @@ def build_providers(policy: Policy, settings: Settings) -> dict[str, Provider]:
 def _either(policy_value: int | None, setting: int | None) -> int | None:
     """A local model's hardware value: the policy's, else the setting's (None: the provider's default)."""
     return policy_value if policy_value is not None else setting
+
+
+def mcp_gateway(policy: Policy, gateway: Gateway, log_dir: Path) -> McpGateway | None:
+    """The MCP gateway over the policy's MCP servers (None without any), sharing the model
+    gateway's keys, recorder and approvals queue; stdio servers' stderr goes to `log_dir`."""
+    if not policy.mcp_servers:
+        return None
+    return McpGateway(
+        upstreams={name: Upstream(name, config, log_dir) for name, config in policy.mcp_servers.items()},
+        access=Access(policy.mcp_access),
+        recorder=gateway.recorder,
+        keys=gateway.keys,
+        approvals=gateway.approvals,
+    )
 
 
 def price_book(policy: Policy, settings: Settings) -> PriceBook:

@@ -448,6 +448,104 @@ class Retry(_Schema):
         return (rng or random).uniform(0, delay) if self.jitter else delay
 
 
+# --------------------------------------------------------------------------- MCP servers
+
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+MCP_SEPARATOR = "__"  # a tool is offered to agents as `<server>__<tool>`
+
+
+def _check_mcp_server_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name) or MCP_SEPARATOR in name:
+        raise ValueError(
+            f"MCP server name {name!r}: letters, digits, '-' or '_', starting with a letter or digit, "
+            f"without {MCP_SEPARATOR!r} (it separates server and tool)"
+        )
+    return name
+
+
+def _check_loopback_url(url: str) -> str:
+    url = _check_http_url(url)
+    if urlsplit(url).hostname not in _LOOPBACK_HOSTS:
+        raise ValueError(f"An MCP server URL must be on loopback (127.0.0.1, localhost, ::1), got {url!r}")
+    return url
+
+
+McpServerName = Annotated[str, AfterValidator(_check_mcp_server_name)]
+
+
+class McpServerConfig(_Schema):
+    """One MCP server behind `/mcp`: a stdio command Fleetdeck starts and supervises, or a
+    Streamable HTTP server on loopback. Its tools are offered as `<name>__<tool>`."""
+
+    command: str | None = Field(default=None, min_length=1)  # stdio: the executable
+    args: list[str] = Field(default_factory=list)
+    env: dict[Token, str] = Field(default_factory=dict)  # extra environment of the stdio server
+    url: Annotated[str, AfterValidator(_check_loopback_url)] | None = None  # Streamable HTTP
+    # Environment variables (stdio) or HTTP headers (url) whose values are keyring secrets:
+    # {GITHUB_TOKEN: github} reads the secret `github` (FLEETDECK_SECRET_GITHUB on headless boxes).
+    secrets: dict[Token, Name] = Field(default_factory=dict)
+    remote: bool = False  # what it is sent leaves the box (e.g. a loopback proxy to a SaaS)
+    timeout_s: PositiveFloat = 30.0  # one tools/call, from the gateway's send to the answer
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    restart: Retry = Field(default_factory=Retry)  # backoff between restarts of a stdio server
+    price_per_call: NonNegativeFloat = 0.0  # USD of one executed tools/call (cost per outcome)
+    # PII in the arguments of a call to a remote server: redact it, refuse the call, or let it through.
+    pii: Literal["redact", "block", "allow"] = "redact"
+    injection_threshold: float = Field(default=0.7, gt=0, le=1)
+    # A result scoring above the threshold: flag it on the trace, or withhold it from the caller too.
+    on_injection: Literal["flag", "withhold"] = "withhold"
+    approval_timeout_s: PositiveFloat = 300.0  # how long a call waits for a human, then is denied
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerConfig:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("Give either command: (a stdio server) or url: (Streamable HTTP), not both")
+        if self.url is not None and (self.args or self.env):
+            raise ValueError("args: and env: are for stdio servers (command:), not url:")
+        return self
+
+    @property
+    def transport(self) -> str:
+        return "stdio" if self.command is not None else "streamable_http"
+
+
+def _check_tool_pattern(pattern: str) -> str:
+    server, separator, tool = pattern.partition(MCP_SEPARATOR)
+    if not separator or not server or not tool:
+        raise ValueError(f"Expected <server>{MCP_SEPARATOR}<tool> (the tool may be *), got {pattern!r}")
+    return pattern
+
+
+ToolPattern = Annotated[str, AfterValidator(_check_tool_pattern)]
+
+
+class McpAccessRule(_Schema):
+    """Who may call which MCP tools. A rule applies to a call when its key's environment, the
+    key's name and the call's route (X-Fleetdeck-Intent or `_meta`) match the rule's lists
+    (an absent list matches all). Tools are `<server>__<tool>` patterns (`files__*`). A tool
+    no applicable rule lists is refused: deny by default. Approval wins over allow."""
+
+    allow: list[ToolPattern] = Field(default_factory=list)
+    approval: list[ToolPattern] = Field(default_factory=list)
+    environments: list[Environment] | None = Field(default=None, min_length=1)
+    keys: list[Name] | None = Field(default=None, min_length=1)
+    routes: list[Name] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _disjoint(self) -> McpAccessRule:
+        both = sorted(set(self.allow) & set(self.approval))
+        if both:
+            raise ValueError(f"Tools listed in both allow and approval: {', '.join(both)}")
+        return self
+
+    def applies(self, environment: str, key: str, route: str | None) -> bool:
+        return (
+            (self.environments is None or environment in self.environments)
+            and (self.keys is None or key in self.keys)
+            and (self.routes is None or (route is not None and route in self.routes))
+        )
+
+
 class ClassifierConfig(_Schema):
     """Intent and risk for requests that name no intent: rules, then a small router model."""
 
@@ -495,6 +593,8 @@ class Policy(_Schema):
     retry: Retry = Field(default_factory=Retry)
     eval: Evaluation = Field(default_factory=Evaluation)
     classifier: ClassifierConfig | None = None  # None: requests naming no intent go to default_route
+    mcp_servers: dict[McpServerName, McpServerConfig] = Field(default_factory=dict)  # behind /mcp
+    mcp_access: list[McpAccessRule] = Field(default_factory=list)  # who may call which MCP tools
 
     _hash: str | None = PrivateAttr(default=None)
 
@@ -538,6 +638,7 @@ class Policy(_Schema):
 
 _PROVIDER: TypeAdapter[ProviderConfig] = TypeAdapter(ProviderConfig)
 _ROUTE = TypeAdapter(Route)
+_MCP_RULE = TypeAdapter(McpAccessRule)
 _T = TypeVar("_T")
 _ALL_FIELDS = sorted(
     {
@@ -555,6 +656,8 @@ _ALL_FIELDS = sorted(
             RouteMatch,
             ClassifierConfig,
             Evaluation,
+            McpServerConfig,
+            McpAccessRule,
         )
         for name in model.model_fields
     }
@@ -575,7 +678,24 @@ def cross_check(policy: Policy) -> list[tuple[Loc, str]]:
         problems.append(
             (("classifier", "model"), f"Unknown provider {name!r}{_hint(name, policy.providers)}")
         )
-    return problems + _check_judge(policy)
+    return problems + _check_judge(policy) + _check_mcp_access(policy.mcp_servers, policy.mcp_access)
+
+
+def _check_mcp_access(
+    servers: Mapping[str, object], rules: Sequence[McpAccessRule | None]
+) -> list[tuple[Loc, str]]:
+    """Every tool pattern of mcp_access names an MCP server of the policy."""
+    problems: list[tuple[Loc, str]] = []
+    for index, rule in enumerate(rules):
+        if rule is None:
+            continue
+        for field_name in ("allow", "approval"):
+            for position, pattern in enumerate(getattr(rule, field_name)):
+                server = pattern.partition(MCP_SEPARATOR)[0]
+                if server not in servers:
+                    message = f"Unknown MCP server {server!r}{_hint(server, servers)}"
+                    problems.append((("mcp_access", index, field_name, position), message))
+    return problems
 
 
 def _check_judge(policy: Policy) -> list[tuple[Loc, str]]:
@@ -607,7 +727,11 @@ def _cross_check_raw(data: dict[Any, Any]) -> list[tuple[Loc, str]]:
         intent = raw.get("intent") if isinstance(raw, dict) else None
         routes.append((intent if isinstance(intent, str) else None, _valid(_ROUTE, raw)))
     default_route = data.get("default_route")
-    return _cross_check(providers, routes, default_route if isinstance(default_route, str) else None)
+    problems = _cross_check(providers, routes, default_route if isinstance(default_route, str) else None)
+    servers, rules = data.get("mcp_servers"), data.get("mcp_access")
+    if isinstance(servers, dict) and isinstance(rules, list):
+        problems += _check_mcp_access(servers, [_valid(_MCP_RULE, rule) for rule in rules])
+    return problems
 
 
 def _valid(adapter: TypeAdapter[_T], raw: object) -> _T | None:
@@ -795,6 +919,12 @@ def summarize(policy: Policy, source: str) -> str:
     ]
     if unused:
         parts.append(f"Not used by any route: {', '.join(unused)}.")
+    if policy.mcp_servers:
+        servers = "; ".join(
+            f"{name} ({server.transport}{', remote' if server.remote else ''})"
+            for name, server in policy.mcp_servers.items()
+        )
+        parts.append(f"{_count(len(policy.mcp_servers), 'MCP server')}: {servers}.")
     return textwrap.fill(" ".join(parts), width=100, break_on_hyphens=False)
 
 

@@ -15,7 +15,8 @@ import ipaddress
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Iterator, Mapping
-from typing import Any
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
 import orjson
 import uvicorn
@@ -26,6 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from console.errors import DomainError
 from console.gateway.errors_http import api_error_from
@@ -44,13 +46,24 @@ OUTCOME_STATUSES = ("resolved", "failed", "abandoned")
 AdminHandler = Callable[[Mapping[str, Any]], bytes | dict[str, Any]]
 
 
+class Mounted(Protocol):
+    """An ASGI app served beside the gateway's routes, running while the app runs (the MCP
+    gateway, console/mcp/endpoint.py)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
+
+    def running(self) -> AbstractAsyncContextManager[None]: ...
+
+
 def build_app(
     gateway: Gateway,
     health: Callable[[], dict[str, Any]],
     admin_token: str,
     admin_handlers: Mapping[str, AdminHandler],
+    mcp: Mounted | None = None,
 ) -> Starlette:
-    """`admin_handlers` by path under /_admin/: bytes answer as Arrow IPC, dicts as JSON."""
+    """`admin_handlers` by path under /_admin/: bytes answer as Arrow IPC, dicts as JSON.
+    `mcp`, when the policy names MCP servers, is mounted at /mcp and runs with the app."""
 
     def operation(ingress: Ingress) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
@@ -127,7 +140,13 @@ def build_app(
         Route("/healthz", healthz, methods=["GET"]),
         Route("/_admin/{action}", admin, methods=["POST"]),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: http_error, Exception: _crash})
+    if mcp is not None:
+        routes.append(Route("/mcp", mcp))  # the MCP gateway (console/mcp/endpoint.py)
+    return Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error, Exception: _crash},
+        lifespan=(lambda app: mcp.running()) if mcp is not None else None,
+    )
 
 
 def stored_response(gateway: Gateway) -> Callable[[Request], Awaitable[Response]]:
@@ -263,7 +282,7 @@ class GatewayServer:
             port=port,
             log_level="warning",
             access_log=False,
-            lifespan="off",
+            lifespan="on",  # the app's: the MCP gateway's supervisors, when there is one
             loop="none",  # ours: see serve()
             http="httptools",
         )

@@ -13,7 +13,14 @@ from console.tui.context import ConsoleContext
 from console.tui.panes.base import Pane
 from console.tui.panes.tables import Cell, fill, right
 from console.tui.readmodel import fleet
-from console.tui.readmodel.fleet import BudgetBurn, DeploymentState, FleetView, ModelLoad, ProviderState
+from console.tui.readmodel.fleet import (
+    BudgetBurn,
+    DeploymentState,
+    FleetView,
+    McpServerState,
+    ModelLoad,
+    ProviderState,
+)
 
 PROVIDER_COLUMNS = (
     "provider",
@@ -39,6 +46,20 @@ DEPLOYMENT_COLUMNS = (
     "cooling",
 )
 BREAKER_STYLE = {"closed": "green", "half_open": "yellow", "open": "bold red"}
+MCP_COLUMNS = ("MCP server", "transport", "status", "tools", "calls", "refused", "failed")
+MCP_STYLE = {"up": "green", "starting": "yellow", "restarting": "yellow", "breaker open": "bold red"}
+
+
+def mcp_row(server: McpServerState) -> list[Cell]:
+    return [
+        server.name,
+        server.transport + (", remote" if server.remote else ""),
+        Text(server.status, style=MCP_STYLE.get(server.status, "dim")),
+        ", ".join(server.tools) or humanize.DASH,
+        right(humanize.count(server.calls)),
+        right(humanize.count(server.refused)),
+        right(humanize.count(server.failed)),
+    ]
 
 
 def provider_row(state: ProviderState) -> list[Cell]:
@@ -150,6 +171,9 @@ class FleetPane(Pane):
         yield DataTable(id="fleet-deployments", cursor_type="row", zebra_stripes=True)
         yield Static("Models, last hour", id="fleet-models-title", classes="section-title")
         yield DataTable(id="fleet-models", cursor_type="row", zebra_stripes=True)
+        if getattr(self.context.policy, "mcp_servers", None):  # only when the policy names some
+            yield Static("MCP servers (calls: last 30 days)", classes="section-title")
+            yield DataTable(id="fleet-mcp", cursor_type="row", zebra_stripes=True)
         yield Static("Budget burn (UTC days and months)", classes="section-title")
         yield VerticalScroll(id="fleet-budgets")
 
@@ -169,6 +193,9 @@ class FleetPane(Pane):
             shown.display = bool(data.deployments)  # only with a balanced route
         models: DataTable[Cell] = self.query_one("#fleet-models", DataTable)
         fill(models, MODEL_COLUMNS, [model_row(load) for load in data.models])
+        if data.mcp_servers and self.query("#fleet-mcp"):
+            servers: DataTable[Cell] = self.query_one("#fleet-mcp", DataTable)
+            fill(servers, MCP_COLUMNS, [mcp_row(server) for server in data.mcp_servers])
         self._show_budgets(data.budgets)
 
     def _show_budgets(self, burns: list[BudgetBurn]) -> None:

@@ -12,6 +12,7 @@ import duckdb
 from console.store import queries
 
 WINDOW_MINUTES = 60.0
+MCP_WINDOW_DAYS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +76,20 @@ class DeploymentState:
     tokens_left: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class McpServerState:
+    """An MCP server behind /mcp: live state from the gateway, calls from the store (30 days)."""
+
+    name: str
+    transport: str
+    remote: bool
+    status: str  # up, starting, restarting, breaker open, stopped, not running
+    tools: list[str]
+    calls: int
+    refused: int
+    failed: int
+
+
 @dataclass(frozen=True)
 class FleetView:
     providers: list[ProviderState]
@@ -82,6 +97,7 @@ class FleetView:
     budgets: list[BudgetBurn] = field(default_factory=list)
     window_minutes: float = WINDOW_MINUTES
     deployments: list[DeploymentState] = field(default_factory=list)
+    mcp_servers: list[McpServerState] = field(default_factory=list)
 
 
 def deployments_from_health(health: Mapping[str, Any] | None) -> list[DeploymentState]:
@@ -199,6 +215,39 @@ def route_caps(policy: Any) -> dict[str, float | None]:
     return {route.intent: route.max_budget_daily for route in routes}
 
 
+def mcp_servers(
+    cur: duckdb.DuckDBPyConnection, now: datetime, health: Mapping[str, Any] | None, policy: Any
+) -> list[McpServerState]:
+    """The policy's MCP servers, as the running gateway reports them, with their recorded calls."""
+    configured = getattr(policy, "mcp_servers", None) or {}
+    if not configured:
+        return []
+    live: Mapping[str, Any] = (health or {}).get("mcp") or {}
+    recorded: dict[str, list[int]] = {}
+    since = now - timedelta(days=MCP_WINDOW_DAYS)
+    for row in queries.run(cur, "mcp_tool_calls", {"since": since}).to_pylist():
+        counts = recorded.setdefault(row["server"], [0, 0, 0])
+        for index, column in enumerate(("calls", "refused", "failed")):
+            counts[index] += int(row[column])
+    states = []
+    for name, config in configured.items():
+        found = live.get(name) or {}
+        calls, refused, failed = recorded.get(name, [0, 0, 0])
+        states.append(
+            McpServerState(
+                name=name,
+                transport=config.transport,
+                remote=config.remote,
+                status=str(found.get("status", "not running")),
+                tools=list(found.get("tools") or []),
+                calls=calls,
+                refused=refused,
+                failed=failed,
+            )
+        )
+    return states
+
+
 def snapshot(
     cur: duckdb.DuckDBPyConnection, now: datetime, health: Mapping[str, Any] | None, policy: Any
 ) -> FleetView:
@@ -208,4 +257,5 @@ def snapshot(
         models=model_load(cur, now),
         budgets=ledger if ledger else budget_burn(cur, now, route_caps(policy)),
         deployments=deployments_from_health(health),
+        mcp_servers=mcp_servers(cur, now, health, policy),
     )
