@@ -413,7 +413,8 @@ def test_the_routes_tool_policy_withholds_a_call_it_does_not_allow(served: Serve
         tool_choice=FORCE_WEATHER,  # type: ignore[arg-type]
     )
     assert [item.type for item in response.output] == ["message"]
-    assert "withheld" in response.output_text and "get_weather" in response.output_text
+    assert "withheld" in response.output_text and "(1 not allowed)" in response.output_text
+    assert "get_weather" not in response.output_text  # a refused tool is counted, never named
     trace = trace_of(served, request_id(response))
     assert trace["reason_code"] == "risk-high-flagged"
     assert orjson.loads(trace["guard_results"])["tools"] == {"get_weather": "not allowed"}  # type: ignore[arg-type]

@@ -63,12 +63,13 @@ class ApprovalQueue:
         with self._lock:
             self._held[call.approval_id] = (call, loop)
         self._audit(call.requested_by, "key", "approval.requested", call, {})
+        started = loop.time()
         try:
             async with asyncio.timeout(max(timeout_s, 0.0)):
                 return await asyncio.shield(call.decided)
         except TimeoutError:
             if self._take(call.approval_id) is not None:
-                expired = {"expired": True, "waited_s": round(timeout_s, 3)}
+                expired = {"expired": True, "waited_s": round(loop.time() - started, 3)}
                 self._audit("gateway", "system", "approval.denied", call, expired)
                 return "expired", "gateway"
             return await call.decided  # decided in the very last moment

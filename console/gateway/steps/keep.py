@@ -45,7 +45,10 @@ def check_schema(call: Call, answers: list[str | None]) -> None:
 
 
 def cache_answer(call: Call, body: Body) -> None:
-    if call.lookup is not None and call.services.cache is not None:
+    """Cache the answer, unless the tool policy judged its calls: a later identical request
+    must be judged (and a human asked) again, not answered with this verdict."""
+    judged = isinstance(call.trace.guard_results, dict) and call.trace.guard_results.get("tools")
+    if call.lookup is not None and call.services.cache is not None and not judged:
         call.services.cache.store(call.lookup, body, call.trace)
 
 

@@ -17,6 +17,8 @@ from console.policy import ToolPolicy
 from console.providers.base import Body
 
 Rule = Literal["allowed", "not allowed", "approval"]
+PASSED = ("allowed", "approved")
+DECIDED_NO = ("denied", "expired")  # by a human, or by no one in time
 
 
 async def police_tools(call: Call) -> None:
@@ -30,12 +32,19 @@ async def police_tools(call: Call) -> None:
         kept = [tool_call for tool_call in calls if await verdict(call, tool_call, tools, verdicts)]
         if len(kept) == len(calls):
             continue
-        refused = [f"{name}: {verdict}" for name, verdict in verdicts.items() if verdict != "approved"]
-        message["content"] = f"{message.get('content') or ''}\n{withheld_note(refused)}".strip()
+        message["content"] = f"{message.get('content') or ''}\n{withheld_note(refusals(verdicts))}".strip()
         message["tool_calls"] = kept or None
         if not kept and choice.get("finish_reason") == "tool_calls":
             choice["finish_reason"] = "stop"
     note_verdicts(call, verdicts)
+
+
+def refusals(verdicts: dict[str, str]) -> list[str]:
+    """Why calls were withheld, as the client may read it: tools the route does not allow are
+    counted, never named (their names are the route's secret); refusals by humans are named."""
+    blocked = sum(1 for verdict in verdicts.values() if verdict == "not allowed")
+    decided = [f"{name}: {verdict}" for name, verdict in verdicts.items() if verdict in DECIDED_NO]
+    return [f"{blocked} not allowed"] * bool(blocked) + decided
 
 
 def withheld_note(refused: list[str]) -> str:

@@ -23,11 +23,17 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from console.gateway.call import Call, KeepAlive, StreamEvent
-from console.gateway.steps.police_tools import ask_approval, note_verdicts, rule, tool_name, withheld_note
+from console.gateway.steps.police_tools import (
+    PASSED,
+    ask_approval,
+    note_verdicts,
+    rule,
+    tool_name,
+    withheld_note,
+)
 from console.policy import ToolPolicy
 from console.providers.base import NATIVE, Body
 
-PASSED = ("allowed", "approved")
 KEEP_ALIVE = KeepAlive()
 
 
