@@ -14,7 +14,7 @@ import secrets
 import threading
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -32,6 +32,7 @@ from console.gateway.pricing import ModelPrices, PriceBook
 from console.gateway.prompts import PromptRegistry
 from console.gateway.router import Router
 from console.gateway.server import AdminHandler, GatewayServer, build_app
+from console.otel import start_export
 from console.policy import Policy
 from console.providers.base import Provider
 from console.quality import golden as golden_runs
@@ -52,6 +53,9 @@ from console.store import retention as store_retention
 from console.store.db import Database, first_row
 from console.store.recorder import Recorder
 from console.store.responses import StoredResponses
+
+if TYPE_CHECKING:
+    from console.otel.exporter import OtlpExport
 
 log = logging.getLogger("fleetdeck.engine")
 REMOTE_TIMEOUT_S = 600.0  # one HTTP request's cap; the route's deadline is usually shorter
@@ -91,6 +95,7 @@ class Engine:
         self._lazy = threading.Lock()  # key admin and oversight may first be asked for from any thread
         self.policy: Policy | None = None  # the policy in force, once the gateway is open
         self.evaluator: judge.Evaluator | None = None  # the sampled judge, when the policy has one
+        self.otlp: OtlpExport | None = None  # the OTLP export, when an endpoint is configured
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -132,6 +137,8 @@ class Engine:
         self._cache.start(self.policy.routes)
         self.gateway = gateway
         self.evaluator = self._evaluator(gateway)
+        self.otlp = start_export(self.policy.otlp, self.providers)
+        gateway.export_trace = self.otlp.offer if self.otlp is not None else None
         self._host = host or self.settings.host
         self._admin_token = secrets.token_urlsafe(32)
         handlers = self._admin_handlers()
@@ -174,6 +181,9 @@ class Engine:
         if self._cache is not None:
             self._cache.stop()
             self._cache = None
+        if self.otlp is not None:
+            self.otlp.shutdown()
+            self.otlp = None
         if self._admin is not None:
             self._admin.withdraw(self.settings.data_dir)
             self._admin = None
@@ -385,6 +395,7 @@ class Engine:
             "providers": {name: provider.describe() for name, provider in self.providers.items()},
             "breakers": {target: state.value for target, state in breakers.items()},
             "evaluator": self.evaluator.stats() if self.evaluator else None,
+            "otlp": self.otlp.stats() if self.otlp else None,
             "budgets": [
                 {
                     "scope": b.scope,

@@ -34,6 +34,7 @@ from console.policy import Route
 from console.providers.base import NATIVE, Body, Native, Provider
 from console.store.audit import AuditEvent
 from console.store.trace import Payload, Trace
+from console.tracecontext import CallSpan
 
 Disconnected = Callable[[], Awaitable[None]]
 GUARD_INLINE_BYTES = 32_768  # longer bodies are scanned on a worker thread, off the loop
@@ -138,6 +139,7 @@ class Call:
     target: Target | None = None  # who answered
     reply_headers: dict[str, str] = field(default_factory=dict)
     streaming: bool = False  # the relay records the trace when the stream ends
+    span: CallSpan | None = None  # its OpenTelemetry span (W3C trace context), once its context is read
     recorded: bool = False
 
     def __post_init__(self) -> None:
@@ -293,3 +295,5 @@ class Call:
             services.recorder.record(trace, payload)
         if services.after_trace is not None:
             services.after_trace(trace, self.stored_request, self.stored_response)
+        if services.export_trace is not None:
+            services.export_trace(trace, self.span, self.stored_request, self.stored_response)

@@ -1,0 +1,224 @@
+"""OTLP export (issue 20, point 1): a real `fleetdeck serve` over the fake OpenAI upstream,
+exporting to a real OTLP/HTTP receiver on loopback that decodes the protobuf."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fakes.openai_upstream import FakeOpenAI
+from fakes.otlp_receiver import OtlpReceiver, ReceivedSpan
+from gateway_process import Served, fleetdeck_serve, trace_of
+
+from console.errors import Invalid
+from console.otel.config import export_config
+from console.policy import OtlpConfig
+
+POLICY = """
+providers:
+  lab: {{kind: openai_compat, base_url: "{url}", prices: {{m: {{input: 3.0, output: 15.0}}}}}}
+routes:
+  - {{intent: support, primary: lab/m}}
+otlp: {{{otlp}}}
+"""
+APP_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+APP_SPAN = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{APP_TRACE}-{APP_SPAN}-01"
+CANARY = "jane.canary@example.com"  # PII: redacted before anything is stored or exported
+FAST = {"OTEL_BSP_SCHEDULE_DELAY": "50", "OTEL_SERVICE_NAME": "fleetdeck-tests"}
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[OtlpReceiver]:
+    with OtlpReceiver() as found:
+        yield found
+
+
+def otlp_policy(upstream: FakeOpenAI, otlp: str) -> str:
+    return POLICY.format(url=upstream.base_url, otlp=otlp)
+
+
+@pytest.fixture(scope="module")
+def policy(upstream: FakeOpenAI, receiver: OtlpReceiver) -> str:
+    return otlp_policy(upstream, f'endpoint: "{receiver.url}", metrics_interval_s: 0.2')
+
+
+@pytest.fixture(scope="module")
+def served_env() -> dict[str, str]:
+    return FAST
+
+
+def chat(served: Served, text: str, headers: dict[str, str] | None = None, **extra: Any) -> httpx.Response:
+    response = httpx.post(
+        f"{served.base_url}/chat/completions",
+        json={"model": "route:support", "messages": [{"role": "user", "content": text}], **extra},
+        headers={**served.auth, **(headers or {})},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return response
+
+
+def span_of(receiver: OtlpReceiver, request_id: str) -> ReceivedSpan:
+    return receiver.wait_for_span(lambda s: s.attributes.get("fleetdeck.request_id") == request_id)
+
+
+def test_a_call_is_one_genai_span_in_the_apps_trace(
+    served: Served, upstream: FakeOpenAI, receiver: OtlpReceiver
+) -> None:
+    headers = {"traceparent": TRACEPARENT, "X-Fleetdeck-Session": "conv-7", "X-Fleetdeck-Task": "t-1"}
+    response = chat(served, f"Write to {CANARY} about the refund", headers)
+    request_id = response.headers["x-fleetdeck-request-id"]
+    usage = response.json()["usage"]
+
+    span = span_of(receiver, request_id)
+    stored = trace_of(served, request_id)
+    attributes = span.attributes
+    assert span.name == "chat route:support"
+    assert (span.trace_id, span.parent_span_id) == (APP_TRACE, APP_SPAN)
+    assert span.kind == 3 and span.status_code == 0  # CLIENT; unset: it succeeded
+    assert attributes["gen_ai.operation.name"] == "chat"
+    assert attributes["gen_ai.provider.name"] == "lab"
+    assert attributes["gen_ai.request.model"] == "route:support"
+    assert attributes["gen_ai.response.model"] == "m"
+    assert attributes["gen_ai.usage.input_tokens"] == usage["prompt_tokens"] == stored["input_tokens"]
+    assert attributes["gen_ai.usage.output_tokens"] == usage["completion_tokens"] == stored["output_tokens"]
+    assert attributes["gen_ai.response.finish_reasons"] == ("stop",)
+    assert attributes["gen_ai.conversation.id"] == "conv-7"
+    assert attributes["server.address"] == "127.0.0.1"
+    assert attributes["server.port"] == upstream.port
+    assert "error.type" not in attributes
+    assert stored["cost_usd"] and attributes["fleetdeck.cost_usd"] == pytest.approx(stored["cost_usd"])
+    assert attributes["fleetdeck.route"] == "support"
+    assert attributes["fleetdeck.reason_code"] == stored["reason_code"]
+    assert attributes["fleetdeck.environment"] == "dev"
+    assert attributes["fleetdeck.protocol"] == "chat_completions"
+    assert attributes["fleetdeck.task_id"] == "t-1"
+    assert span.resource["service.name"] == "fleetdeck-tests"
+    assert span.end_ns - span.start_ns == pytest.approx(stored["latency_ms"] * 1e6, rel=0.2, abs=2e6)
+
+    sent = next(r for r in upstream.requests if "refund" in str(r.body))
+    assert sent.headers["traceparent"] == f"00-{APP_TRACE}-{span.span_id}-01"
+    assert not any(k.startswith("gen_ai.input") or k.startswith("gen_ai.output") for k in attributes)
+    assert all(CANARY.encode() not in raw for raw in receiver.raw)
+
+
+def test_a_stream_is_one_span_and_its_upstream_is_told_of_it(
+    served: Served, upstream: FakeOpenAI, receiver: OtlpReceiver
+) -> None:
+    with httpx.stream(
+        "POST",
+        f"{served.base_url}/chat/completions",
+        json={
+            "model": "route:support",
+            "messages": [{"role": "user", "content": "stream me"}],
+            "stream": True,
+        },
+        headers={**served.auth, "traceparent": TRACEPARENT},
+        timeout=30,
+    ) as response:
+        assert response.status_code == 200
+        request_id = response.headers["x-fleetdeck-request-id"]
+        response.read()
+    span = span_of(receiver, request_id)
+    assert span.attributes["gen_ai.request.stream"] is True
+    assert span.parent_span_id == APP_SPAN
+    sent = [r for r in upstream.requests if r.body and r.body.get("stream")]
+    assert sent[-1].headers["traceparent"] == f"00-{APP_TRACE}-{span.span_id}-01"
+
+
+def test_without_a_traceparent_the_span_is_a_root_and_failures_are_errors(
+    served: Served, upstream: FakeOpenAI, receiver: OtlpReceiver
+) -> None:
+    response = chat(served, "no parent here")
+    span = span_of(receiver, response.headers["x-fleetdeck-request-id"])
+    assert span.parent_span_id == ""
+
+    refused = httpx.post(
+        f"{served.base_url}/chat/completions",
+        json={"model": "route:nowhere", "messages": [{"role": "user", "content": "hi"}]},
+        headers=served.auth,
+        timeout=30,
+    )
+    assert refused.status_code >= 400
+    failed = span_of(receiver, refused.headers["x-fleetdeck-request-id"])
+    assert failed.status_code == 2
+    assert (
+        failed.attributes["error.type"]
+        == trace_of(served, failed.attributes["fleetdeck.request_id"])["error_type"]
+    )
+
+
+def test_the_client_metrics_arrive_by_token_type(served: Served, receiver: OtlpReceiver) -> None:
+    chat(served, "count my tokens")
+    tokens = receiver.wait_for_metric("gen_ai.client.token.usage")
+    assert {p.attributes["gen_ai.token.type"] for p in tokens} >= {"input", "output"}
+    assert all(p.unit == "{token}" and p.attributes["gen_ai.operation.name"] == "chat" for p in tokens)
+    duration = receiver.wait_for_metric("gen_ai.client.operation.duration")
+    assert duration[0].unit == "s" and duration[0].attributes["gen_ai.response.model"] == "m"
+
+
+def test_content_is_exported_only_when_opted_in_and_redacted(
+    upstream: FakeOpenAI, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    policy = otlp_policy(upstream, f'endpoint: "{receiver.url}", capture_content: true')
+    with fleetdeck_serve(tmp_path / "data", policy, FAST) as served:
+        response = chat(served, f"Mail {CANARY} the invoice")
+        span = span_of(receiver, response.headers["x-fleetdeck-request-id"])
+    messages = span.attributes["gen_ai.input.messages"]
+    assert "the invoice" in messages and CANARY not in messages
+    assert "gen_ai.output.messages" in span.attributes
+    assert all(CANARY.encode() not in raw for raw in receiver.raw)
+
+
+def test_the_standard_environment_variables_configure_it(
+    upstream: FakeOpenAI, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    env = {**FAST, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_EXPORTER_OTLP_HEADERS": "x-team=ops"}
+    with fleetdeck_serve(tmp_path / "data", otlp_policy(upstream, ""), env) as served:
+        response = chat(served, "configured by the environment")
+        span_of(receiver, response.headers["x-fleetdeck-request-id"])
+    assert any(h.get("x-team") == "ops" for h in receiver.headers)
+
+
+def test_with_the_collector_down_calls_succeed_and_drops_are_counted(
+    upstream: FakeOpenAI, tmp_path: Path
+) -> None:
+    with OtlpReceiver() as closed:
+        down = closed.url  # the port is closed once the receiver has stopped
+    policy = otlp_policy(upstream, f'endpoint: "{down}", timeout_s: 0.5')
+    with fleetdeck_serve(tmp_path / "data", policy, FAST) as served:
+        for n in range(3):
+            chat(served, f"call {n} while the collector is down")
+
+        def health() -> dict[str, Any]:
+            found: dict[str, Any] = httpx.get(f"{served.url}/healthz", timeout=10).json()["otlp"]
+            return found
+
+        assert upstream.wait_until(lambda: health()["dropped"] >= 3, timeout=30)
+
+
+def test_off_without_an_endpoint_and_with_the_sdk_disabled(receiver: OtlpReceiver) -> None:
+    assert export_config(OtlpConfig(), env={}) is None
+    assert export_config(OtlpConfig(), env={"OTEL_SERVICE_NAME": "x"}) is None
+    on = OtlpConfig(endpoint=receiver.url)
+    assert export_config(on, env={"OTEL_SDK_DISABLED": "true"}) is None
+    traces_only = export_config(OtlpConfig(), env={"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{receiver.url}/t"})
+    assert traces_only is not None and traces_only.metrics_endpoint is None
+
+
+def test_a_header_names_a_keyring_secret_and_a_missing_one_is_a_clear_error(
+    monkeypatch: pytest.MonkeyPatch, receiver: OtlpReceiver
+) -> None:
+    config = OtlpConfig.model_validate(
+        {"endpoint": receiver.url, "headers": {"x-honeycomb-team": {"secret": "otlp-team-key"}}}
+    )
+    with pytest.raises(Invalid, match="otlp-team-key"):
+        export_config(config, env={})
+    monkeypatch.setenv("FLEETDECK_SECRET_OTLP_TEAM_KEY", "s3cret")
+    resolved = export_config(config, env={})
+    assert resolved is not None and resolved.headers == {"x-honeycomb-team": "s3cret"}
+    assert "s3cret" not in repr(resolved)
