@@ -125,6 +125,7 @@ def test_a_stream_is_one_span_and_its_upstream_is_told_of_it(
         response.read()
     span = span_of(receiver, request_id)
     assert span.attributes["gen_ai.request.stream"] is True
+    assert span.attributes["gen_ai.response.time_to_first_chunk"] > 0
     assert span.parent_span_id == APP_SPAN
     sent = [r for r in upstream.requests if r.body and r.body.get("stream")]
     assert sent[-1].headers["traceparent"] == f"00-{APP_TRACE}-{span.span_id}-01"
@@ -150,6 +151,42 @@ def test_without_a_traceparent_the_span_is_a_root_and_failures_are_errors(
         failed.attributes["error.type"]
         == trace_of(served, failed.attributes["fleetdeck.request_id"])["error_type"]
     )
+
+
+def test_cache_reads_reasoning_and_request_parameters_have_their_convention_names(
+    served: Served, upstream: FakeOpenAI, receiver: OtlpReceiver
+) -> None:
+    upstream.cached_tokens, upstream.reasoning_tokens = 2, 3
+    try:
+        response = chat(served, "think about these five words", temperature=0.3, max_tokens=40, seed=7)
+    finally:
+        upstream.cached_tokens = upstream.reasoning_tokens = 0
+    attributes = span_of(receiver, response.headers["x-fleetdeck-request-id"]).attributes
+    assert attributes["gen_ai.usage.cache_read.input_tokens"] == 2
+    assert attributes["gen_ai.usage.reasoning.output_tokens"] == 3
+    assert attributes["gen_ai.request.temperature"] == 0.3
+    assert attributes["gen_ai.request.max_tokens"] == 40
+    assert attributes["gen_ai.request.seed"] == 7
+    assert attributes["gen_ai.response.id"] == response.json()["id"]
+
+
+def test_fleetdeck_parents_join_one_trace_and_an_unsampled_parent_is_not_exported(
+    served: Served, upstream: FakeOpenAI, receiver: OtlpReceiver
+) -> None:
+    first = chat(served, "the first call").headers["x-fleetdeck-request-id"]
+    parent = span_of(receiver, first)
+    child_headers = {"X-Fleetdeck-Trace": first, "X-Fleetdeck-Parent": first}  # as the judge calls
+    quiet = chat(served, "an unsampled call", {"traceparent": f"00-{APP_TRACE}-{APP_SPAN}-00"})
+    assert upstream.requests[-1].headers["traceparent"].endswith("-00")
+    child = chat(served, "the child call", child_headers).headers["x-fleetdeck-request-id"]
+    joined = span_of(receiver, child)
+    assert (joined.trace_id, joined.parent_span_id) == (parent.trace_id, parent.span_id)
+    unsampled = quiet.headers["x-fleetdeck-request-id"]  # offered before the child, in one queue
+    assert not any(s.attributes.get("fleetdeck.request_id") == unsampled for s in receiver.spans)
+
+    garbled = chat(served, "a bad traceparent", {"traceparent": "00-zz-yy-01"})
+    root = span_of(receiver, garbled.headers["x-fleetdeck-request-id"])
+    assert root.parent_span_id == "" and root.trace_id != APP_TRACE
 
 
 def test_the_client_metrics_arrive_by_token_type(served: Served, receiver: OtlpReceiver) -> None:

@@ -92,10 +92,18 @@ class OtlpExport:
         dropped = counts["dropped_queue_full"] + counts["dropped_export_failed"]
         return {"endpoint": self.config.shown_endpoint, "queued": waiting, "dropped": dropped, **counts}
 
-    def shutdown(self) -> None:
-        """Export what is queued (each batch within the export timeout), then stop."""
+    def shutdown(self, wait_s: float = 10.0) -> None:
+        """Export what is queued, for at most `wait_s` (a collector that is down must not hold
+        the process up); what is left then is abandoned and said so in the log."""
         self._queue.put(None)
-        self._worker.join()
+        self._worker.join(wait_s)
+        closing = threading.Thread(target=self._close, name="fleetdeck-otlp-close", daemon=True)
+        closing.start()
+        closing.join(wait_s)
+        if closing.is_alive():
+            log.warning("OTLP export: %d spans not sent at shutdown", self.stats()["queued"])
+
+    def _close(self) -> None:
         self._processor.shutdown()  # type: ignore[no-untyped-call]
         if self._meters is not None:
             self._meters.shutdown()

@@ -106,12 +106,41 @@ def span_attributes(
         gen_ai.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: trace.reasoning_tokens or None,
         gen_ai.GEN_AI_RESPONSE_FINISH_REASONS: tuple(trace.finish_reasons) if trace.finish_reasons else None,
         gen_ai.GEN_AI_REQUEST_STREAM: trace.stream,
+        gen_ai.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK: trace.ttft_ms / 1000
+        if trace.stream and trace.ttft_ms
+        else None,
+        gen_ai.GEN_AI_RESPONSE_ID: _string(response, "id"),
+        **request_parameters(request),
         **fleetdeck_attributes(trace),
     }
     if capture_content:
         found[gen_ai.GEN_AI_INPUT_MESSAGES] = _json(input_messages(request))
         found[gen_ai.GEN_AI_OUTPUT_MESSAGES] = _json(output_messages(response))
     return _present(found)
+
+
+def first_chunk_s(trace: Trace) -> float | None:
+    return trace.ttft_ms / 1000 if trace.stream and trace.ttft_ms is not None else None
+
+
+# The sampling parameters of a request, by their convention names (never its content).
+PARAMETERS = {
+    gen_ai.GEN_AI_REQUEST_MAX_TOKENS: ("max_completion_tokens", "max_tokens"),
+    gen_ai.GEN_AI_REQUEST_TEMPERATURE: ("temperature",),
+    gen_ai.GEN_AI_REQUEST_TOP_P: ("top_p",),
+    gen_ai.GEN_AI_REQUEST_FREQUENCY_PENALTY: ("frequency_penalty",),
+    gen_ai.GEN_AI_REQUEST_PRESENCE_PENALTY: ("presence_penalty",),
+    gen_ai.GEN_AI_REQUEST_SEED: ("seed",),
+    gen_ai.GEN_AI_REQUEST_CHOICE_COUNT: ("n",),
+}
+
+
+def request_parameters(request: Body | None) -> dict[str, AttributeValue | None]:
+    found: dict[str, AttributeValue | None] = {}
+    for name, keys in PARAMETERS.items():
+        values = [request.get(key) for key in keys] if request else []
+        found[name] = next((v for v in values if _number(v)), None)
+    return found
 
 
 def fleetdeck_attributes(trace: Trace) -> dict[str, AttributeValue | None]:
@@ -168,6 +197,15 @@ def output_messages(response: Body | None) -> Any:
         for choice in choices
         if isinstance(choice, dict)
     ]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _string(body: Body | None, key: str) -> str | None:
+    value = body.get(key) if body else None
+    return value if isinstance(value, str) else None
 
 
 def _json(value: Any) -> str | None:
