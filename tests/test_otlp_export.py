@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import pytest
+from fakes.anthropic_upstream import FakeAnthropic
 from fakes.openai_upstream import FakeOpenAI
 from fakes.otlp_receiver import OtlpReceiver, ReceivedSpan
 from gateway_process import Served, fleetdeck_serve, trace_of
@@ -20,15 +22,21 @@ from console.policy import OtlpConfig
 POLICY = """
 providers:
   lab: {{kind: openai_compat, base_url: "{url}", prices: {{m: {{input: 3.0, output: 15.0}}}}}}
+  claude: {{kind: anthropic, base_url: "{claude}", secret: claude, models: [claude-sonnet-4-5]}}
 routes:
   - {{intent: support, primary: lab/m}}
+  - {{intent: claude, primary: claude/claude-sonnet-4-5}}
 otlp: {{{otlp}}}
 """
 APP_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 APP_SPAN = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{APP_TRACE}-{APP_SPAN}-01"
 CANARY = "jane.canary@example.com"  # PII: redacted before anything is stored or exported
-FAST = {"OTEL_BSP_SCHEDULE_DELAY": "50", "OTEL_SERVICE_NAME": "fleetdeck-tests"}
+FAST = {
+    "OTEL_BSP_SCHEDULE_DELAY": "50",
+    "OTEL_SERVICE_NAME": "fleetdeck-tests",
+    "FLEETDECK_SECRET_CLAUDE": "sk-ant-test",
+}
 
 
 @pytest.fixture(scope="module")
@@ -37,13 +45,20 @@ def receiver() -> Iterator[OtlpReceiver]:
         yield found
 
 
-def otlp_policy(upstream: FakeOpenAI, otlp: str) -> str:
-    return POLICY.format(url=upstream.base_url, otlp=otlp)
+@pytest.fixture(scope="module")
+def claude() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as server:
+        yield server
+
+
+def otlp_policy(upstream: FakeOpenAI, otlp: str, claude: FakeAnthropic | None = None) -> str:
+    claude_url = claude.base_url if claude is not None else "http://127.0.0.1:9"
+    return POLICY.format(url=upstream.base_url, claude=claude_url, otlp=otlp)
 
 
 @pytest.fixture(scope="module")
-def policy(upstream: FakeOpenAI, receiver: OtlpReceiver) -> str:
-    return otlp_policy(upstream, f'endpoint: "{receiver.url}", metrics_interval_s: 0.2')
+def policy(upstream: FakeOpenAI, claude: FakeAnthropic, receiver: OtlpReceiver) -> str:
+    return otlp_policy(upstream, f'endpoint: "{receiver.url}", metrics_interval_s: 0.2', claude)
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +144,23 @@ def test_a_stream_is_one_span_and_its_upstream_is_told_of_it(
     assert span.parent_span_id == APP_SPAN
     sent = [r for r in upstream.requests if r.body and r.body.get("stream")]
     assert sent[-1].headers["traceparent"] == f"00-{APP_TRACE}-{span.span_id}-01"
+
+
+def test_the_anthropic_upstream_is_told_of_the_span_too(
+    served: Served, claude: FakeAnthropic, receiver: OtlpReceiver
+) -> None:
+    sdk = anthropic.Anthropic(
+        base_url=served.url, api_key=served.key, max_retries=0, default_headers={"traceparent": TRACEPARENT}
+    )
+    raw = sdk.messages.with_raw_response.create(
+        model="route:claude", max_tokens=16, messages=[{"role": "user", "content": "hello claude"}]
+    )
+    request_id = raw.headers["x-fleetdeck-request-id"]
+    span = span_of(receiver, request_id)
+    assert span.attributes["gen_ai.provider.name"] == "anthropic"
+    assert span.attributes["fleetdeck.protocol"] == "messages"
+    assert (span.trace_id, span.parent_span_id) == (APP_TRACE, APP_SPAN)
+    assert claude.requests[-1].headers["traceparent"] == f"00-{APP_TRACE}-{span.span_id}-01"
 
 
 def test_without_a_traceparent_the_span_is_a_root_and_failures_are_errors(
