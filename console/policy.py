@@ -570,6 +570,7 @@ _ALL_FIELDS = sorted(
             RouteMatch,
             ClassifierConfig,
             Evaluation,
+            OtlpConfig,
         )
         for name in model.model_fields
     }

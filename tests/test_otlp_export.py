@@ -17,7 +17,7 @@ from gateway_process import Served, fleetdeck_serve, trace_of
 
 from console.errors import Invalid
 from console.otel.config import export_config
-from console.policy import OtlpConfig
+from console.policy import OtlpConfig, PolicyError, parse_policy
 
 POLICY = """
 providers:
@@ -277,6 +277,25 @@ def test_off_without_an_endpoint_and_with_the_sdk_disabled(receiver: OtlpReceive
     assert export_config(on, env={"OTEL_SDK_DISABLED": "true"}) is None
     traces_only = export_config(OtlpConfig(), env={"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{receiver.url}/t"})
     assert traces_only is not None and traces_only.metrics_endpoint is None
+
+
+def test_the_policys_endpoint_wins_and_a_bad_otlp_section_is_refused_with_its_line(
+    receiver: OtlpReceiver,
+) -> None:
+    resolved = export_config(
+        OtlpConfig(endpoint=receiver.url), env={"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9"}
+    )
+    assert resolved is not None
+    assert (resolved.traces_endpoint, resolved.metrics_endpoint) == (
+        f"{receiver.url}/v1/traces",
+        f"{receiver.url}/v1/metrics",
+    )
+    base = "providers:\n  local: {kind: local, model_path: default, model_name: smollm2-135m}\n"
+    with pytest.raises(PolicyError) as typo:
+        parse_policy(base + "otlp:\n  endpont: http://127.0.0.1:4318\n", "routes.yaml")
+    assert "routes.yaml:4" in str(typo.value) and "endpoint" in str(typo.value)
+    with pytest.raises(PolicyError, match=r"otlp\.endpoint"):
+        parse_policy(base + "otlp: {endpoint: collector:4318}\n", "routes.yaml")
 
 
 def test_a_header_names_a_keyring_secret_and_a_missing_one_is_a_clear_error(
