@@ -11,7 +11,7 @@ import anthropic
 import httpx
 import pytest
 from fakes.anthropic_upstream import FakeAnthropic
-from fakes.openai_upstream import FakeOpenAI
+from fakes.openai_upstream import FakeOpenAI, Fault
 from fakes.otlp_receiver import OtlpReceiver, ReceivedSpan
 from gateway_process import Served, fleetdeck_serve, trace_of
 
@@ -219,6 +219,32 @@ def test_fleetdeck_parents_join_one_trace_and_an_unsampled_parent_is_not_exporte
     garbled = chat(served, "a bad traceparent", {"traceparent": "00-zz-yy-01"})
     root = span_of(receiver, garbled.headers["x-fleetdeck-request-id"])
     assert root.parent_span_id == "" and root.trace_id != APP_TRACE
+
+
+def test_an_upstream_failure_is_an_error_span_and_an_error_duration_point(
+    served: Served, upstream: FakeOpenAI, receiver: OtlpReceiver
+) -> None:
+    upstream.faults.fail_always(Fault(status=400, message="no such thing"))
+    try:
+        response = httpx.post(
+            f"{served.base_url}/chat/completions",
+            json={"model": "route:support", "messages": [{"role": "user", "content": "fail me"}]},
+            headers=served.auth,
+            timeout=30,
+        )
+    finally:
+        upstream.faults.clear()
+    assert response.status_code == 400
+    request_id = response.headers["x-fleetdeck-request-id"]
+    span = span_of(receiver, request_id)
+    stored = trace_of(served, request_id)
+    assert span.status_code == 2 and span.status_message == stored["error_type"]
+    assert span.attributes["error.type"] == stored["error_type"]
+    assert span.attributes["server.address"] == "127.0.0.1"
+    points = receiver.wait_for_metric(
+        "gen_ai.client.operation.duration", lambda p: p.attributes.get("error.type") == stored["error_type"]
+    )
+    assert points[0].attributes["gen_ai.operation.name"] == "chat"
 
 
 def test_the_client_metrics_arrive_by_token_type(served: Served, receiver: OtlpReceiver) -> None:

@@ -119,7 +119,7 @@ class OtlpExport:
                 self._handed(1, failed=True)
 
     def _export(self, trace: Trace, span: CallSpan, request: Body | None, response: Body | None) -> None:
-        server = self._servers.get(trace.provider or "")
+        server = self._servers.get(spans.called_provider(trace) or "")
         self._record_metrics(trace, server)
         attributes = spans.span_attributes(trace, server, request, response, self.config.capture_content)
         self._processor.on_end(self._span(trace, span, attributes))

@@ -46,6 +46,15 @@ def server_of(provider: Provider) -> Server:
     return Server(provider.kind, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
 
 
+def called_provider(trace: Trace) -> str | None:
+    """The provider that answered, else the last one tried (a failed call has no answer)."""
+    if trace.provider:
+        return trace.provider
+    tried = [a for a in trace.attempt_log or () if isinstance(a, dict) and a.get("status") != "skipped"]
+    provider = tried[-1].get("provider") if tried else None
+    return provider if isinstance(provider, str) else None
+
+
 def exported(trace: Trace) -> bool:
     return trace.operation in OPERATIONS
 
@@ -66,11 +75,12 @@ def error_type(trace: Trace) -> str | None:
 def provider_name(trace: Trace, server: Server | None) -> str | None:
     """The convention's provider name: a well-known one when the upstream is one, else the
     configured provider's name (the convention allows custom values)."""
+    configured = called_provider(trace)
     if server is None:
-        return trace.provider
+        return configured
     if server.kind == "anthropic":
         return "anthropic"
-    return WELL_KNOWN_HOSTS.get(server.host or "", trace.provider)
+    return WELL_KNOWN_HOSTS.get(server.host or "", configured)
 
 
 def response_model(trace: Trace) -> str | None:
