@@ -139,6 +139,8 @@ class Engine:
         self.evaluator = self._evaluator(gateway)
         self.otlp = start_export(self.policy.otlp, self.providers)
         gateway.export_trace = self.otlp.offer if self.otlp is not None else None
+        if self.otlp is not None and self.evaluator is not None:
+            self.evaluator.on_verdict = self.otlp.offer_verdict
         self._host = host or self.settings.host
         self._admin_token = secrets.token_urlsafe(32)
         handlers = self._admin_handlers()

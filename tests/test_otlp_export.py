@@ -13,7 +13,7 @@ import pytest
 from fakes.anthropic_upstream import FakeAnthropic
 from fakes.openai_upstream import FakeOpenAI, Fault
 from fakes.otlp_receiver import OtlpReceiver, ReceivedSpan
-from gateway_process import Served, fleetdeck_serve, trace_of
+from gateway_process import Served, fleetdeck_serve, rows_once_there, trace_of
 
 from console.errors import Invalid
 from console.otel.config import export_config
@@ -267,6 +267,28 @@ def test_content_is_exported_only_when_opted_in_and_redacted(
     assert "the invoice" in messages and CANARY not in messages
     assert "gen_ai.output.messages" in span.attributes
     assert all(CANARY.encode() not in raw for raw in receiver.raw)
+
+
+def test_a_verdict_is_an_evaluation_event_under_the_judged_span(
+    upstream: FakeOpenAI, receiver: OtlpReceiver, tmp_path: Path
+) -> None:
+    judge = "eval: {sample_rate: 1, judge: lab/m, environments: [dev]}\n"
+    policy = otlp_policy(upstream, f'endpoint: "{receiver.url}"') + judge
+    with fleetdeck_serve(tmp_path / "data", policy, FAST) as served:
+        response = chat(served, 'Grade me: {"verdict": "correct", "rationale": "fine"}')
+        request_id = response.headers["x-fleetdeck-request-id"]
+        span = span_of(receiver, request_id)
+        event = receiver.wait_for_event(lambda e: e.attributes.get("fleetdeck.request_id") == request_id)
+        (verdict,) = rows_once_there(
+            served, f"SELECT * FROM evals WHERE request_id = '{request_id}'", "no verdict"
+        )
+    assert event.name == "gen_ai.evaluation.result"
+    assert (event.trace_id, event.span_id) == (span.trace_id, span.span_id)
+    assert event.attributes["gen_ai.evaluation.score.label"] == verdict["verdict"]
+    assert event.attributes["gen_ai.evaluation.name"] == verdict["rubric"]
+    assert "gen_ai.evaluation.explanation" not in event.attributes  # content capture is off
+    judge_call = span_of(receiver, verdict["judge_request_id"])
+    assert (judge_call.trace_id, judge_call.parent_span_id) == (span.trace_id, span.span_id)
 
 
 def test_the_standard_environment_variables_configure_it(

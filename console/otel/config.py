@@ -1,8 +1,9 @@
 """Where spans and metrics go, resolved once at start from the policy and the environment.
 
 The policy's `otlp.endpoint` (a collector's OTLP/HTTP base URL) wins; without it the
-standard variables apply: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / _METRICS_ENDPOINT as
-they are, else OTEL_EXPORTER_OTLP_ENDPOINT with /v1/traces and /v1/metrics added.
+standard variables apply: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / _METRICS_ENDPOINT /
+_LOGS_ENDPOINT as they are, else OTEL_EXPORTER_OTLP_ENDPOINT with /v1/traces, /v1/metrics
+and /v1/logs added (logs carry the judge's verdicts as events).
 OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_BSP_* and
 OTEL_METRIC_EXPORT_INTERVAL are read by the SDK itself; OTEL_SDK_DISABLED=true turns
 export off. A header given as `{secret: NAME}` is read from keyring (console.secrets).
@@ -24,7 +25,8 @@ from console.secrets import provider_secret, secret_env_name
 class ExportConfig:
     traces_endpoint: str
     metrics_endpoint: str | None  # None: no metrics (only a traces endpoint was named)
-    headers: dict[str, str] = field(repr=False)  # may hold secrets: never logged
+    logs_endpoint: str | None = None  # the judge's verdicts as gen_ai.evaluation.result events
+    headers: dict[str, str] = field(default_factory=dict, repr=False)  # may hold secrets: never logged
     capture_content: bool = False
     queue_size: int = 2048
     timeout_s: float | None = None  # None: the SDK's (OTEL_EXPORTER_OTLP_TIMEOUT, else 10 s)
@@ -43,13 +45,14 @@ class ExportConfig:
 def export_config(config: OtlpConfig, env: Mapping[str, str] = os.environ) -> ExportConfig | None:
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
-    traces, metrics = _endpoints(config, env)
+    traces, metrics, logs = _endpoints(config, env)
     if not traces:
         return None
     chosen = config.model_fields_set
     return ExportConfig(
         traces_endpoint=traces,
         metrics_endpoint=metrics,
+        logs_endpoint=logs,
         headers=_headers(config),
         capture_content=config.capture_content,
         queue_size=config.queue_size,
@@ -58,15 +61,20 @@ def export_config(config: OtlpConfig, env: Mapping[str, str] = os.environ) -> Ex
     )
 
 
-def _endpoints(config: OtlpConfig, env: Mapping[str, str]) -> tuple[str | None, str | None]:
+SIGNALS = ("traces", "metrics", "logs")
+
+
+def _endpoints(config: OtlpConfig, env: Mapping[str, str]) -> tuple[str | None, str | None, str | None]:
+    """Each signal's endpoint: the policy's base URL, else its own variable, else the base variable."""
     if config.endpoint:
-        return _signal(config.endpoint, "traces"), _signal(config.endpoint, "metrics")
-    base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
-    traces = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip() or (base and _signal(base, "traces"))
-    metrics = env.get("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "").strip() or (
-        base and _signal(base, "metrics")
+        base, own = config.endpoint, ["", "", ""]
+    else:
+        base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip()
+        own = [env.get(f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT", "").strip() for signal in SIGNALS]
+    traces, metrics, logs = (
+        mine or (_signal(base, signal) if base else None) for mine, signal in zip(own, SIGNALS, strict=True)
     )
-    return traces or None, metrics or None
+    return traces, metrics, logs
 
 
 def _signal(base: str, signal: str) -> str:

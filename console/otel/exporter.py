@@ -19,9 +19,13 @@ from datetime import UTC, datetime, timedelta
 from importlib import metadata
 from typing import Any
 
+from opentelemetry._logs import Logger
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.metrics import Histogram
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from opentelemetry.sdk.environment_variables import OTEL_SERVICE_NAME
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -34,13 +38,21 @@ from opentelemetry.semconv._incubating.metrics.gen_ai_metrics import (
     GEN_AI_CLIENT_OPERATION_DURATION,
     GEN_AI_CLIENT_TOKEN_USAGE,
 )
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    set_span_in_context,
+)
 
 from console.otel import spans
 from console.otel.config import ExportConfig
 from console.providers.base import Body
-from console.store.trace import Trace
-from console.tracecontext import CallSpan
+from console.store.trace import Eval, Trace
+from console.tracecontext import CallSpan, span_id_of, trace_id_of
 
 log = logging.getLogger("fleetdeck.otel")
 SCOPE = "fleetdeck"
@@ -49,6 +61,8 @@ TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4
 DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 Offered = tuple[Trace, CallSpan, Body | None, Body | None]
+Judged = tuple[Eval, Trace]  # a verdict, and the call it is about
+EVALUATION_EVENT = "gen_ai.evaluation.result"
 
 
 class OtlpExport:
@@ -69,7 +83,8 @@ class OtlpExport:
             max_export_batch_size=min(512, config.queue_size),
         )
         self._meters, self._tokens, self._duration = self._metrics()
-        self._queue: queue.SimpleQueue[Offered | None] = queue.SimpleQueue()
+        self._loggers, self._events = self._event_logger()
+        self._queue: queue.SimpleQueue[Offered | Judged | None] = queue.SimpleQueue()
         self._worker = threading.Thread(target=self._work, name="fleetdeck-otlp", daemon=True)
         self._worker.start()
 
@@ -85,6 +100,12 @@ class OtlpExport:
                 return
             self._waiting += 1
         self._queue.put((trace, span, request, response))
+
+    def offer_verdict(self, verdict: Eval, judged: Trace) -> None:
+        """The judge's verdict on a call: a `gen_ai.evaluation.result` event under the call's span
+        (when a logs endpoint is configured)."""
+        if self._events is not None:
+            self._queue.put((verdict, judged))
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
@@ -107,16 +128,39 @@ class OtlpExport:
         self._processor.shutdown()  # type: ignore[no-untyped-call]
         if self._meters is not None:
             self._meters.shutdown()
+        if self._loggers is not None:
+            self._loggers.shutdown()
 
     # -- the worker's side ----------------------------------------------------------------
 
     def _work(self) -> None:
         while (offered := self._queue.get()) is not None:
+            if len(offered) == 2:
+                self._evaluation(*offered)
+                continue
             try:
                 self._export(*offered)
             except Exception:  # a trace the SDK refuses must not stop the export of the others
                 log.exception("could not export the span of %s", offered[0].request_id)
                 self._handed(1, failed=True)
+
+    def _evaluation(self, verdict: Eval, judged: Trace) -> None:
+        assert self._events is not None
+        parent = SpanContext(
+            int(trace_id_of(judged.trace_id or judged.request_id), 16),
+            int(span_id_of(judged.request_id), 16),
+            False,
+            TraceFlags(TraceFlags.SAMPLED),
+        )
+        try:
+            self._events.emit(
+                timestamp=_nanos(verdict.ts),
+                context=set_span_in_context(NonRecordingSpan(parent)),
+                event_name=EVALUATION_EVENT,
+                attributes=spans.evaluation_attributes(verdict, self.config.capture_content),
+            )
+        except Exception:
+            log.exception("could not export the verdict on %s", judged.request_id)
 
     def _export(self, trace: Trace, span: CallSpan, request: Body | None, response: Body | None) -> None:
         server = self._servers.get(spans.called_provider(trace) or "")
@@ -177,6 +221,15 @@ class OtlpExport:
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
         return meters, tokens, duration
+
+    def _event_logger(self) -> tuple[LoggerProvider | None, Logger | None]:
+        endpoint = self.config.logs_endpoint
+        if endpoint is None:
+            return None, None
+        loggers = LoggerProvider(resource=self._resource)
+        exporter = OTLPLogExporter(endpoint, headers=self.config.headers, timeout=self.config.timeout_s)
+        loggers.add_log_record_processor(BatchLogRecordProcessor(exporter))
+        return loggers, loggers.get_logger(SCOPE, _version())
 
     def _handed(self, count: int, *, exported: bool = False, failed: bool = False) -> None:
         with self._lock:

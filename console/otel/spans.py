@@ -19,7 +19,7 @@ from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as ge
 from opentelemetry.semconv.attributes import error_attributes, server_attributes
 
 from console.providers.base import Body, Provider
-from console.store.trace import Trace
+from console.store.trace import Eval, Trace
 
 # The GenAI operations Fleetdeck records; other requests (model lists, outcomes) are no span.
 OPERATIONS = frozenset({"chat", "text_completion", "embeddings", "execute_tool"})
@@ -176,6 +176,24 @@ def fleetdeck_attributes(trace: Trace) -> dict[str, AttributeValue | None]:
         "fleetdeck.ttft_ms": trace.ttft_ms,
         "fleetdeck.pii_redactions": trace.pii_redactions,
     }
+
+
+def evaluation_attributes(verdict: Eval, capture_content: bool) -> Attributes:
+    """A `gen_ai.evaluation.result` event's: the judge's verdict; its rationale (which may
+    quote the call) only with content capture on."""
+    found: dict[str, AttributeValue | None] = {
+        gen_ai.GEN_AI_EVALUATION_NAME: verdict.rubric or verdict.component,
+        gen_ai.GEN_AI_EVALUATION_SCORE_LABEL: verdict.verdict,
+        gen_ai.GEN_AI_EVALUATION_SCORE_VALUE: verdict.score,
+        gen_ai.GEN_AI_EVALUATION_EXPLANATION: verdict.rationale if capture_content else None,
+        "fleetdeck.request_id": verdict.request_id,
+        "fleetdeck.eval_id": verdict.eval_id,
+        "fleetdeck.evaluator": verdict.evaluator,
+        "fleetdeck.eval_component": verdict.component,
+        "fleetdeck.judge_cost_usd": verdict.judge_cost_usd,
+        "fleetdeck.judge_request_id": verdict.judge_request_id,
+    }
+    return _present(found)
 
 
 def token_points(trace: Trace) -> list[tuple[int, str]]:

@@ -1,7 +1,8 @@
 """A real OTLP/HTTP receiver on 127.0.0.1: what an OpenTelemetry collector would be sent.
 
-It takes `POST /v1/traces` and `POST /v1/metrics` (protobuf), decodes them with
-opentelemetry-proto, and keeps the spans, the metric points and the raw bytes:
+It takes `POST /v1/traces`, `/v1/metrics` and `/v1/logs` (protobuf), decodes them with
+opentelemetry-proto, and keeps the spans, the histogram points, the events (log records
+with an event name) and the raw bytes:
 
     with OtlpReceiver() as receiver:
         ...  # point an exporter at receiver.url
@@ -22,6 +23,10 @@ from types import TracebackType
 from typing import Any, Self
 
 from aiohttp import web
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
     ExportMetricsServiceResponse,
@@ -60,10 +65,19 @@ class ReceivedPoint:
     attributes: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class ReceivedEvent:
+    name: str
+    trace_id: str
+    span_id: str
+    attributes: dict[str, Any]
+
+
 @dataclass
 class OtlpReceiver:
     spans: list[ReceivedSpan] = field(default_factory=list)
     points: list[ReceivedPoint] = field(default_factory=list)
+    events: list[ReceivedEvent] = field(default_factory=list)
     raw: list[bytes] = field(default_factory=list)  # every request body, as it came
     headers: list[dict[str, str]] = field(default_factory=list)  # every request's headers
 
@@ -89,6 +103,10 @@ class OtlpReceiver:
     def wait_for_span(self, match: Callable[[ReceivedSpan], bool], timeout: float = 15.0) -> ReceivedSpan:
         assert self.wait_until(lambda: any(match(s) for s in self.spans), timeout), "no such span arrived"
         return next(s for s in self.spans if match(s))
+
+    def wait_for_event(self, match: Callable[[ReceivedEvent], bool], timeout: float = 15.0) -> ReceivedEvent:
+        assert self.wait_until(lambda: any(match(e) for e in self.events), timeout), "no such event arrived"
+        return next(e for e in self.events if match(e))
 
     def wait_for_metric(
         self, name: str, match: Callable[[ReceivedPoint], bool] = lambda p: True
@@ -123,6 +141,7 @@ class OtlpReceiver:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/traces", self._traces)
         app.router.add_post("/v1/metrics", self._metrics)
+        app.router.add_post("/v1/logs", self._logs)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await runner.setup()
         await web.SockSite(runner, self._sock).start()
@@ -160,18 +179,35 @@ class OtlpReceiver:
         self._keep(raw, dict(request.headers), points=points)
         return _reply(ExportMetricsServiceResponse())
 
+    async def _logs(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        message = ExportLogsServiceRequest.FromString(raw)
+        events = [
+            ReceivedEvent(
+                record.event_name, record.trace_id.hex(), record.span_id.hex(), _attributes(record.attributes)
+            )
+            for rl in message.resource_logs
+            for sl in rl.scope_logs
+            for record in sl.log_records
+            if record.event_name
+        ]
+        self._keep(raw, dict(request.headers), events=events)
+        return _reply(ExportLogsServiceResponse())
+
     def _keep(
         self,
         raw: bytes,
         headers: dict[str, str],
         spans: list[ReceivedSpan] | None = None,
         points: list[ReceivedPoint] | None = None,
+        events: list[ReceivedEvent] | None = None,
     ) -> None:
         with self._changed:
             self.raw.append(raw)
             self.headers.append({k.lower(): v for k, v in headers.items()})
             self.spans.extend(spans or ())
             self.points.extend(points or ())
+            self.events.extend(events or ())
             self._changed.notify_all()
 
 
