@@ -178,6 +178,15 @@ def test_without_a_traceparent_the_span_is_a_root_and_failures_are_errors(
     )
     assert refused.status_code >= 400
     failed = span_of(receiver, refused.headers["x-fleetdeck-request-id"])
+    unknown_key = httpx.post(
+        f"{served.base_url}/chat/completions",
+        json={"model": "route:support", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"Authorization": "Bearer sk-fd-nobody", "traceparent": TRACEPARENT},
+        timeout=30,
+    )
+    assert unknown_key.status_code == 401
+    refused_span = span_of(receiver, unknown_key.headers["x-fleetdeck-request-id"])
+    assert refused_span.status_code == 2 and refused_span.parent_span_id == APP_SPAN
     assert failed.status_code == 2
     assert (
         failed.attributes["error.type"]

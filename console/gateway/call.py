@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from console import tracecontext
 from console.clock import utc_now
 from console.gateway import cache as response_cache
 from console.gateway import escalation
@@ -296,4 +297,11 @@ class Call:
         if services.after_trace is not None:
             services.after_trace(trace, self.stored_request, self.stored_response)
         if services.export_trace is not None:
-            services.export_trace(trace, self.span, self.stored_request, self.stored_response)
+            services.export_trace(trace, self.otel_span(), self.stored_request, self.stored_response)
+
+    def otel_span(self) -> CallSpan:
+        """The call's span; one from its headers if it ended before its context was read (a 401)."""
+        if self.span is None:
+            trace, client = self.trace, tracecontext.client_parent(self.headers)
+            self.span = tracecontext.call_span(trace.request_id, client, trace.trace_id, trace.parent_id)
+        return self.span
