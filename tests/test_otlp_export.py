@@ -16,8 +16,11 @@ from fakes.otlp_receiver import OtlpReceiver, ReceivedSpan
 from gateway_process import Served, fleetdeck_serve, rows_once_there, trace_of
 
 from console.errors import Invalid
-from console.otel.config import export_config
+from console.otel.config import ExportConfig, export_config
+from console.otel.exporter import OtlpExport
 from console.policy import OtlpConfig, PolicyError, parse_policy
+from console.store.trace import Trace
+from console.tracecontext import call_span
 
 POLICY = """
 providers:
@@ -325,6 +328,33 @@ def test_with_the_collector_down_calls_succeed_and_drops_are_counted(
             return found
 
         assert upstream.wait_until(lambda: health()["dropped"] >= 3, timeout=30)
+
+
+def test_a_full_queue_drops_the_newest_and_counts_it(receiver: OtlpReceiver) -> None:
+    config = ExportConfig(f"{receiver.url}/v1/traces", None, queue_size=2, timeout_s=5)
+    export = OtlpExport(config, {})
+    receiver.hold()
+    try:
+        calls = [Trace(operation="chat", status="ok", request_model=f"held-{n}") for n in range(3)]
+        for trace in calls[:2]:
+            export.offer(trace, call_span(trace.request_id, None, None, None), None, None)
+        assert receiver.wait_until(lambda: receiver.waiting >= 1)  # the batch of two is on its way
+        export.offer(calls[2], call_span(calls[2].request_id, None, None, None), None, None)
+        assert export.stats()["dropped_queue_full"] == 1
+    finally:
+        receiver.release()
+    receiver.wait_for_span(lambda s: s.attributes.get("gen_ai.request.model") == "held-1")
+    export.shutdown()
+    assert export.stats() | {"endpoint": None} == {
+        "endpoint": None,
+        "queued": 0,
+        "exported": 2,
+        "dropped": 1,
+        "dropped_queue_full": 1,
+        "dropped_export_failed": 0,
+        "failed": 0,
+    }
+    assert not any(s.attributes.get("gen_ai.request.model") == "held-2" for s in receiver.spans)
 
 
 def test_off_without_an_endpoint_and_with_the_sdk_disabled(receiver: OtlpReceiver) -> None:

@@ -9,7 +9,8 @@ with an event name) and the raw bytes:
         span = receiver.wait_for_span(lambda s: s.attributes.get("fleetdeck.request_id") == rid)
         assert receiver.wait_for_metric("gen_ai.client.token.usage")
 
-Waiting is on a condition the handlers notify, never a sleep.
+Waiting is on a condition the handlers notify, never a sleep. `hold()` makes the receiver
+keep every export request waiting until `release()` (a collector that is slow to answer).
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ class OtlpReceiver:
         self._ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
+        self._open: asyncio.Event | None = None  # set: requests are answered; cleared: they wait
+        self.waiting = 0  # requests held
         self._thread = threading.Thread(target=self._run, name=f"otlp-receiver:{self.port}", daemon=True)
 
     @property
@@ -115,6 +118,18 @@ class OtlpReceiver:
         assert self.wait_until(lambda: bool(found())), f"no {name} point arrived"
         return found()
 
+    def hold(self) -> None:
+        self._call(lambda: self._open.clear() if self._open else None)
+
+    def release(self) -> None:
+        self._call(lambda: self._open.set() if self._open else None)
+
+    def _call(self, action: Callable[[], object]) -> None:
+        assert self._loop is not None
+        done = threading.Event()
+        self._loop.call_soon_threadsafe(lambda: (action(), done.set()))
+        assert done.wait(10)
+
     # -- lifecycle ----------------------------------------------------------------------
 
     def __enter__(self) -> Self:
@@ -138,6 +153,8 @@ class OtlpReceiver:
 
     async def _serve(self) -> None:
         self._stopping = asyncio.Event()
+        self._open = asyncio.Event()
+        self._open.set()
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/traces", self._traces)
         app.router.add_post("/v1/metrics", self._metrics)
@@ -153,7 +170,16 @@ class OtlpReceiver:
 
     # -- handlers -----------------------------------------------------------------------
 
+    async def _held(self) -> None:
+        assert self._open is not None
+        if not self._open.is_set():
+            with self._changed:
+                self.waiting += 1
+                self._changed.notify_all()
+            await self._open.wait()
+
     async def _traces(self, request: web.Request) -> web.Response:
+        await self._held()
         raw = await request.read()
         message = ExportTraceServiceRequest.FromString(raw)
         spans = [
