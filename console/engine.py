@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
@@ -38,6 +38,7 @@ from console.mcp.access import Access
 from console.mcp.endpoint import McpEndpoint
 from console.mcp.pipeline import McpGateway
 from console.mcp.upstream import Upstream
+from console.otel import start_export
 from console.policy import Policy
 from console.providers.base import Provider
 from console.quality import golden as golden_runs
@@ -58,6 +59,9 @@ from console.store import retention as store_retention
 from console.store.db import Database, first_row
 from console.store.recorder import Recorder
 from console.store.responses import StoredResponses
+
+if TYPE_CHECKING:
+    from console.otel.exporter import OtlpExport
 
 log = logging.getLogger("fleetdeck.engine")
 REMOTE_TIMEOUT_S = 600.0  # one HTTP request's cap; the route's deadline is usually shorter
@@ -98,6 +102,7 @@ class Engine:
         self.policy: Policy | None = None  # the policy in force, once the gateway is open
         self.evaluator: judge.Evaluator | None = None  # the sampled judge, when the policy has one
         self.mcp: McpGateway | None = None  # the MCP gateway, when the policy names MCP servers
+        self.otlp: OtlpExport | None = None  # the OTLP export, when an endpoint is configured
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -143,6 +148,10 @@ class Engine:
             threading.Thread(target=warm, name="fleetdeck-injection-warm", daemon=True).start()
         self.gateway = gateway
         self.evaluator = self._evaluator(gateway)
+        self.otlp = start_export(self.policy.otlp, self.providers)
+        gateway.export_trace = self.otlp.offer if self.otlp is not None else None
+        if self.otlp is not None and self.evaluator is not None:
+            self.evaluator.on_verdict = self.otlp.offer_verdict
         self._host = host or self.settings.host
         self._admin_token = secrets.token_urlsafe(32)
         handlers = self._admin_handlers()
@@ -187,6 +196,9 @@ class Engine:
         if self._cache is not None:
             self._cache.stop()
             self._cache = None
+        if self.otlp is not None:
+            self.otlp.shutdown()
+            self.otlp = None
         if self._admin is not None:
             self._admin.withdraw(self.settings.data_dir)
             self._admin = None
@@ -412,6 +424,7 @@ class Engine:
             "breakers": {target: state.value for target, state in breakers.items()},
             "evaluator": self.evaluator.stats() if self.evaluator else None,
             "mcp": {u.name: u.listing() for u in self.mcp.upstreams.values()} if self.mcp else {},
+            "otlp": self.otlp.stats() if self.otlp else None,
             "budgets": [
                 {
                     "scope": b.scope,

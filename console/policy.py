@@ -583,6 +583,25 @@ class Evaluation(_Schema):
         return value
 
 
+class SecretHeader(_Schema):
+    """A header value kept in keyring (or FLEETDECK_SECRET_<NAME>), never in the policy."""
+
+    secret: Name
+
+
+class OtlpConfig(_Schema):
+    """OTLP/HTTP export of every call as a GenAI-convention span, and its metrics (console.otel).
+
+    Off without an endpoint here or in OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT."""
+
+    endpoint: HttpUrl | None = None  # the collector's OTLP/HTTP base URL; /v1/traces, /v1/metrics added
+    headers: dict[str, str | SecretHeader] = Field(default_factory=dict)  # beside OTEL_EXPORTER_OTLP_HEADERS
+    capture_content: bool = False  # the redacted messages on the span (gen_ai.input/output.messages)
+    queue_size: PositiveInt = 2048  # spans waiting for export; more are dropped and counted
+    timeout_s: PositiveFloat = 10.0  # one export request, its retries included
+    metrics_interval_s: PositiveFloat = 60.0
+
+
 class Policy(_Schema):
     providers: dict[Name, ProviderConfig] = Field(min_length=1)
     routes: list[Route] = Field(default_factory=list)
@@ -595,6 +614,7 @@ class Policy(_Schema):
     classifier: ClassifierConfig | None = None  # None: requests naming no intent go to default_route
     mcp_servers: dict[McpServerName, McpServerConfig] = Field(default_factory=dict)  # behind /mcp
     mcp_access: list[McpAccessRule] = Field(default_factory=list)  # who may call which MCP tools
+    otlp: OtlpConfig = Field(default_factory=OtlpConfig)
 
     _hash: str | None = PrivateAttr(default=None)
 
@@ -658,6 +678,7 @@ _ALL_FIELDS = sorted(
             Evaluation,
             McpServerConfig,
             McpAccessRule,
+            OtlpConfig,
         )
         for name in model.model_fields
     }

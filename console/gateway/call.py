@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from console import tracecontext
 from console.clock import utc_now
 from console.gateway import cache as response_cache
 from console.gateway import escalation
@@ -34,6 +35,7 @@ from console.policy import Route
 from console.providers.base import NATIVE, Body, Native, Provider
 from console.store.audit import AuditEvent
 from console.store.trace import Payload, Trace
+from console.tracecontext import CallSpan
 
 Disconnected = Callable[[], Awaitable[None]]
 GUARD_INLINE_BYTES = 32_768  # longer bodies are scanned on a worker thread, off the loop
@@ -138,6 +140,7 @@ class Call:
     target: Target | None = None  # who answered
     reply_headers: dict[str, str] = field(default_factory=dict)
     streaming: bool = False  # the relay records the trace when the stream ends
+    span: CallSpan | None = None  # its OpenTelemetry span (W3C trace context), once its context is read
     recorded: bool = False
 
     def __post_init__(self) -> None:
@@ -293,3 +296,12 @@ class Call:
             services.recorder.record(trace, payload)
         if services.after_trace is not None:
             services.after_trace(trace, self.stored_request, self.stored_response)
+        if services.export_trace is not None:
+            services.export_trace(trace, self.otel_span(), self.stored_request, self.stored_response)
+
+    def otel_span(self) -> CallSpan:
+        """The call's span; one from its headers if it ended before its context was read (a 401)."""
+        if self.span is None:
+            trace, client = self.trace, tracecontext.client_parent(self.headers)
+            self.span = tracecontext.call_span(trace.request_id, client, trace.trace_id, trace.parent_id)
+        return self.span

@@ -21,9 +21,12 @@ from console.providers.base import Body, Provider
 from console.store.recorder import Recorder
 from console.store.responses import StoredResponses
 from console.store.trace import Trace
+from console.tracecontext import CallSpan
 
 # Told of every finished call with its stored (redacted) request and response: the judge.
 AfterTrace = Callable[[Trace, Body | None, Body | None], None]
+# Told the same, with the call's span: the OTLP export (console.otel). Must return at once.
+ExportTrace = Callable[[Trace, CallSpan | None, Body | None, Body | None], None]
 
 
 @dataclass
@@ -42,6 +45,7 @@ class GatewayServices:
     fallbacks: FallbackNotes | None = None
     approvals: ApprovalQueue | None = None
     after_trace: AfterTrace | None = None
+    export_trace: ExportTrace | None = None
     prompts: PromptRegistry | None = None
     cache: ResponseCache | None = None
     responses: StoredResponses | None = None  # what the Responses API stores (`store`)

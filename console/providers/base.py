@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncGenerator, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
@@ -30,6 +31,12 @@ NATIVE = "_native"  # the key of a `Native` in a canonical request, answer or st
 # the execute step stream_options, the context step takes its keys out of metadata).
 REQUEST_SETTINGS = frozenset(
     {"model", "stream", "stream_options", "max_tokens", "max_completion_tokens", "metadata"}
+)
+# Headers every upstream HTTP request of the call being served carries, whatever its protocol
+# (the W3C `traceparent` naming Fleetdeck's span): set by the gateway once per call, read by
+# the HTTP providers as they send.
+UPSTREAM_HEADERS: ContextVar[Mapping[str, str] | None] = ContextVar(
+    "fleetdeck_upstream_headers", default=None
 )
 
 

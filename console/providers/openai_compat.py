@@ -29,7 +29,7 @@ import httpx
 import orjson
 from httpx_aiohttp import HttpxAiohttpClient
 
-from console.providers.base import Body, ErrorType, ProviderError
+from console.providers.base import UPSTREAM_HEADERS, Body, ErrorType, ProviderError
 from console.providers.sse import SSEDecoder
 from console.providers.upstream_limits import UpstreamLimits, read_limits
 
@@ -233,7 +233,7 @@ class HttpProvider:
         """`headers`: this request's own, beside the provider's (e.g. a client's anthropic-beta)."""
         content = self._encode(payload)
         try:
-            response = await self._client.post(url, content=content, headers=headers)
+            response = await self._client.post(url, content=content, headers=_with_call_headers(headers))
         except _TRANSPORT_ERRORS as exc:
             raise self.transport_error(exc) from None  # the cause holds the request headers
         self._learn(response.headers)
@@ -251,7 +251,9 @@ class HttpProvider:
         """The upstream response of a streaming request, checked for its status; closed on exit."""
         content = self._encode(payload)
         try:
-            async with self._client.stream("POST", url, content=content, headers=headers) as response:
+            async with self._client.stream(
+                "POST", url, content=content, headers=_with_call_headers(headers)
+            ) as response:
                 self._learn(response.headers)
                 if response.status_code >= 300:
                     await response.aread()
@@ -320,6 +322,14 @@ class HttpProvider:
         if isinstance(payload, dict) and payload.get("error"):
             raise self.body_error(payload)
         raise self.bad_response(f"JSON that is not {what}")
+
+
+def _with_call_headers(headers: Mapping[str, str] | None) -> Mapping[str, str] | None:
+    """A request's own headers, after the call's (providers.base.UPSTREAM_HEADERS)."""
+    call_headers = UPSTREAM_HEADERS.get()
+    if not call_headers:
+        return headers
+    return {**call_headers, **headers} if headers else call_headers
 
 
 async def drain(chunks: AsyncIterator[bytes]) -> None:

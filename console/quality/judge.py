@@ -298,6 +298,7 @@ class Evaluator:
         self._queue: asyncio.Queue[Sampled] | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._awaiting: dict[str, asyncio.Future[Trace]] = {}  # judged request_id → its judge trace
+        self.on_verdict: Callable[[Eval, Trace], None] | None = None  # told of each verdict (OTLP export)
         self.counts = dict.fromkeys(
             ("eligible", "sampled", "dropped", "judged", "unparseable", "failed", "abandoned"), 0
         )
@@ -388,6 +389,8 @@ class Evaluator:
             ts=utc_now(),
         )
         self._recorder.record_eval(row)
+        if self.on_verdict is not None:
+            self.on_verdict(row, judged)
         return row
 
     def _headers(self, judged: Trace, component: str) -> dict[str, str]:

@@ -1,6 +1,10 @@
 """Fleetdeck's own context of a call (workflow, intent, task, session, step, tier, prompt,
 trace ids), from `X-Fleetdeck-*` headers or the request's `metadata`; headers win.
 
+The call's OpenTelemetry span joins a client's W3C `traceparent` (console.tracecontext);
+its trace id is the trace's `trace_id` unless X-Fleetdeck-Trace names one, and every
+upstream request of the call carries a `traceparent` naming Fleetdeck's span.
+
 A session may also come from the conversation id a client already sends in `metadata`
 (`session_id`, `conversation_id`, `gen_ai.conversation.id`): those stay in the metadata."""
 
@@ -8,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from console import tracecontext
 from console.gateway import openai_api
 from console.gateway.call import Call
-from console.providers.base import Body
+from console.providers.base import UPSTREAM_HEADERS, Body
 
 CONTEXT_HEADERS = {
     "x-fleetdeck-workflow": "workflow",
@@ -39,13 +44,23 @@ def read(call: Call, body: Body) -> None:
     trace.task_id = context.get("task")
     trace.session_id = _session(context.get("session"))
     trace.tier = context.get("tier")
-    trace.trace_id = call.headers.get("x-fleetdeck-trace") or trace.request_id
-    trace.parent_id = call.headers.get("x-fleetdeck-parent")
+    _trace_ids(call)
     if "step" in context:
         trace.step = _step(context["step"])
     if "prompt" in context:
         name, _, version = context["prompt"].partition("@")
         trace.prompt_name, trace.prompt_version = name, version or None
+
+
+def _trace_ids(call: Call) -> None:
+    trace, headers = call.trace, call.headers
+    client = tracecontext.client_parent(headers)
+    fleetdeck_trace = headers.get("x-fleetdeck-trace")
+    client_trace = f"{client.trace_id:032x}" if client is not None else None
+    trace.trace_id = fleetdeck_trace or client_trace or trace.request_id
+    trace.parent_id = headers.get("x-fleetdeck-parent")
+    call.span = tracecontext.call_span(trace.request_id, client, trace.trace_id, trace.parent_id)
+    UPSTREAM_HEADERS.set({tracecontext.TRACEPARENT: call.span.traceparent()})
 
 
 def _context(headers: Mapping[str, str], body: Body) -> dict[str, str]:
