@@ -11,7 +11,7 @@ the gateway each call is authenticated, policed, checked against the inputSchema
 both ways, traced and audited.
 
 Run alone: `.venv/bin/python bench/mcp_gateway.py [--calls 300] [--rounds 4]`; writes
-bench/out/mcp_gateway.json. Not part of `make bench` yet (bench/run.py does not list it).
+bench/out/mcp_gateway.json; `make bench` runs it as its part `mcp`.
 """
 
 from __future__ import annotations

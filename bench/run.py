@@ -8,6 +8,8 @@
 5. bench/cache.py            the response cache: lookups at 10k / 100k entries, hit vs miss end to end
 6. bench/guards.py           the guards: PII scan and injection score per call on 1 KB / 2 KB prompts
 7. bench/injection.py        the injection guard: patterns alone vs patterns + MiniLM head, µs per prompt
+8. bench/mcp_gateway.py      an MCP tools/call straight to the server vs through Fleetdeck's /mcp
+9. bench/otlp.py             the gateway with OTLP export off, on, and with its collector down
 
 Each part runs as its own process and writes bench/out/<part>.json; a part that fails
 is reported as failed and the others still run. Numbers are never asserted: the tables
@@ -15,7 +17,7 @@ say which goals of issue 11 were met on this run. The machine is shared and smal
 the report carries the load average around each part, and the comparisons that matter
 are ratios between rounds interleaved in the same run.
 
-Run: `.venv/bin/python bench/run.py [--quick] [--only gateway local ingest judge cache guards injection]`.
+Run: `.venv/bin/python bench/run.py [--quick] [--only gateway local ingest judge cache guards injection mcp otlp]`.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 OUT = BENCH / "out"
-PARTS = ("gateway", "local", "ingest", "judge", "cache", "guards", "injection")
+PARTS = ("gateway", "local", "ingest", "judge", "cache", "guards", "injection", "mcp", "otlp")
 
 
 def part_command(part: str, quick: bool) -> list[str]:
@@ -58,12 +60,21 @@ def part_command(part: str, quick: bool) -> list[str]:
         return [py, str(BENCH / "guards.py"), *(["--rounds", "2"] if quick else [])]
     if part == "injection":
         return [py, str(BENCH / "injection.py"), *(["--prompts", "100"] if quick else [])]
+    if part == "mcp":
+        return [py, str(BENCH / "mcp_gateway.py"), *(["--calls", "100", "--rounds", "2"] if quick else [])]
+    if part == "otlp":
+        return [py, str(BENCH / "otlp.py"), *(["--requests", "500", "--block", "100"] if quick else [])]
     sizes = ["--traces", "20000", "--sizes", "100000", "1000000"] if quick else []
     return [py, str(BENCH / "ingest.py"), *sizes]
 
 
 def out_file(part: str) -> Path:
-    names = {"gateway": "gateway.json", "local": "local_inference.json", "ingest": "ingest.json"}
+    names = {
+        "gateway": "gateway.json",
+        "local": "local_inference.json",
+        "ingest": "ingest.json",
+        "mcp": "mcp_gateway.json",
+    }
     return OUT / names.get(part, f"{part}.json")
 
 
@@ -408,6 +419,51 @@ def injection_tables(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def mcp_tables(r: dict[str, Any]) -> list[str]:
+    direct, fleetdeck = r["direct"], r["fleetdeck"]
+    return [
+        "## 8. MCP gateway",
+        "",
+        "`tools/call` of an echo tool with the `mcp` SDK's client, straight to the server and through "
+        "Fleetdeck's `/mcp` (key, policy, schema, screening, trace, audit), interleaved rounds:",
+        "",
+        "| path | calls | p50 ms | p99 ms |",
+        "|---|---|---|---|",
+        f"| direct | {direct['n']} | {f(direct['p50_ms'])} | {f(direct['p99_ms'])} |",
+        f"| through /mcp | {fleetdeck['n']} | {f(fleetdeck['p50_ms'])} | {f(fleetdeck['p99_ms'])} |",
+        "",
+        f"Added at p50: {f(r['added_p50_ms'])} ms ({r['ratio_p50']:.2f}×).",
+        "",
+    ]
+
+
+def otlp_tables(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "## 9. OTLP export",
+        "",
+        "Three `fleetdeck serve` on one mock upstream, interleaved blocks: export off, on (a collector "
+        "that accepts), and on with the collector down (spans dropped and counted):",
+        "",
+        "| c | p50 ms off / on / down | p99 ms off / on / down | CPU s per 1k off / on / down |",
+        "|---|---|---|---|",
+    ]
+    for lv in r["levels"]:
+        cells = [
+            " / ".join(f(lv[name][figure]) for name in ("off", "on", "down"))
+            for figure in ("p50_ms", "p99_ms", "cpu_s_per_1k")
+        ]
+        lines.append(f"| {lv['concurrency']} | {' | '.join(cells)} |")
+    export = r["export"]
+    down = export["down"] or {}
+    lines += [
+        "",
+        f"Spans received: {export['sink_spans']}; with the collector down, {down.get('dropped', 0)} dropped "
+        f"and counted ({down.get('queued', 0)} still queued when the run ended).",
+        "",
+    ]
+    return lines
+
+
 def judge_goals(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     rows = []
     for lv in r["levels"]:
@@ -568,6 +624,8 @@ def report(info: dict[str, Any], parts: dict[str, dict[str, Any]], total_s: floa
         "cache": cache_tables,
         "guards": guards_tables,
         "injection": injection_tables,
+        "mcp": mcp_tables,
+        "otlp": otlp_tables,
     }
     for name, status in parts.items():
         if "result" in status:
