@@ -200,6 +200,21 @@ def test_a_stream_cut_after_its_first_chunk_ends_with_an_error_event(
     assert trace["status"] == "partial" and trace["error_type"] == "connection"
 
 
+def test_a_stream_outliving_the_deadline_ends_with_an_error_that_says_so(
+    gateway: Served, upstreams: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    primary, _ = upstreams
+    primary.fail_always(Fault(chunk_delay_s=1.2, stream=True))  # within idle_s 2, past total_s 3
+    body = {"model": "route:alone", "messages": HELLO, "stream": True}
+    next(requests_sent)
+    with httpx.stream(
+        "POST", f"{gateway.base_url}/chat/completions", json=body, headers=gateway.auth, timeout=30
+    ) as response:
+        events = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert "data: [DONE]" not in events
+    assert "the request's deadline passed mid-stream" in events[-1]
+
+
 def test_a_stream_failing_before_its_first_chunk_falls_back(
     gateway: Served, upstreams: tuple[FakeOpenAI, FakeOpenAI]
 ) -> None:

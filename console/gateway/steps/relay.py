@@ -62,7 +62,7 @@ async def relay(
                 ]
                 if chunk.get("choices") or wants_usage:
                     yield chunk
-            chunk = await _next_chunk(chunks, min(timeouts.idle_s, deadline - time.perf_counter()))
+            chunk = await _next_chunk(chunks, timeouts.idle_s, deadline - time.perf_counter())
         yield End()
         trace.status, trace.http_status = "ok", 200
         check_schema(call, ["".join(text[i]) for i in sorted(text)])
@@ -143,14 +143,17 @@ def _assembled(text: dict[int, list[str]], released: dict[int, list[Body]]) -> l
     return choices
 
 
-async def _next_chunk(chunks: AsyncGenerator[Body, None], timeout_s: float) -> Body | None:
+async def _next_chunk(chunks: AsyncGenerator[Body, None], idle_s: float, left_s: float) -> Body | None:
+    """The next chunk within the idle timeout and the time the call has left."""
     try:
-        async with asyncio.timeout(max(timeout_s, 0)):
+        async with asyncio.timeout(max(min(idle_s, left_s), 0)):
             return await anext(chunks)
     except StopAsyncIteration:
         return None
     except TimeoutError:
-        raise ProviderError(ErrorType.timeout, f"the stream went quiet for {timeout_s:.1f}s") from None
+        if idle_s <= left_s:
+            raise ProviderError(ErrorType.timeout, f"the stream went quiet for {idle_s:.1f}s") from None
+        raise ProviderError(ErrorType.timeout, "the request's deadline passed mid-stream") from None
 
 
 def _unexpected(exc: Exception, target: Target) -> ProviderError:
