@@ -1,7 +1,7 @@
 """The response cache: lookup latency at 10,000 and 100,000 entries, and a hit end to end
 against a miss through the local model.
 
-1. Index: one scope's usearch HNSW index (console.gateway.cache.ScopeIndex) filled with N
+1. Index: one scope's usearch HNSW index (console.gateway.cache_index.ScopeIndex) filled with N
    unit vectors of 384 dimensions (all-MiniLM-L6-v2's size) drawn around 2,000 topics, and
    queried with perturbed copies of stored vectors: p50/p99 of `nearest()` and its recall@1
    against an exact scan. Random vectors are the hard case for HNSW; real traffic clusters.
@@ -37,7 +37,8 @@ from gateway import OUT, REPO
 from local_inference import start_fleetdeck
 
 from console.gateway import minilm
-from console.gateway.cache import Entry, ResponseCache, ScopeIndex, anchors_agree
+from console.gateway.cache import Entry, ResponseCache, anchors_agree
+from console.gateway.cache_index import ScopeIndex
 from console.gateway.embedders import GgufEmbedder, LexicalEmbedder, Vector
 from console.policy import DEFAULT_CACHE_THRESHOLD, parse_policy
 

@@ -139,7 +139,10 @@ class Engine:
             stream_keep_alive_s=self.settings.stream_keep_alive_s,
         )
         self._cache = gateway.cache = ResponseCache(
-            self.db, self.settings.data_dir / "models", embed_via(gateway.router, gateway.executor)
+            self.db,
+            self.settings.data_dir / "models",
+            embed_via(gateway.router, gateway.executor),
+            index_dir=self.settings.data_dir / "cache-index",
         )
         self._cache.start(self.policy.routes)
         gateway.injection = InjectionGuard(self.settings.data_dir / "models")

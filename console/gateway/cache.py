@@ -37,15 +37,15 @@ import re
 import threading
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 
 from console.gateway import minilm
+from console.gateway.cache_index import SavedIndexes, ScopeIndex
 from console.gateway.cache_store import Entry, StoredEntries
 from console.gateway.embedders import (
     Embedder,
@@ -69,7 +69,6 @@ Body = dict[str, Any]
 NOT_OUTPUT = frozenset({"model", "messages", "stream", "stream_options", "user", "metadata", "store"})
 CACHEABLE_FINISH = frozenset({"stop", "length"})
 CANDIDATES = 8  # nearest neighbours checked for one that has not expired
-SEARCH_LIST = 24  # HNSW expansion_search (usearch's default: 64)
 WRITE_INTERVAL_S = 0.1
 SWEEP_INTERVAL_S = 60.0
 _ANCHOR = re.compile(r"\w*\d\w*")
@@ -202,53 +201,6 @@ def _content_words(text: str) -> list[str]:
     return [w for w in words if w not in _STOPWORDS]
 
 
-# --------------------------------------------------------------------------- index
-
-
-class ScopeIndex:
-    """Vectors of one scope in a usearch HNSW index (inner product on unit vectors = cosine)."""
-
-    def __init__(self, dimensions: int) -> None:
-        from usearch.index import Index
-
-        self.dimensions = dimensions
-        # A hit's neighbour is near (cosine ≥ the threshold), an easy query for HNSW: a short
-        # search list finds it (recall@1 ≥ 0.99 in bench/cache.py) at a fraction of the cost.
-        self.index = Index(ndim=dimensions, metric="ip", dtype="f16", expansion_search=SEARCH_LIST)
-        self.entry_ids: dict[int, str] = {}
-        self.keys: dict[str, int] = {}
-
-    def add(self, key: int, entry_id: str, vector: Vector) -> None:
-        self.index.add(key, vector, threads=1)
-        self.entry_ids[key] = entry_id
-        self.keys[entry_id] = key
-
-    def add_many(self, keys: list[int], entry_ids: list[str], vectors: Vector, threads: int = 0) -> None:
-        """A batch at once (loading at start): usearch builds it on every core."""
-        self.index.add(np.asarray(keys, dtype=np.uint64), vectors, threads=threads)
-        for key, entry_id in zip(keys, entry_ids, strict=True):
-            self.entry_ids[key] = entry_id
-            self.keys[entry_id] = key
-
-    def remove(self, entry_id: str) -> None:
-        key = self.keys.pop(entry_id, None)
-        if key is not None:
-            self.entry_ids.pop(key, None)
-            self.index.remove(key)
-
-    def nearest(self, vector: Vector, count: int) -> Iterator[tuple[str, float]]:
-        if not self.entry_ids:
-            return
-        matches = self.index.search(vector, min(count, len(self.entry_ids)), threads=1)
-        for key, distance in zip(matches.keys, matches.distances, strict=True):
-            entry_id = self.entry_ids.get(int(key))
-            if entry_id is not None:
-                yield entry_id, 1.0 - float(distance)
-
-    def __len__(self) -> int:
-        return len(self.entry_ids)
-
-
 # --------------------------------------------------------------------------- the cache
 
 
@@ -261,8 +213,10 @@ class ResponseCache:
         db: Database | None,
         models_dir: Path,
         embed_via_route: EmbedViaRoute | None = None,
+        index_dir: Path | None = None,
     ) -> None:
         self._stored = StoredEntries(db) if db is not None else None
+        self._saved = SavedIndexes(index_dir)  # the indexes as of the last stop
         self._models_dir = models_dir
         self._embed_via_route = embed_via_route
         self._entries: dict[str, Entry] = {}
@@ -281,6 +235,7 @@ class ResponseCache:
         """Load the entries that have not expired, start the writer, and warm the routes'
         embedders (MiniLM's first use converts and loads it); returns the entries loaded."""
         loaded = self._stored.load() if self._stored is not None else []
+        self._keys = itertools.count(self._saved.highest_key() + 1)
         for entry in loaded:
             self._entries[entry.entry_id] = entry
             self._exact[entry.exact_key] = entry.entry_id
@@ -307,10 +262,16 @@ class ResponseCache:
                 log.exception("embedder %s does not work; its routes get exact hits only", name)
 
     def stop(self) -> None:
+        """Stop the writer and save the indexes, so that the next start need not rebuild them."""
         if self._writer is not None:
             self._pending.put(None)
             self._writer.join()
             self._writer = None
+            with self._lock:
+                try:
+                    self._saved.save(self._scopes)
+                except OSError:
+                    log.exception("cache: the indexes could not be saved; the next start rebuilds them")
 
     # -- lookup ---------------------------------------------------------------------------
 
@@ -466,15 +427,9 @@ class ResponseCache:
         for entry in loaded:
             if entry.scope is not None and entry.vector is not None:
                 by_scope.setdefault(entry.scope, []).append(entry)
-        for scope, entries in by_scope.items():
-            index = ScopeIndex(len(entries[0].vector))  # type: ignore[arg-type]
-            index.add_many(
-                [next(self._keys) for _ in entries],
-                [e.entry_id for e in entries],
-                np.stack([e.vector for e in entries]),  # type: ignore[misc]
-            )
-            with self._lock:
-                self._scopes[scope] = index
+        scopes = self._saved.load(by_scope, self._keys)
+        with self._lock:
+            self._scopes.update(scopes)
         if loaded:
             log.info("cache: %d entries loaded, %d scopes indexed", len(loaded), len(by_scope))
 
