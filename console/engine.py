@@ -19,10 +19,11 @@ from typing import Any
 import duckdb
 
 from console import policy as policy_file
+from console.cluster.node import Cluster
 from console.gateway.admin import AdminEndpoint, answer_query
 from console.gateway.approvals import ApprovalQueue
 from console.gateway.breaker import Breaker, Breakers
-from console.gateway.budget import Ledger, TaskSteps
+from console.gateway.budget import Ledger, LocalLedger, TaskSteps
 from console.gateway.cache import ResponseCache, embed_via
 from console.gateway.executor import Executor
 from console.gateway.key_admin import CONSOLE_KEY_NAME, CONSOLE_KEY_SECRET, KeyAdmin
@@ -48,6 +49,7 @@ from console.secrets import (
 )
 from console.settings import Settings
 from console.store import audit, queries
+from console.store import keys as key_rows
 from console.store import retention as store_retention
 from console.store.db import Database, first_row
 from console.store.recorder import Recorder
@@ -91,6 +93,7 @@ class Engine:
         self._lazy = threading.Lock()  # key admin and oversight may first be asked for from any thread
         self.policy: Policy | None = None  # the policy in force, once the gateway is open
         self.evaluator: judge.Evaluator | None = None  # the sampled judge, when the policy has one
+        self.cluster: Cluster | None = None  # the replicas' shared state, with `cluster:` set
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -109,6 +112,8 @@ class Engine:
         self.providers = build_providers(self.policy, self.settings)
         breakers = Breakers(self.policy.breaker, on_ejection=self._audit_ejection)
         router = Router(self.policy, self.providers, load_models(self.db.cursor()))
+        if self.settings.cluster:
+            self.cluster = Cluster(self.settings, self.recorder)
         gateway = Gateway(
             router=router,
             executor=Executor(self.providers, breakers, self.policy.retry, observer=router.balancer),
@@ -117,7 +122,8 @@ class Engine:
             recorder=self.recorder,
             policy=self.policy,
             keys=self.key_admin.registry if self.settings.auth_required else None,
-            ledger=self._ledger(),
+            ledger=self.cluster.ledger if self.cluster else self._ledger(),
+            refuse_uncapped_in_outage=self.settings.cluster_uncapped == "refuse",
             steps=self._task_steps(),
             stops=self.oversight.stops,
             fallbacks=FallbackNotes(self.recorder),
@@ -131,6 +137,8 @@ class Engine:
         )
         self._cache.start(self.policy.routes)
         self.gateway = gateway
+        if self.cluster is not None:
+            self._join_cluster(self.cluster)
         self.evaluator = self._evaluator(gateway)
         self._host = host or self.settings.host
         self._admin_token = secrets.token_urlsafe(32)
@@ -143,6 +151,13 @@ class Engine:
             self._publish_admin,
             self._close_providers,
         )
+
+    def _join_cluster(self, cluster: Cluster) -> None:
+        """Keys, stops and the ledger shared through PostgreSQL from now on."""
+        self.key_admin.mirror = cluster
+        self.oversight.mirror = cluster
+        cluster.attach(self.key_admin.registry, self.oversight.stops, key_rows.load(self.db.cursor()))
+        cluster.start()
 
     def serve(self) -> None:
         """Run the gateway in this thread until interrupted (`fleetdeck serve`)."""
@@ -174,6 +189,8 @@ class Engine:
         if self._cache is not None:
             self._cache.stop()
             self._cache = None
+        if self.cluster is not None:
+            self.cluster.stop()
         if self._admin is not None:
             self._admin.withdraw(self.settings.data_dir)
             self._admin = None
@@ -364,7 +381,7 @@ class Engine:
         return self.key_admin.answer(request)
 
     def _ledger(self) -> Ledger:
-        ledger = Ledger()
+        ledger = LocalLedger()
         spent = queries.run(self.db.cursor(), "spend_to_date", {}).to_pylist()
         ledger.load({(row["scope"], row["period_key"]): row["spend_usd"] for row in spent})
         return ledger
@@ -395,14 +412,25 @@ class Engine:
                 }
                 for b in gateway.ledger.burn()
             ],
+            "cluster": None
+            if self.cluster is None
+            else {
+                "replica": self.cluster.replica,
+                "postgresql": self.cluster.ledger.where,
+                "outage": gateway.ledger.outage(),
+            },
         }
 
     def _publish_admin(self) -> None:
         self._admin = AdminEndpoint.publish(self.settings.data_dir, self.url, self._admin_token)
+        if self.cluster is not None:
+            self.cluster.url = self.url
         if self.on_listening is not None:
             self.on_listening(self.url)
 
     async def _close_providers(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.ledger.aclose()
         if self.evaluator is not None:
             await self.evaluator.aclose()
         for provider in self.providers.values():

@@ -55,11 +55,16 @@ def load(cur: duckdb.DuckDBPyConnection) -> list[KeyRow]:
     return [KeyRow(*row) for row in rows]
 
 
+def check_name_free(cur: duckdb.DuckDBPyConnection, name: str) -> None:
+    """ValueError when a key of that name exists (revoked names stay taken)."""
+    taken = cur.execute("SELECT 1 FROM virtual_keys WHERE name = ?", [name]).fetchall()
+    if taken:
+        raise ValueError(f"a key named {name!r} exists already; names are never reused")
+
+
 def insert(cur: duckdb.DuckDBPyConnection, row: KeyRow) -> None:
     """Store a new key; ValueError when its name is taken (revoked names stay taken)."""
-    taken = cur.execute("SELECT 1 FROM virtual_keys WHERE name = ?", [row.name]).fetchall()
-    if taken:
-        raise ValueError(f"a key named {row.name!r} exists already; names are never reused")
+    check_name_free(cur, row.name)
     values = [getattr(row, name) for name in COLUMNS]
     cur.execute(f"INSERT INTO virtual_keys VALUES ({', '.join('?' * len(COLUMNS))})", values)
 
