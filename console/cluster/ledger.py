@@ -10,7 +10,8 @@ mid-call leaks nothing past it. Settling replaces the hold by the real cost, onc
 The gateway's event loop talks to PostgreSQL through psycopg's AsyncConnectionPool:
 a reservation awaits its statement without blocking other calls, and every wait is
 bounded by `cluster_wait_s`, after which the call is refused (fail closed) rather than
-served unbudgeted. Settlements never hold up the answer: they run as tasks of their own.
+served unbudgeted (while PostgreSQL answers, a burst may queue for a connection a few
+times longer). Settlements never hold up the answer: they run as tasks of their own.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ from console.gateway.budget import (
 log = logging.getLogger("fleetdeck.cluster")
 LEASE_MARGIN_S = 30.0  # a hold outlives its call's deadline by this much
 POOL_SIZE = 8
+# While PostgreSQL answers, a call may queue this many times `cluster_wait_s` for one of the
+# pool's connections (a burst outnumbers them); once it is known unreachable, only one.
+QUEUE_FACTOR = 5
 SETTLE_RETRY_S = 0.5
 FAILURES = (psycopg.Error, PoolTimeout, TimeoutError, OSError)
 
@@ -106,10 +110,11 @@ class SharedLedger:
             lease,
             self.replica,
         ]
+        wait_s = self._wait_s if self.outage() is not None else QUEUE_FACTOR * self._wait_s
         try:
-            async with asyncio.timeout(2 * self._wait_s):
+            async with asyncio.timeout(wait_s + self._wait_s):
                 pool = await self._open()
-                async with pool.connection(timeout=self._wait_s) as conn:
+                async with pool.connection(timeout=wait_s) as conn:
                     cur = await conn.execute(
                         "SELECT refused, spent, held FROM reserve(%s, %s, %s, %s, %s, %s, %s)", params
                     )
@@ -204,7 +209,7 @@ class SharedLedger:
             self._loop = asyncio.get_running_loop()
             pool = AsyncConnectionPool(
                 self._conninfo,
-                min_size=1,
+                min_size=2,
                 max_size=POOL_SIZE,
                 open=False,
                 timeout=self._wait_s,
@@ -237,9 +242,9 @@ class SharedLedger:
         ]
         while True:
             try:
-                async with asyncio.timeout(2 * self._wait_s):
+                async with asyncio.timeout((QUEUE_FACTOR + 1) * self._wait_s):
                     pool = await self._open()
-                    async with pool.connection(timeout=self._wait_s) as conn:
+                    async with pool.connection(timeout=QUEUE_FACTOR * self._wait_s) as conn:
                         await conn.execute("SELECT settle(%s, %s, %s, %s)", params)
                 self.note_reachable()
                 return

@@ -1,0 +1,240 @@
+"""Cluster mode over a real PostgreSQL: three `fleetdeck serve` replicas that behave as one.
+
+Each test has a schema of its own in the `test` database (made and dropped here), so
+tests are independent; without a reachable PostgreSQL they are skipped, and the
+single-box suite needs no server. As in test_cost_controls.py, the fake upstream's
+input price is 0 and every prompt is longer than `max_tokens`, so each served call
+costs exactly its reserved worst case and "exactly 50 fit" holds whatever the timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from fakes.openai_upstream import FakeOpenAI
+from gateway_process import Served, create_key, fleetdeck_serve
+
+from console.gateway.admin import AdminEndpoint
+from console.gateway.budget import NANOS
+from console.secrets import PEPPER_NAME, secret_env_name
+
+PG_HOST, PG_PORT, PG_DB = "127.0.0.1", 5432, "test"
+MAX_TOKENS = 10
+OUTPUT_PRICE = 2.0  # USD per million output tokens
+CALL_COST = MAX_TOKENS * OUTPUT_PRICE / 1_000_000
+CAP = 50.5 * CALL_COST  # room for exactly 50 calls
+LONG_PROMPT = [{"role": "user", "content": " ".join(f"w{i}" for i in range(3 * MAX_TOKENS))}]
+POLICY = """
+providers:
+  lab:
+    kind: openai_compat
+    base_url: "{url}"
+    models: [mock-gpt]
+    prices: {{mock-gpt: {{input: 0, output: {output}}}}}
+routes:
+  - {{intent: capped, primary: lab/mock-gpt, max_retries: 0, timeouts: {{total_s: 60}}}}
+  - {{intent: other, primary: lab/mock-gpt, max_retries: 0}}
+default_route: capped
+"""
+PROPAGATION_S = 1.0  # a revoked key or a stopped route is refused everywhere within this
+
+
+def _reachable_user() -> str | None:
+    for user in ("postgres", getpass.getuser()):
+        try:
+            with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user=user, connect_timeout=2):
+                return user
+        except psycopg.Error:
+            continue
+    return None
+
+
+PG_USER = _reachable_user()
+pytestmark = pytest.mark.skipif(
+    PG_USER is None, reason=f"no PostgreSQL reachable at {PG_HOST}:{PG_PORT}/{PG_DB} (cluster mode needs one)"
+)
+
+
+def pg_url(port: int = PG_PORT) -> str:
+    return f"postgresql://{PG_USER}@{PG_HOST}:{port}/{PG_DB}"
+
+
+@pytest.fixture
+def schema() -> Iterator[str]:
+    """A schema of this test's own, dropped afterwards."""
+    name = f"fleetdeck_test_{secrets.token_hex(6)}"
+    yield name
+    with psycopg.connect(pg_url(), autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+@pytest.fixture
+def pepper(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The key pepper every replica (and the test, creating keys) shares, as on one box's keyring."""
+    value = secrets.token_urlsafe(32)
+    monkeypatch.setenv(secret_env_name(PEPPER_NAME), value)
+    return value
+
+
+@pytest.fixture
+def policy(upstream: FakeOpenAI) -> str:
+    upstream.reset()
+    return POLICY.format(url=upstream.base_url, output=OUTPUT_PRICE)
+
+
+@contextmanager
+def replicas(
+    tmp_path: Path, policy: str, schema: str, n: int = 3, url: str | None = None, **env: str
+) -> Iterator[list[Served]]:
+    """`n` `fleetdeck serve` processes with data dirs of their own, sharing one PostgreSQL."""
+    cluster_env = {
+        "FLEETDECK_CLUSTER": url or pg_url(),
+        "FLEETDECK_CLUSTER_SCHEMA": schema,
+        "FLEETDECK_CLUSTER_WAIT_S": "1",
+        **{f"FLEETDECK_{name.upper()}": value for name, value in env.items()},
+    }
+    with ExitStack() as stack:
+        starting = [fleetdeck_serve(tmp_path / f"replica-{i}", policy, cluster_env) for i in range(n)]
+        with ThreadPoolExecutor(n) as pool:  # they start side by side
+            served = list(pool.map(lambda cm: cm.__enter__(), starting))
+        for cm in starting:
+            stack.push(cm.__exit__)
+        yield served
+
+
+def chat(served: Served, key: str, model: str = "route:capped", **body: Any) -> httpx.Response:
+    payload = {"model": model, "messages": LONG_PROMPT, "max_tokens": MAX_TOKENS, **body}
+    return httpx.post(
+        f"{served.base_url}/chat/completions",
+        json=payload,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+    )
+
+
+def burst(fleet: Sequence[Served], key: str, n: int, **body: Any) -> list[httpx.Response]:
+    """`n` chat requests at once, spread over the replicas, each on its own connection."""
+
+    async def send_all() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=n, max_keepalive_connections=0)
+        async with httpx.AsyncClient(limits=limits, timeout=120) as client:
+            payload = {"model": "route:capped", "messages": LONG_PROMPT, "max_tokens": MAX_TOKENS, **body}
+            headers = {"Authorization": f"Bearer {key}"}
+            urls = [f"{fleet[i % len(fleet)].base_url}/chat/completions" for i in range(n)]
+            return await asyncio.gather(*(client.post(url, json=payload, headers=headers) for url in urls))
+
+    return asyncio.run(send_all())
+
+
+def outcome_counts(responses: Sequence[httpx.Response]) -> Counter[str]:
+    return Counter("served" if r.status_code == 200 else r.json()["error"]["code"] for r in responses)
+
+
+def wait_until(check: Callable[[], bool], deadline_s: float, what: str) -> float:
+    """Poll `check` until it holds; the seconds it took. Fails past the deadline."""
+    start = time.monotonic()
+    while not check():
+        if time.monotonic() - start > deadline_s:
+            raise AssertionError(f"{what}: not within {deadline_s} s")
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+def query(served: Served, sql: str) -> list[dict[str, Any]]:
+    endpoint = AdminEndpoint.find(served.data_dir)
+    assert endpoint is not None, "the replica published no admin endpoint"
+    return list(endpoint.query({"sql": sql}).to_pylist())
+
+
+def pg(schema: str, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    with psycopg.connect(pg_url(), autocommit=True) as conn:
+        conn.execute(f"SET search_path TO {schema}")
+        return conn.execute(sql, params).fetchall()  # type: ignore[arg-type]
+
+
+def key_id(schema: str, name: str) -> str:
+    return str(pg(schema, "SELECT key_id FROM keys WHERE name = %s", [name])[0][0])
+
+
+def authenticated(served: Served, key: str) -> int:
+    """The status of a bodyless call: 401 when the replica refuses the key, else 400 (and no cost)."""
+    response = httpx.post(
+        f"{served.base_url}/chat/completions", content=b"{}", headers={"Authorization": f"Bearer {key}"}
+    )
+    return response.status_code
+
+
+def accepted_everywhere(fleet: Sequence[Served], key: str) -> Callable[[], bool]:
+    return lambda: all(authenticated(s, key) != 401 for s in fleet)
+
+
+def traces_of(fleet: Sequence[Served], key: str) -> list[dict[str, Any]]:
+    """The key's calls that reached the ledger (probes without a body did not), on every replica."""
+    sql = (
+        "SELECT status, cost_usd, http_status FROM traces "
+        f"WHERE key_id = '{key}' AND status IN ('ok', 'over_budget')"
+    )
+    return [row for served in fleet for row in query(served, sql)]
+
+
+def spent_nanos(schema: str, scope: str) -> int:
+    return sum(int(row[0]) for row in pg(schema, "SELECT spent FROM buckets WHERE scope = %s", [scope]))
+
+
+def held_nanos(schema: str) -> int:
+    rows = pg(schema, "SELECT coalesce(sum(nanos), 0) FROM holds WHERE expires_at > now()")
+    return int(rows[0][0])
+
+
+@contextmanager
+def capped_fleet(
+    tmp_path: Path, policy: str, schema: str, **env: str
+) -> Iterator[tuple[list[Served], str, str]]:
+    """Three replicas and a key capped for 50 calls, known to all three."""
+    token = create_key(tmp_path / "replica-0", "capped", daily_cap=CAP)
+    with replicas(tmp_path, policy, schema, **env) as fleet:
+        wait_until(accepted_everywhere(fleet, token), 10, "the capped key reached every replica")
+        yield fleet, token, key_id(schema, "capped")
+
+
+@pytest.mark.usefixtures("pepper")
+def test_200_calls_over_three_replicas_against_a_cap_for_50(tmp_path: Path, policy: str, schema: str) -> None:
+    with capped_fleet(tmp_path, policy, schema) as (fleet, token, kid):
+        responses = burst(fleet, token, 200)
+        assert outcome_counts(responses) == {"served": 50, "budget_exceeded": 150}
+        served_by = Counter(i % 3 for i, r in enumerate(responses) if r.status_code == 200)
+        assert set(served_by) == {0, 1, 2}, served_by  # the cap is shared, not split
+        wait_until(lambda: len(traces_of(fleet, kid)) == 200, 20, "200 traces across the three")
+        rows = traces_of(fleet, kid)
+        assert sum(r["cost_usd"] or 0 for r in rows) <= CAP
+        assert Counter(r["status"] for r in rows) == {"ok": 50, "over_budget": 150}
+        wait_until(lambda: held_nanos(schema) == 0, 10, "every hold settled")
+        assert spent_nanos(schema, f"key:{kid}") == round(50 * CALL_COST * NANOS)
+
+
+@pytest.mark.usefixtures("pepper")
+def test_the_same_with_streams(tmp_path: Path, policy: str, schema: str) -> None:
+    with capped_fleet(tmp_path, policy, schema) as (fleet, token, kid):
+        responses = burst(fleet, token, 200, stream=True)
+        assert outcome_counts(responses) == {"served": 50, "budget_exceeded": 150}
+        for response in responses:
+            if response.status_code == 200:
+                assert response.text.rstrip().endswith("data: [DONE]")
+        wait_until(lambda: len(traces_of(fleet, kid)) == 200, 20, "200 traces across the three")
+        rows = traces_of(fleet, kid)
+        assert sum(r["cost_usd"] or 0 for r in rows) <= CAP
+        assert Counter(r["status"] for r in rows) == {"ok": 50, "over_budget": 150}
+        wait_until(lambda: held_nanos(schema) == 0, 10, "every hold settled")
+        assert spent_nanos(schema, f"key:{kid}") == round(50 * CALL_COST * NANOS)
