@@ -10,8 +10,10 @@ costs exactly its reserved worst case and "exactly 50 fit" holds whatever the ti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import secrets
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -23,8 +25,8 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from fakes.openai_upstream import FakeOpenAI
-from gateway_process import Served, create_key, fleetdeck_serve
+from fakes.openai_upstream import FakeOpenAI, Fault
+from gateway_process import Served, create_key, fleetdeck_serve, run_cli
 
 from console.gateway.admin import AdminEndpoint
 from console.gateway.budget import NANOS
@@ -238,3 +240,70 @@ def test_the_same_with_streams(tmp_path: Path, policy: str, schema: str) -> None
         assert Counter(r["status"] for r in rows) == {"ok": 50, "over_budget": 150}
         wait_until(lambda: held_nanos(schema) == 0, 10, "every hold settled")
         assert spent_nanos(schema, f"key:{kid}") == round(50 * CALL_COST * NANOS)
+
+
+def refused_everywhere(fleet: Sequence[Served], call: Callable[[Served], httpx.Response], code: str) -> bool:
+    answers = [call(served) for served in fleet]
+    return all(a.status_code != 200 and a.json()["error"]["code"] == code for a in answers)
+
+
+@pytest.mark.usefixtures("pepper")
+def test_a_revoked_key_and_a_stopped_route_reach_all_three_within_a_second(
+    tmp_path: Path, policy: str, schema: str
+) -> None:
+    doomed = create_key(tmp_path / "replica-0", "doomed")
+    with replicas(tmp_path, policy, schema) as fleet:
+        wait_until(accepted_everywhere(fleet, doomed), 10, "the key reached every replica")
+        assert all(chat(served, doomed).status_code == 200 for served in fleet)
+
+        revoked = run_cli(fleet[0].data_dir, "keys", "revoke", "doomed")
+        assert revoked.returncode == 0, revoked.stderr
+        took = wait_until(
+            lambda: all(authenticated(served, doomed) == 401 for served in fleet), 5, "the revocation"
+        )
+        assert took <= PROPAGATION_S, f"revocation took {took:.2f} s to reach every replica"
+        answer = chat(fleet[2], doomed)
+        assert answer.status_code == 401 and "revoked" in answer.json()["error"]["message"]
+
+        stopped = run_cli(fleet[1].data_dir, "routes", "stop", "other", "--reason", "upstream incident")
+        assert stopped.returncode == 0, stopped.stderr
+        other = lambda served: chat(served, served.key, model="route:other")  # noqa: E731
+        took = wait_until(lambda: refused_everywhere(fleet, other, "route_stopped"), 5, "the stop")
+        assert took <= PROPAGATION_S, f"the stop took {took:.2f} s to reach every replica"
+        assert "upstream incident" in other(fleet[0]).json()["error"]["message"]
+        assert all(chat(served, served.key).status_code == 200 for served in fleet)  # other routes serve
+
+        resumed = run_cli(fleet[2].data_dir, "routes", "resume", "other")
+        assert resumed.returncode == 0, resumed.stderr
+        took = wait_until(lambda: all(other(s).status_code == 200 for s in fleet), 5, "the resume")
+        assert took <= PROPAGATION_S
+
+
+@pytest.mark.usefixtures("pepper")
+def test_a_replica_killed_mid_call_leaks_no_reservation_past_its_expiry(
+    tmp_path: Path, policy: str, schema: str, upstream: FakeOpenAI
+) -> None:
+    token = create_key(tmp_path / "replica-0", "one-call", daily_cap=1.5 * CALL_COST)
+    with replicas(tmp_path, policy, schema, n=2, cluster_lease_s="3") as (victim, survivor):
+        wait_until(accepted_everywhere([victim, survivor], token), 10, "the key reached both replicas")
+        upstream.push(Fault(delay_s=60))  # the victim's call hangs upstream
+        hung = threading.Thread(target=lambda: _ignore_errors(lambda: chat(victim, token)), daemon=True)
+        hung.start()
+        assert upstream.wait_until(lambda: upstream.request_count == 1, 10), "the victim's call upstream"
+        assert held_nanos(schema) > 0  # reserved before it went upstream
+        victim.kill()
+
+        held_by_the_dead = chat(survivor, token)  # the hold still counts until it lapses
+        assert held_by_the_dead.status_code == 429
+        assert held_by_the_dead.json()["error"]["code"] == "budget_exceeded"
+        (expires,) = pg(schema, "SELECT max(expires_at) - now() FROM holds")[0]
+        assert expires.total_seconds() <= 3
+        wait_until(lambda: held_nanos(schema) == 0, 10, "the dead replica's hold lapsing")
+        assert chat(survivor, token).status_code == 200  # the whole cap is back: nothing leaked
+        assert chat(survivor, token).status_code == 429  # and it still holds
+        hung.join(timeout=1)
+
+
+def _ignore_errors(call: Callable[[], object]) -> None:
+    with contextlib.suppress(httpx.HTTPError):  # the replica is killed under it
+        call()
