@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import psycopg
 import pytest
 from fakes.openai_upstream import FakeOpenAI, Fault
+from fakes.tcp_proxy import TcpProxy
 from gateway_process import Served, create_key, fleetdeck_serve, run_cli
 
 from console.gateway.admin import AdminEndpoint
@@ -307,3 +309,66 @@ def test_a_replica_killed_mid_call_leaks_no_reservation_past_its_expiry(
 def _ignore_errors(call: Callable[[], object]) -> None:
     with contextlib.suppress(httpx.HTTPError):  # the replica is killed under it
         call()
+
+
+@pytest.mark.usefixtures("pepper")
+def test_postgresql_cut_during_traffic_fails_capped_keys_closed_and_recovers_without_a_restart(
+    tmp_path: Path, policy: str, schema: str
+) -> None:
+    capped = create_key(tmp_path / "replica-0", "capped", daily_cap=CAP)
+    free = create_key(tmp_path / "replica-0", "free")
+    with (
+        TcpProxy(PG_HOST, PG_PORT) as proxy,
+        replicas(tmp_path, policy, schema, url=pg_url(proxy.port)) as fleet,
+    ):
+        wait_until(accepted_everywhere(fleet, capped), 10, "the keys reached every replica")
+        before = burst(fleet, capped, 10)
+        assert outcome_counts(before) == {"served": 10}
+        wait_until(lambda: held_nanos(schema) == 0, 10, "the first calls settled")
+
+        proxy.cut()
+        during = burst(fleet, capped, 30)
+        assert outcome_counts(during) == {"ledger_unavailable": 30}  # none served unbudgeted
+        assert {r.status_code for r in during} == {503}
+        message = during[0].json()["error"]["message"]
+        assert "unreachable" in message and "refused" in message and "no restart" in message
+        assert all(chat(served, free).status_code == 200 for served in fleet)  # uncapped: served
+
+        proxy.restore()
+        recovering: list[httpx.Response] = []
+
+        def served_again() -> bool:
+            recovering.append(chat(fleet[len(recovering) % 3], capped))
+            return recovering[-1].status_code == 200
+
+        wait_until(served_again, 30, "a capped call served again")
+        assert {r.status_code for r in recovering} <= {200, 503}
+        after = burst(fleet, capped, 100)
+        served = [r for r in [*before, *recovering, *after] if r.status_code == 200]
+        assert len(served) == 50  # exactly the cap, outage or not
+
+        outage_sql = "SELECT payload FROM audit_log WHERE action = 'cluster.outage'"
+        wait_until(lambda: all(query(s, outage_sql) for s in fleet), 20, "each replica audited the outage")
+        audited = [orjson.loads(row["payload"]) for s in fleet for row in query(s, outage_sql)]
+        assert sum(entry["refused_calls"] for entry in audited) >= 30
+        assert all(entry["seconds"] > 0 and entry["until"] > entry["since"] for entry in audited)
+
+
+@pytest.mark.usefixtures("pepper")
+def test_uncapped_keys_follow_the_setting_while_postgresql_is_away(
+    tmp_path: Path, policy: str, schema: str
+) -> None:
+    free = create_key(tmp_path / "replica-0", "free")
+    with (
+        TcpProxy(PG_HOST, PG_PORT) as proxy,
+        replicas(tmp_path, policy, schema, n=1, url=pg_url(proxy.port), cluster_uncapped="refuse") as fleet,
+    ):
+        (served,) = fleet
+        wait_until(accepted_everywhere(fleet, free), 10, "the key reached the replica")
+        assert chat(served, free).status_code == 200
+        proxy.cut()
+        wait_until(lambda: chat(served, free).status_code == 503, 10, "the replica noticing the outage")
+        refused = chat(served, free).json()["error"]
+        assert refused["code"] == "ledger_unavailable" and "unreachable" in refused["message"]
+        proxy.restore()
+        wait_until(lambda: chat(served, free).status_code == 200, 30, "uncapped calls served again")
