@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -279,6 +282,54 @@ def test_a_revoked_key_and_a_stopped_route_reach_all_three_within_a_second(
         assert resumed.returncode == 0, resumed.stderr
         took = wait_until(lambda: all(other(s).status_code == 200 for s in fleet), 5, "the resume")
         assert took <= PROPAGATION_S
+
+        status = cluster_cli(schema, "status", "--format", "json")
+        assert status.returncode == 0, status.stderr
+        doc = orjson.loads(status.stdout)
+        assert [r["alive"] for r in doc["replicas"]] == [True, True, True]
+        assert {r["url"] for r in doc["replicas"]} == {served.url for served in fleet}
+        assert doc["keys"] == {"active": 3, "revoked": 1}  # each replica's own test key, and `doomed`
+        assert doc["route_stops"] == []
+
+
+def cluster_cli(schema: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "console", "cluster", *args, "--cluster", pg_url()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "FLEETDECK_CLUSTER_SCHEMA": schema},
+    )
+
+
+def test_cluster_init_migrates_once_and_status_says_what_is_missing(schema: str) -> None:
+    before = cluster_cli(schema, "status")
+    assert before.returncode == 0 and "Not initialised: run `fleetdeck cluster init`" in before.stdout
+    first, again = cluster_cli(schema, "init"), cluster_cli(schema, "init")
+    assert "version 1 (1 migration(s) applied)" in first.stdout, first.stderr
+    assert "version 1 (0 migration(s) applied)" in again.stdout, again.stderr
+    doc = orjson.loads(cluster_cli(schema, "status", "--format", "json").stdout)
+    assert doc["version"] == doc["latest"] == 1 and doc["replicas"] == [] and doc["ledger"] == []
+    unreachable = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "console",
+            "cluster",
+            "status",
+            "--cluster",
+            "postgresql://u:sekret@127.0.0.1:1/x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert unreachable.returncode == 1 and "cannot reach the cluster's PostgreSQL at 127.0.0.1:1/x" in (
+        unreachable.stderr
+    )
+    assert "sekret" not in unreachable.stderr + unreachable.stdout
 
 
 @pytest.mark.usefixtures("pepper")
