@@ -42,6 +42,7 @@ from console.routing.difficulty import load_models
 from console.secrets import (
     AUDIT_KEY_NAME,
     PEPPER_NAME,
+    data_dir_id,
     local_secret,
     provider_secret,
     read_local_secret,
@@ -113,7 +114,7 @@ class Engine:
         breakers = Breakers(self.policy.breaker, on_ejection=self._audit_ejection)
         router = Router(self.policy, self.providers, load_models(self.db.cursor()))
         if self.settings.cluster:
-            self.cluster = Cluster(self.settings, self.recorder)
+            self.cluster = Cluster(self.settings, self.db, self.recorder)
         gateway = Gateway(
             router=router,
             executor=Executor(self.providers, breakers, self.policy.retry, observer=router.balancer),
@@ -156,7 +157,13 @@ class Engine:
         """Keys, stops and the ledger shared through PostgreSQL from now on."""
         self.key_admin.mirror = cluster
         self.oversight.mirror = cluster
-        cluster.attach(self.key_admin.registry, self.oversight.stops, key_rows.load(self.db.cursor()))
+        cluster.attach(
+            self.key_admin.registry,
+            self.oversight.stops,
+            key_rows.load(self.db.cursor()),
+            data_dir_id(self.settings.data_dir),
+            self._spent(),
+        )
         cluster.start()
 
     def serve(self) -> None:
@@ -382,9 +389,13 @@ class Engine:
 
     def _ledger(self) -> Ledger:
         ledger = LocalLedger()
-        spent = queries.run(self.db.cursor(), "spend_to_date", {}).to_pylist()
-        ledger.load({(row["scope"], row["period_key"]): row["spend_usd"] for row in spent})
+        ledger.load(self._spent())
         return ledger
+
+    def _spent(self) -> dict[tuple[str, str], float]:
+        """Settled spend of this day and month per (scope, period key), from the traces."""
+        spent = queries.run(self.db.cursor(), "spend_to_date", {}).to_pylist()
+        return {(row["scope"], row["period_key"]): row["spend_usd"] for row in spent}
 
     def _task_steps(self) -> TaskSteps:
         steps = TaskSteps()

@@ -33,8 +33,9 @@ from fakes.openai_upstream import FakeOpenAI, Fault
 from fakes.tcp_proxy import TcpProxy
 from gateway_process import Served, create_key, fleetdeck_serve, run_cli
 
+from console.clock import utc_now
 from console.gateway.admin import AdminEndpoint
-from console.gateway.budget import NANOS
+from console.gateway.budget import NANOS, period_key
 from console.secrets import PEPPER_NAME, secret_env_name
 
 PG_HOST, PG_PORT, PG_DB = "127.0.0.1", 5432, "test"
@@ -197,7 +198,10 @@ def traces_of(fleet: Sequence[Served], key: str) -> list[dict[str, Any]]:
 
 
 def spent_nanos(schema: str, scope: str) -> int:
-    return sum(int(row[0]) for row in pg(schema, "SELECT spent FROM buckets WHERE scope = %s", [scope]))
+    """What the shared ledger has settled for `scope` this UTC day."""
+    today = period_key("day", utc_now())
+    rows = pg(schema, "SELECT spent FROM buckets WHERE scope = %s AND period_key = %s", [scope, today])
+    return sum(int(row[0]) for row in rows)
 
 
 def held_nanos(schema: str) -> int:
@@ -261,7 +265,15 @@ def test_a_revoked_key_and_a_stopped_route_reach_all_three_within_a_second(
         wait_until(accepted_everywhere(fleet, doomed), 10, "the key reached every replica")
         assert all(chat(served, doomed).status_code == 200 for served in fleet)
 
-        revoked = run_cli(fleet[0].data_dir, "keys", "revoke", "doomed")
+        created = run_cli(fleet[2].data_dir, "keys", "create", "--name", "late", "--env", "dev")
+        assert created.returncode == 0, created.stderr
+        late = created.stdout.strip()
+        took = wait_until(accepted_everywhere(fleet, late), 5, "a key made on a running replica")
+        assert took <= PROPAGATION_S, f"a new key took {took:.2f} s to reach every replica"
+        taken = run_cli(fleet[0].data_dir, "keys", "create", "--name", "late", "--env", "dev")
+        assert taken.returncode != 0 and "exists already" in taken.stderr  # names are cluster-wide
+
+        revoked = run_cli(fleet[1].data_dir, "keys", "revoke", "doomed")  # not where it was made
         assert revoked.returncode == 0, revoked.stderr
         took = wait_until(
             lambda: all(authenticated(served, doomed) == 401 for served in fleet), 5, "the revocation"
@@ -288,7 +300,9 @@ def test_a_revoked_key_and_a_stopped_route_reach_all_three_within_a_second(
         doc = orjson.loads(status.stdout)
         assert [r["alive"] for r in doc["replicas"]] == [True, True, True]
         assert {r["url"] for r in doc["replicas"]} == {served.url for served in fleet}
-        assert doc["keys"] == {"active": 3, "revoked": 1}  # each replica's own test key, and `doomed`
+        assert doc["keys"] == {"active": 4, "revoked": 1}  # each replica's own test key, `late`; `doomed`
+        listed = run_cli(fleet[2].data_dir, "keys", "list")
+        assert "doomed" in listed.stdout and "late" in listed.stdout  # every replica keeps every key
         assert doc["route_stops"] == []
 
 
@@ -423,3 +437,19 @@ def test_uncapped_keys_follow_the_setting_while_postgresql_is_away(
         assert refused["code"] == "ledger_unavailable" and "unreachable" in refused["message"]
         proxy.restore()
         wait_until(lambda: chat(served, free).status_code == 200, 30, "uncapped calls served again")
+
+
+@pytest.mark.usefixtures("pepper")
+def test_a_single_box_joining_brings_what_it_spent_today_once(
+    tmp_path: Path, policy: str, schema: str
+) -> None:
+    token = create_key(tmp_path / "replica-0", "capped", daily_cap=CAP)
+    with fleetdeck_serve(tmp_path / "replica-0", policy) as alone:  # one box, no cluster yet
+        assert outcome_counts(burst([alone], token, 20)) == {"served": 20}
+    with replicas(tmp_path, policy, schema, n=2) as fleet:
+        wait_until(accepted_everywhere(fleet, token), 10, "the key reached both replicas")
+        assert spent_nanos(schema, f"key:{key_id(schema, 'capped')}") == round(20 * CALL_COST * NANOS)
+        assert outcome_counts(burst(fleet, token, 10)) == {"served": 10}
+    with replicas(tmp_path, policy, schema, n=2) as fleet:  # rejoining adds nothing twice
+        wait_until(accepted_everywhere(fleet, token), 10, "the key reached both replicas")
+        assert outcome_counts(burst(fleet, token, 40)) == {"served": 20, "budget_exceeded": 20}

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -23,34 +23,25 @@ from psycopg import sql
 from console.cluster import schema
 from console.cluster.ledger import FAILURES, Outage, SharedLedger
 from console.errors import Unavailable
+from console.gateway.budget import nanos_up, period_key
 from console.gateway.key_admin import virtual_key
-from console.gateway.keys import KeyRegistry, VirtualKey
+from console.gateway.keys import KeyRegistry
 from console.gateway.oversight import RouteStops, Stop
 from console.periodic import Periodic
 from console.settings import Settings
 from console.store import keys as key_rows
 from console.store.audit import AuditEvent
+from console.store.db import Database
 from console.store.recorder import Recorder
 
 log = logging.getLogger("fleetdeck.cluster")
-KEY_COLUMNS = (
-    "key_hash",
-    "key_id",
-    "name",
-    "environment",
-    "daily_cap",
-    "monthly_cap",
-    "routes",
-    "requests_per_minute",
-    "tokens_per_minute",
-    "concurrent",
-    "revoked_at",
-)
+PRUNE_EVERY = timedelta(minutes=1)
+KEY_COLUMNS = key_rows.COLUMNS  # the same columns in PostgreSQL as in each DuckDB file
 
 # A key created anywhere is published once; a revocation only ever sticks.
 PUBLISH_KEY = (
     f"INSERT INTO keys ({', '.join(KEY_COLUMNS)}) VALUES ({', '.join(['%s'] * len(KEY_COLUMNS))}) "
-    "ON CONFLICT (key_hash) DO UPDATE SET revoked_at = coalesce(keys.revoked_at, excluded.revoked_at)"
+    "ON CONFLICT (key_id) DO UPDATE SET revoked_at = coalesce(keys.revoked_at, excluded.revoked_at)"
 )
 
 
@@ -67,12 +58,14 @@ def aware_utc(at: datetime | None) -> datetime | None:
 
 
 class Cluster:
-    def __init__(self, settings: Settings, recorder: Recorder, replica: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, db: Database, recorder: Recorder, replica: str | None = None
+    ) -> None:
         assert settings.cluster is not None
         self.conninfo, self.schema = settings.cluster, schema.check_schema_name(settings.cluster_schema)
         self.replica = replica or default_replica()
         self.url: str | None = None
-        self._recorder = recorder
+        self._db, self._recorder = db, recorder
         self._wait_s = settings.cluster_wait_s
         self.ledger = SharedLedger(
             self.conninfo,
@@ -85,14 +78,26 @@ class Cluster:
         self._registry: KeyRegistry | None = None
         self._stops: RouteStops | None = None
         self._local_keys: list[key_rows.KeyRow] = []
+        self._store: str | None = None
+        self._spent_before: dict[tuple[str, str], float] = {}
+        self._next_prune = datetime.now(UTC)
         self._conn: psycopg.Connection | None = None
         self._started_at = datetime.now(UTC)
         self.schedule = Periodic("cluster-sync", self.tick)
         self.interval_s = settings.cluster_sync_interval_s
 
-    def attach(self, registry: KeyRegistry, stops: RouteStops, local_keys: Iterable[key_rows.KeyRow]) -> None:
-        """The live registry and stops this replica's gateway reads; its own keys, to publish."""
+    def attach(
+        self,
+        registry: KeyRegistry,
+        stops: RouteStops,
+        local_keys: Iterable[key_rows.KeyRow],
+        store: str,
+        spent: Mapping[tuple[str, str], float],
+    ) -> None:
+        """The live registry and stops this replica's gateway reads; its own keys, to publish;
+        its store's id and what it spent this day and month before joining, added once."""
         self._registry, self._stops, self._local_keys = registry, stops, list(local_keys)
+        self._store, self._spent_before = store, dict(spent)
 
     def start(self) -> None:
         self.tick()  # keys and stops as the cluster has them before the first request
@@ -126,7 +131,12 @@ class Cluster:
             conn = self.connect()
             schema.migrate(conn, self.schema)
             self._use_schema(conn)
-            self._publish_keys(conn, self._local_keys)
+            for row in self._local_keys:
+                try:
+                    self._publish_keys(conn, [row])
+                except psycopg.errors.UniqueViolation:  # a conflict, not an outage: say so, go on
+                    log.warning("key %r is not shared: the cluster has another key of that name", row.name)
+            self._seed(conn)
             self._conn = conn
         return self._conn
 
@@ -138,6 +148,21 @@ class Cluster:
     def _use_schema(self, conn: psycopg.Connection) -> None:
         conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
 
+    def _seed(self, conn: psycopg.Connection) -> None:
+        """A store joining for the first time adds this day's and month's spend to the ledger."""
+        if self._store is None:
+            return
+        with conn.transaction():
+            joined = conn.execute(
+                "INSERT INTO seeded (store) VALUES (%s) ON CONFLICT DO NOTHING", [self._store]
+            ).rowcount
+            for (scope, key), amount in self._spent_before.items() if joined else ():
+                conn.execute(
+                    "INSERT INTO buckets AS b (scope, period_key, spent) VALUES (%s, %s, %s) "
+                    "ON CONFLICT (scope, period_key) DO UPDATE SET spent = b.spent + excluded.spent",
+                    [scope, key, nanos_up(amount)],
+                )
+
     def _heartbeat(self, conn: psycopg.Connection) -> None:
         conn.execute(
             "INSERT INTO replicas (replica, url, started_at, seen_at) VALUES (%s, %s, %s, now()) "
@@ -148,10 +173,13 @@ class Cluster:
     def _read_keys(self, conn: psycopg.Connection) -> None:
         if self._registry is None:
             return
-        rows = conn.execute(f"SELECT {', '.join(KEY_COLUMNS)} FROM keys").fetchall()
-        changed = self._registry.merge({row[0]: _virtual_key(row) for row in rows})
+        found = conn.execute(f"SELECT {', '.join(KEY_COLUMNS)} FROM keys").fetchall()
+        rows = {row.key_hash: row for row in map(_key_row, found)}
+        changed = self._registry.merge({hashed: virtual_key(row) for hashed, row in rows.items()})
+        for hashed in changed:  # kept here too: `keys list`, `keys revoke` and traces' key names
+            key_rows.take(self._db.cursor(), rows[hashed])
         if changed:
-            log.info("cluster: %d key(s) created or revoked elsewhere", changed)
+            log.info("cluster: %d key(s) created or revoked elsewhere", len(changed))
 
     def _read_stops(self, conn: psycopg.Connection) -> None:
         if self._stops is None:
@@ -167,11 +195,16 @@ class Cluster:
 
     def _read_ledger(self, conn: psycopg.Connection) -> None:
         conn.execute("DELETE FROM holds WHERE expires_at < now()")
-        conn.execute("DELETE FROM settled WHERE at < now() - interval '2 days'")
+        now = datetime.now(UTC)
+        if now >= self._next_prune:  # settlements are remembered for two days, to refuse a late retry
+            conn.execute("DELETE FROM settled WHERE at < now() - interval '2 days'")
+            self._next_prune = now + PRUNE_EVERY
+        current = [period_key("day", now), period_key("month", now)]
         rows = conn.execute(
             "SELECT b.scope, b.period_key, b.spent, coalesce(sum(h.nanos), 0)::bigint FROM buckets b "
             "LEFT JOIN holds h ON h.scope = b.scope AND h.period_key = b.period_key "
-            "GROUP BY b.scope, b.period_key, b.spent"
+            "WHERE b.period_key = ANY(%s) GROUP BY b.scope, b.period_key, b.spent",
+            [current],
         ).fetchall()
         self.ledger.observe({(scope, key): (int(spent), int(held)) for scope, key, spent, held in rows})
 
@@ -179,7 +212,12 @@ class Cluster:
 
     def key_created(self, row: key_rows.KeyRow) -> None:
         with self._admin_connection() as conn:
-            self._publish_keys(conn, [row])
+            try:
+                self._publish_keys(conn, [row])
+            except psycopg.errors.UniqueViolation:
+                raise ValueError(
+                    f"a key named {row.name!r} exists already in the cluster; names are never reused"
+                ) from None
 
     def key_revoked(self, row: key_rows.KeyRow, at: datetime) -> None:
         with self._admin_connection() as conn:
@@ -215,9 +253,9 @@ class Cluster:
 
     def _publish_keys(self, conn: psycopg.Connection, rows: Iterable[key_rows.KeyRow]) -> None:
         for row in rows:
-            values = [getattr(row, name) for name in KEY_COLUMNS]
-            values[-1] = aware_utc(row.revoked_at)
-            conn.execute(PUBLISH_KEY, values)
+            values = dict(zip(KEY_COLUMNS, row.values(), strict=True))
+            values["created_at"], values["revoked_at"] = aware_utc(row.created_at), aware_utc(row.revoked_at)
+            conn.execute(PUBLISH_KEY, list(values.values()))
 
     # -- audit -------------------------------------------------------------------------------
 
@@ -241,23 +279,8 @@ class Cluster:
         )
 
 
-def _virtual_key(row: tuple[Any, ...]) -> VirtualKey:
-    values = dict(zip(KEY_COLUMNS, row, strict=True))
-    return virtual_key(
-        key_rows.KeyRow(
-            key_id=values["key_id"],
-            name=values["name"],
-            environment=values["environment"],
-            key_hash=values["key_hash"],
-            key_hint="",
-            daily_cap=values["daily_cap"],
-            monthly_cap=values["monthly_cap"],
-            routes=values["routes"],
-            created_at=datetime.min,
-            created_by=None,
-            revoked_at=naive_utc(values["revoked_at"]),
-            requests_per_minute=values["requests_per_minute"],
-            tokens_per_minute=values["tokens_per_minute"],
-            concurrent=values["concurrent"],
-        )
-    )
+def _key_row(found: tuple[Any, ...]) -> key_rows.KeyRow:
+    values = dict(zip(KEY_COLUMNS, found, strict=True))
+    values["created_at"] = naive_utc(values["created_at"])
+    values["revoked_at"] = naive_utc(values["revoked_at"])
+    return key_rows.KeyRow(**values)

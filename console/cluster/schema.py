@@ -16,7 +16,8 @@ from psycopg import sql
 SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 MIGRATION_LOCK = 0x466C6565  # "Flee": the advisory lock migrations take
 
-# Buckets hold settled spend per (scope, period key); holds are the reservations of calls
+# Buckets hold settled spend per (scope, period key) (a store that joins adds what it spent
+# before, once: `seeded`); holds are the reservations of calls
 # in flight, each with an expiry, so a replica that dies leaks nothing past its lease.
 # `reserve` locks the buckets in a fixed order (upserting the first reservation's row),
 # then, in a later statement and so a fresh snapshot, sums what is settled and held and
@@ -39,22 +40,30 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (reservation, scope, period_key)
     );
     CREATE INDEX holds_by_bucket ON holds (scope, period_key, expires_at);
+    CREATE TABLE seeded (
+        store text PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT now()
+    );
     CREATE TABLE settled (
         reservation uuid PRIMARY KEY,
         at timestamptz NOT NULL DEFAULT now()
     );
+    CREATE INDEX settled_by_time ON settled (at);
     CREATE TABLE keys (
-        key_hash text PRIMARY KEY,
-        key_id text NOT NULL UNIQUE,
+        key_id text PRIMARY KEY,
         name text NOT NULL UNIQUE,
         environment text NOT NULL,
+        key_hash text NOT NULL UNIQUE,
+        key_hint text NOT NULL,
         daily_cap double precision,
         monthly_cap double precision,
         routes text[],
+        created_at timestamptz NOT NULL,
+        created_by text,
+        revoked_at timestamptz,
         requests_per_minute integer,
         tokens_per_minute integer,
-        concurrent integer,
-        revoked_at timestamptz
+        concurrent integer
     );
     CREATE TABLE route_stops (
         route text PRIMARY KEY,
