@@ -453,3 +453,47 @@ def test_a_single_box_joining_brings_what_it_spent_today_once(
     with replicas(tmp_path, policy, schema, n=2) as fleet:  # rejoining adds nothing twice
         wait_until(accepted_everywhere(fleet, token), 10, "the key reached both replicas")
         assert outcome_counts(burst(fleet, token, 40)) == {"served": 20, "budget_exceeded": 20}
+
+
+def test_two_ledgers_reserve_all_or_none_across_caps_and_settle_once(schema: str) -> None:
+    """The ledger itself, two of them (two replicas' worth) on one schema: key A's cap has room
+    for 10 units, the route they share for 15; every reservation holds on all its caps or none."""
+    from console.cluster.ledger import SharedLedger
+    from console.cluster.schema import migrate
+    from console.gateway.budget import Cap, Refusal, Reservation
+
+    with psycopg.connect(pg_url(), autocommit=True) as conn:
+        migrate(conn, schema)
+    unit = 1e-6
+    route = Cap("route:shared", "day", 15.5 * unit)
+    caps_a = [Cap("key:a", "day", 10.5 * unit), route]
+    caps_b = [Cap("key:b", "month", 100 * unit), route]
+
+    async def run() -> tuple[list[Reservation | Refusal], list[Reservation | Refusal]]:
+        ledgers = [
+            SharedLedger(pg_url(), schema, f"r{i}", wait_s=5, lease_s=None, on_outage_over=lambda o, u: None)
+            for i in range(2)
+        ]
+        calls_a = [ledgers[i % 2].reserve(caps_a, unit, 60) for i in range(40)]
+        calls_b = [ledgers[i % 2].reserve(caps_b, unit, 60) for i in range(40)]
+        found = await asyncio.gather(*calls_a, *calls_b)
+        held = [r for r in found if isinstance(r, Reservation)]
+        full = await asyncio.gather(*(ledger.reserve([route], unit, 60) for ledger in ledgers))
+        assert all(isinstance(r, Refusal) and r.cap == route for r in full)  # no room left on either
+        for i, reservation in enumerate(held):
+            ledgers[i % 2].settle(reservation, unit)
+            ledgers[i % 2].settle(reservation, unit)  # a second settle adds nothing
+        for ledger in ledgers:
+            await ledger.aclose()
+        return found[:40], found[40:]
+
+    a, b = asyncio.run(run())
+    held_a = [r for r in a if isinstance(r, Reservation)]
+    held_b = [r for r in b if isinstance(r, Reservation)]
+    assert len(held_a) <= 10 and len(held_a) + len(held_b) == 15  # the route's room, exactly
+    refusals = [r for r in [*a, *b] if isinstance(r, Refusal)]
+    assert {r.cap.scope for r in refusals} <= {"key:a", "route:shared"}
+    assert pg(schema, "SELECT count(*) FROM holds") == [(0,)]  # refused ones held nothing; the rest settled
+    spent = dict(pg(schema, "SELECT scope, spent FROM buckets"))
+    assert spent["route:shared"] == 15 * 1000 and spent["key:a"] == len(held_a) * 1000
+    assert spent["key:b"] == len(held_b) * 1000
