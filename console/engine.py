@@ -429,6 +429,7 @@ class Engine:
                 "replica": self.cluster.replica,
                 "postgresql": self.cluster.ledger.where,
                 "outage": gateway.ledger.outage(),
+                "replicas": self.cluster.replicas,
             },
         }
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import getpass
 import os
 import secrets
 import subprocess
@@ -32,13 +31,13 @@ import pytest
 from fakes.openai_upstream import FakeOpenAI, Fault
 from fakes.tcp_proxy import TcpProxy
 from gateway_process import Served, create_key, fleetdeck_serve, run_cli
+from postgres import PG_HOST, PG_PORT, fresh_schema, needs_postgresql, pg_url
 
 from console.clock import utc_now
 from console.gateway.admin import AdminEndpoint
 from console.gateway.budget import NANOS, period_key
 from console.secrets import PEPPER_NAME, secret_env_name
 
-PG_HOST, PG_PORT, PG_DB = "127.0.0.1", 5432, "test"
 MAX_TOKENS = 10
 OUTPUT_PRICE = 2.0  # USD per million output tokens
 CALL_COST = MAX_TOKENS * OUTPUT_PRICE / 1_000_000
@@ -59,33 +58,14 @@ default_route: capped
 PROPAGATION_S = 1.0  # a revoked key or a stopped route is refused everywhere within this
 
 
-def _reachable_user() -> str | None:
-    for user in ("postgres", getpass.getuser()):
-        try:
-            with psycopg.connect(host=PG_HOST, port=PG_PORT, dbname=PG_DB, user=user, connect_timeout=2):
-                return user
-        except psycopg.Error:
-            continue
-    return None
-
-
-PG_USER = _reachable_user()
-pytestmark = pytest.mark.skipif(
-    PG_USER is None, reason=f"no PostgreSQL reachable at {PG_HOST}:{PG_PORT}/{PG_DB} (cluster mode needs one)"
-)
-
-
-def pg_url(port: int = PG_PORT) -> str:
-    return f"postgresql://{PG_USER}@{PG_HOST}:{port}/{PG_DB}"
+pytestmark = needs_postgresql
 
 
 @pytest.fixture
 def schema() -> Iterator[str]:
     """A schema of this test's own, dropped afterwards."""
-    name = f"fleetdeck_test_{secrets.token_hex(6)}"
-    yield name
-    with psycopg.connect(pg_url(), autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+    with fresh_schema() as name:
+        yield name
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from console.cluster import schema
+from console.cluster import schema, status
 from console.cluster.ledger import FAILURES, Outage, SharedLedger
 from console.errors import Unavailable
 from console.gateway.budget import nanos_up, period_key
@@ -65,6 +65,7 @@ class Cluster:
         self.conninfo, self.schema = settings.cluster, schema.check_schema_name(settings.cluster_schema)
         self.replica = replica or default_replica()
         self.url: str | None = None
+        self.replicas: list[dict[str, Any]] = []  # as the last sync read them (`cluster status`'s rows)
         self._db, self._recorder = db, recorder
         self._wait_s = settings.cluster_wait_s
         self.ledger = SharedLedger(
@@ -118,6 +119,7 @@ class Cluster:
             self._read_keys(conn)
             self._read_stops(conn)
             self._read_ledger(conn)
+            self.replicas = status.replicas(conn)
         except FAILURES as exc:
             self.ledger.note_unreachable(exc)
             if self._conn is not None:

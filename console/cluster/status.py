@@ -50,26 +50,24 @@ def status(conninfo: str, schema_name: str, wait_s: float = 5.0) -> dict[str, An
         if version == 0:
             return doc
         conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema_name)))
-        return doc | _replicas(conn) | _keys_and_stops(conn) | _ledger(conn)
+        return doc | {"replicas": replicas(conn)} | _keys_and_stops(conn) | _ledger(conn)
 
 
-def _replicas(conn: psycopg.Connection) -> dict[str, Any]:
+def replicas(conn: psycopg.Connection) -> list[dict[str, Any]]:
+    """Every replica that has sent a heartbeat, alive when it did within ALIVE_WITHIN_S."""
     rows = conn.execute(
-        "SELECT replica, url, started_at, seen_at, extract(epoch FROM now() - seen_at) FROM replicas "
-        "ORDER BY replica"
+        "SELECT replica, url, started_at, extract(epoch FROM now() - seen_at) FROM replicas ORDER BY replica"
     ).fetchall()
-    return {
-        "replicas": [
-            {
-                "replica": replica,
-                "url": url,
-                "started_at": started.isoformat(),
-                "seen_s_ago": round(float(ago), 2),
-                "alive": float(ago) <= ALIVE_WITHIN_S,
-            }
-            for replica, url, started, _, ago in rows
-        ]
-    }
+    return [
+        {
+            "replica": replica,
+            "url": url,
+            "started_at": started.isoformat(),
+            "seen_s_ago": round(float(ago), 2),
+            "alive": float(ago) <= ALIVE_WITHIN_S,
+        }
+        for replica, url, started, ago in rows
+    ]
 
 
 def _keys_and_stops(conn: psycopg.Connection) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from console.tui.context import ConsoleContext
 from console.tui.panes.base import Pane
 from console.tui.panes.tables import Cell, fill, right
 from console.tui.readmodel import fleet
-from console.tui.readmodel.fleet import BudgetBurn, FleetView, ModelLoad, ProviderState
+from console.tui.readmodel.fleet import BudgetBurn, FleetView, ModelLoad, ProviderState, ReplicaState
 
 PROVIDER_COLUMNS = (
     "provider",
@@ -27,6 +27,7 @@ PROVIDER_COLUMNS = (
     "queue",
 )
 MODEL_COLUMNS = ("provider", "model", "calls", "req/s", "p50", "p99", "errors", "error rate", "tok/s")
+REPLICA_COLUMNS = ("replica", "state", "seen", "url")
 BREAKER_STYLE = {"closed": "green", "half_open": "yellow", "open": "bold red"}
 
 
@@ -64,6 +65,12 @@ def offload_cell(state: ProviderState) -> Cell:
     if state.layers is None or state.layers_offloaded is None:
         return Text("not loaded", style="dim")
     return right(f"{state.layers_offloaded}/{state.layers}")
+
+
+def replica_row(replica: ReplicaState) -> list[Cell]:
+    state = Text("alive", style="green") if replica.alive else Text("gone", style="bold red")
+    name = f"{replica.name} (this one)" if replica.this else replica.name
+    return [name, state, right(f"{replica.seen_s_ago:.1f} s ago"), replica.url or humanize.DASH]
 
 
 def model_row(load: ModelLoad) -> list[Cell]:
@@ -118,6 +125,8 @@ class FleetPane(Pane):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="fleet-gateway", classes="pane-status")
+        yield Static("Replicas", id="fleet-replicas-title", classes="section-title")
+        yield DataTable(id="fleet-replicas", cursor_type="row", zebra_stripes=True)
         yield Static("Providers", classes="section-title")
         yield DataTable(id="fleet-providers", cursor_type="row", zebra_stripes=True)
         yield Static("Models, last hour", id="fleet-models-title", classes="section-title")
@@ -133,11 +142,22 @@ class FleetPane(Pane):
         self.query_one("#fleet-gateway", Static).update(
             f"gateway {url}/v1" if url else "gateway not running: providers and breakers appear when it is"
         )
+        self._show_replicas(data)
         providers: DataTable[Cell] = self.query_one("#fleet-providers", DataTable)
         fill(providers, PROVIDER_COLUMNS, [provider_row(state) for state in data.providers])
         models: DataTable[Cell] = self.query_one("#fleet-models", DataTable)
         fill(models, MODEL_COLUMNS, [model_row(load) for load in data.models])
         self._show_budgets(data.budgets)
+
+    def _show_replicas(self, data: FleetView) -> None:
+        """The cluster's replicas, when the gateway is one of them; nothing on one box."""
+        title = self.query_one("#fleet-replicas-title", Static)
+        table: DataTable[Cell] = self.query_one("#fleet-replicas", DataTable)
+        title.display = table.display = bool(data.replicas or data.cluster_outage)
+        alive = sum(replica.alive for replica in data.replicas)
+        heading = f"Replicas ({alive} of {len(data.replicas)} alive)"
+        title.update(f"{heading}: {data.cluster_outage}" if data.cluster_outage else heading)
+        fill(table, REPLICA_COLUMNS, [replica_row(replica) for replica in data.replicas])
 
     def _show_budgets(self, burns: list[BudgetBurn]) -> None:
         keys = [(b.scope, b.name, round(b.spend_usd + b.held_usd, 4), b.cap_usd) for b in burns]

@@ -46,6 +46,17 @@ class ProviderState:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplicaState:
+    """A replica of the cluster the gateway belongs to, as its heartbeat says."""
+
+    name: str
+    url: str | None
+    alive: bool
+    seen_s_ago: float
+    this: bool  # the replica the console's gateway is
+
+
+@dataclass(frozen=True, slots=True)
 class BudgetBurn:
     scope: str  # "route", "key" or "workflow"
     name: str
@@ -65,6 +76,8 @@ class FleetView:
     models: list[ModelLoad]
     budgets: list[BudgetBurn] = field(default_factory=list)
     window_minutes: float = WINDOW_MINUTES
+    replicas: list[ReplicaState] = field(default_factory=list)  # empty on one box
+    cluster_outage: str | None = None  # why the cluster's PostgreSQL cannot be reached, if it cannot
 
 
 def providers_from_health(health: Mapping[str, Any] | None) -> list[ProviderState]:
@@ -147,6 +160,22 @@ def ledger_burn(health: Mapping[str, Any] | None) -> list[BudgetBurn] | None:
     return burns
 
 
+def replicas_from_health(health: Mapping[str, Any] | None) -> list[ReplicaState]:
+    """The cluster's replicas, from `Engine.health()` (none on one box)."""
+    cluster = (health or {}).get("cluster") or {}
+    this = cluster.get("replica")
+    return [
+        ReplicaState(
+            name=str(found.get("replica")),
+            url=found.get("url"),
+            alive=bool(found.get("alive")),
+            seen_s_ago=float(found.get("seen_s_ago") or 0.0),
+            this=found.get("replica") == this,
+        )
+        for found in cluster.get("replicas") or []
+    ]
+
+
 def route_caps(policy: Any) -> dict[str, float | None]:
     """Daily caps per route from a policy (None when there is none)."""
     routes = getattr(policy, "routes", None) or []
@@ -161,4 +190,6 @@ def snapshot(
         providers=providers_from_health(health),
         models=model_load(cur, now),
         budgets=ledger if ledger else budget_burn(cur, now, route_caps(policy)),
+        replicas=replicas_from_health(health),
+        cluster_outage=((health or {}).get("cluster") or {}).get("outage"),
     )
