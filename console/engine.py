@@ -113,8 +113,7 @@ class Engine:
         self.providers = build_providers(self.policy, self.settings)
         breakers = Breakers(self.policy.breaker, on_ejection=self._audit_ejection)
         router = Router(self.policy, self.providers, load_models(self.db.cursor()))
-        if self.settings.cluster:
-            self.cluster = Cluster(self.settings, self.db, self.recorder)
+        self._cluster_node()
         gateway = Gateway(
             router=router,
             executor=Executor(self.providers, breakers, self.policy.retry, observer=router.balancer),
@@ -152,6 +151,13 @@ class Engine:
             self._publish_admin,
             self._close_providers,
         )
+
+    def _cluster_node(self) -> Cluster | None:
+        """This Engine's part in the cluster (with `cluster:` set), made once; it connects only
+        when used: key and stop changes made here go to PostgreSQL even with no gateway open."""
+        if self.settings.cluster and self.cluster is None:
+            self.cluster = Cluster(self.settings, self.db, self.recorder)
+        return self.cluster
 
     def _join_cluster(self, cluster: Cluster) -> None:
         """Keys, stops and the ledger shared through PostgreSQL from now on."""
@@ -224,6 +230,7 @@ class Engine:
                 self.start_recorder()
                 pepper = local_secret(PEPPER_NAME, self.settings)
                 self._key_admin = KeyAdmin.open(self.db, self.recorder, pepper)
+                self._key_admin.mirror = self._cluster_node()
             return self._key_admin
 
     def console_key(self) -> tuple[str, bool]:
@@ -274,6 +281,7 @@ class Engine:
                 )
                 policy = self.policy or self._load_policy()
                 self._oversight = Oversight(self.recorder, stops, {route.intent for route in policy.routes})
+                self._oversight.mirror = self._cluster_node()
             return self._oversight
 
     @property

@@ -287,17 +287,23 @@ def test_a_revoked_key_and_a_stopped_route_reach_all_three_within_a_second(
 
 
 def cluster_cli(schema: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return fleetdeck_cli(schema, "cluster", *args, "--cluster", pg_url())
+
+
+def fleetdeck_cli(schema: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`fleetdeck ARGS` with the cluster's settings in its environment."""
+    env = {**os.environ, "FLEETDECK_CLUSTER": pg_url(), "FLEETDECK_CLUSTER_SCHEMA": schema}
     return subprocess.run(
-        [sys.executable, "-m", "console", "cluster", *args, "--cluster", pg_url()],
+        [sys.executable, "-m", "console", *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
-        env={**os.environ, "FLEETDECK_CLUSTER_SCHEMA": schema},
+        env=env,
     )
 
 
-def test_cluster_init_migrates_once_and_status_says_what_is_missing(schema: str) -> None:
+def test_cluster_init_migrates_once_and_status_says_what_is_missing(schema: str, tmp_path: Path) -> None:
     before = cluster_cli(schema, "status")
     assert before.returncode == 0 and "Not initialised: run `fleetdeck cluster init`" in before.stdout
     first, again = cluster_cli(schema, "init"), cluster_cli(schema, "init")
@@ -305,6 +311,16 @@ def test_cluster_init_migrates_once_and_status_says_what_is_missing(schema: str)
     assert "version 1 (0 migration(s) applied)" in again.stdout, again.stderr
     doc = orjson.loads(cluster_cli(schema, "status", "--format", "json").stdout)
     assert doc["version"] == doc["latest"] == 1 and doc["replicas"] == [] and doc["ledger"] == []
+
+    # with no replica running, key and stop changes made from the command line go to the cluster too
+    data = str(tmp_path / "offline")
+    made = fleetdeck_cli(schema, "keys", "create", "--name", "offline", "--env", "dev", "--data-dir", data)
+    assert made.returncode == 0, made.stderr
+    stopped = fleetdeck_cli(schema, "routes", "stop", "general", "--reason", "audit", "--data-dir", data)
+    assert stopped.returncode == 0, stopped.stderr
+    doc = orjson.loads(cluster_cli(schema, "status", "--format", "json").stdout)
+    assert doc["keys"] == {"active": 1, "revoked": 0}
+    assert [(s["route"], s["reason"]) for s in doc["route_stops"]] == [("general", "audit")]
     unreachable = subprocess.run(
         [
             sys.executable,
