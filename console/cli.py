@@ -739,6 +739,61 @@ def _params(pairs: list[str]) -> dict[str, str]:
     return params
 
 
+# -- cluster -------------------------------------------------------------------------------
+
+cluster_app = typer.Typer(
+    help="Cluster mode: replicas sharing keys, stops and budgets through PostgreSQL.", rich_markup_mode=None
+)
+app.add_typer(cluster_app, name="cluster")
+ClusterUrl = Annotated[
+    str | None,
+    typer.Option("--cluster", help="postgresql://… (default: the cluster setting, FLEETDECK_CLUSTER)."),
+]
+
+
+def _cluster_target(url: str | None, data_dir: Path | None) -> tuple[str, str]:
+    settings = load_settings(data_dir)
+    conninfo = url or settings.cluster
+    if not conninfo:
+        fail("no cluster: pass --cluster postgresql://… or set FLEETDECK_CLUSTER", code=2)
+    return conninfo, settings.cluster_schema
+
+
+@cluster_app.command("init")
+def cluster_init(url: ClusterUrl = None, data_dir: DataDir = None) -> None:
+    """Create or migrate the cluster's tables in PostgreSQL (replicas also do it at start)."""
+    from console.cluster import status as cluster_status
+
+    conninfo, schema_name = _cluster_target(url, data_dir)
+    try:
+        doc = cluster_status.init(conninfo, schema_name)
+    except ConnectionError as exc:
+        fail(str(exc))
+    typer.echo(
+        f"Cluster schema {doc['schema']} on {doc['postgresql']}: version {doc['version']} "
+        f"({doc['applied']} migration(s) applied)."
+    )
+
+
+@cluster_app.command("status")
+def cluster_status_command(
+    url: ClusterUrl = None,
+    fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+    data_dir: DataDir = None,
+) -> None:
+    """Replicas seen (heartbeats), keys, route stops and the shared ledger's spend and holds."""
+    from console.cluster import status as cluster_status
+
+    if fmt not in ("table", "json"):
+        fail(f"--format {fmt!r}: expected table or json", code=2)
+    conninfo, schema_name = _cluster_target(url, data_dir)
+    try:
+        doc = cluster_status.status(conninfo, schema_name)
+    except ConnectionError as exc:
+        fail(str(exc))
+    typer.echo(json.dumps(doc, indent=2) if fmt == "json" else cluster_status.render(doc), nl=fmt == "json")
+
+
 def main() -> None:
     from pydantic import ValidationError
 

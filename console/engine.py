@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from console import policy as policy_file
+from console.cluster.node import Cluster
 from console.gateway.admin import AdminEndpoint, answer_query
 from console.gateway.approvals import ApprovalQueue
 from console.gateway.breaker import Breaker, Breakers
-from console.gateway.budget import Ledger, TaskSteps
+from console.gateway.budget import Ledger, LocalLedger, TaskSteps
 from console.gateway.cache import ResponseCache, embed_via
 from console.gateway.executor import Executor
 from console.gateway.injection_guard import InjectionGuard
@@ -48,6 +49,7 @@ from console.routing.difficulty import load_models
 from console.secrets import (
     AUDIT_KEY_NAME,
     PEPPER_NAME,
+    data_dir_id,
     local_secret,
     provider_secret,
     read_local_secret,
@@ -55,6 +57,7 @@ from console.secrets import (
 )
 from console.settings import Settings
 from console.store import audit, queries
+from console.store import keys as key_rows
 from console.store import retention as store_retention
 from console.store.db import Database, first_row
 from console.store.recorder import Recorder
@@ -103,6 +106,7 @@ class Engine:
         self.evaluator: judge.Evaluator | None = None  # the sampled judge, when the policy has one
         self.mcp: McpGateway | None = None  # the MCP gateway, when the policy names MCP servers
         self.otlp: OtlpExport | None = None  # the OTLP export, when an endpoint is configured
+        self.cluster: Cluster | None = None  # the replicas' shared state, with `cluster:` set
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -121,6 +125,7 @@ class Engine:
         self.providers = build_providers(self.policy, self.settings)
         breakers = Breakers(self.policy.breaker, on_ejection=self._audit_ejection)
         router = Router(self.policy, self.providers, load_models(self.db.cursor()))
+        self._cluster_node()
         gateway = Gateway(
             router=router,
             executor=Executor(self.providers, breakers, self.policy.retry, observer=router.balancer),
@@ -129,7 +134,8 @@ class Engine:
             recorder=self.recorder,
             policy=self.policy,
             keys=self.key_admin.registry if self.settings.auth_required else None,
-            ledger=self._ledger(),
+            ledger=self.cluster.ledger if self.cluster else self._ledger(),
+            refuse_uncapped_in_outage=self.settings.cluster_uncapped == "refuse",
             steps=self._task_steps(),
             stops=self.oversight.stops,
             fallbacks=FallbackNotes(self.recorder),
@@ -150,6 +156,8 @@ class Engine:
             warm = gateway.injection.warm
             threading.Thread(target=warm, name="fleetdeck-injection-warm", daemon=True).start()
         self.gateway = gateway
+        if self.cluster is not None:
+            self._join_cluster(self.cluster)
         self.evaluator = self._evaluator(gateway)
         self.otlp = start_export(self.policy.otlp, self.providers)
         gateway.export_trace = self.otlp.offer if self.otlp is not None else None
@@ -168,6 +176,26 @@ class Engine:
             self._publish_admin,
             self._close_providers,
         )
+
+    def _cluster_node(self) -> Cluster | None:
+        """This Engine's part in the cluster (with `cluster:` set), made once; it connects only
+        when used: key and stop changes made here go to PostgreSQL even with no gateway open."""
+        if self.settings.cluster and self.cluster is None:
+            self.cluster = Cluster(self.settings, self.db, self.recorder)
+        return self.cluster
+
+    def _join_cluster(self, cluster: Cluster) -> None:
+        """Keys, stops and the ledger shared through PostgreSQL from now on."""
+        self.key_admin.mirror = cluster
+        self.oversight.mirror = cluster
+        cluster.attach(
+            self.key_admin.registry,
+            self.oversight.stops,
+            key_rows.load(self.db.cursor()),
+            data_dir_id(self.settings.data_dir),
+            self._spent(),
+        )
+        cluster.start()
 
     def serve(self) -> None:
         """Run the gateway in this thread until interrupted (`fleetdeck serve`)."""
@@ -202,6 +230,8 @@ class Engine:
         if self.otlp is not None:
             self.otlp.shutdown()
             self.otlp = None
+        if self.cluster is not None:
+            self.cluster.stop()
         if self._admin is not None:
             self._admin.withdraw(self.settings.data_dir)
             self._admin = None
@@ -228,6 +258,7 @@ class Engine:
                 self.start_recorder()
                 pepper = local_secret(PEPPER_NAME, self.settings)
                 self._key_admin = KeyAdmin.open(self.db, self.recorder, pepper)
+                self._key_admin.mirror = self._cluster_node()
             return self._key_admin
 
     def console_key(self) -> tuple[str, bool]:
@@ -278,6 +309,7 @@ class Engine:
                 )
                 policy = self.policy or self._load_policy()
                 self._oversight = Oversight(self.recorder, stops, {route.intent for route in policy.routes})
+                self._oversight.mirror = self._cluster_node()
             return self._oversight
 
     @property
@@ -405,10 +437,14 @@ class Engine:
         return self.key_admin.answer(request)
 
     def _ledger(self) -> Ledger:
-        ledger = Ledger()
-        spent = queries.run(self.db.cursor(), "spend_to_date", {}).to_pylist()
-        ledger.load({(row["scope"], row["period_key"]): row["spend_usd"] for row in spent})
+        ledger = LocalLedger()
+        ledger.load(self._spent())
         return ledger
+
+    def _spent(self) -> dict[tuple[str, str], float]:
+        """Settled spend of this day and month per (scope, period key), from the traces."""
+        spent = queries.run(self.db.cursor(), "spend_to_date", {}).to_pylist()
+        return {(row["scope"], row["period_key"]): row["spend_usd"] for row in spent}
 
     def _task_steps(self) -> TaskSteps:
         steps = TaskSteps()
@@ -439,14 +475,26 @@ class Engine:
                 for b in gateway.ledger.burn()
             ],
             "deployments": gateway.router.balancer.report(self.policy.routes if self.policy else []),
+            "cluster": None
+            if self.cluster is None
+            else {
+                "replica": self.cluster.replica,
+                "postgresql": self.cluster.ledger.where,
+                "outage": gateway.ledger.outage(),
+                "replicas": self.cluster.replicas,
+            },
         }
 
     def _publish_admin(self) -> None:
         self._admin = AdminEndpoint.publish(self.settings.data_dir, self.url, self._admin_token)
+        if self.cluster is not None:
+            self.cluster.url = self.url
         if self.on_listening is not None:
             self.on_listening(self.url)
 
     async def _close_providers(self) -> None:
+        if self.cluster is not None:
+            await self.cluster.ledger.aclose()
         if self.evaluator is not None:
             await self.evaluator.aclose()
         for provider in self.providers.values():

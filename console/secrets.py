@@ -197,6 +197,13 @@ def _config_dir(settings: Settings) -> Path:
     return folder
 
 
+def data_dir_id(data_dir: Path) -> str:
+    """The data dir's own random id (made on first use): which store is which, wherever it moves."""
+    found = _data_dir_id(data_dir, create=True)
+    assert found is not None
+    return found
+
+
 def _data_dir_id(data_dir: Path, *, create: bool) -> str | None:
     path = data_dir / DATA_DIR_ID_FILE
     with contextlib.suppress(FileNotFoundError):

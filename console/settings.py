@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -72,6 +73,21 @@ class Settings(BaseSettings):
     drift_webhook_url: str | None = None
     # While serving, drift runs this often (seconds); 0 turns the monitor off.
     drift_interval_s: float = Field(default=3600.0, ge=0)
+
+    # Cluster mode (console/cluster/): replicas share keys, route stops and the budget
+    # ledger through this PostgreSQL (FLEETDECK_CLUSTER=postgresql://host/db); None: one box.
+    cluster: str | None = None
+    cluster_schema: str = "fleetdeck"  # the schema holding the cluster's tables
+    # An uncapped call while PostgreSQL is unreachable: served (it needs no ledger) or refused.
+    cluster_uncapped: Literal["serve", "refuse"] = "serve"
+    # How long a call waits for PostgreSQL before it is refused (seconds): bounded, so an
+    # outage costs a capped call this much latency at most, never a hung request.
+    cluster_wait_s: float = Field(default=2.0, gt=0)
+    # A reservation lapses this long after it was taken; unset: the route's total timeout
+    # plus a margin, so a replica killed mid-call leaks nothing past it.
+    cluster_lease_s: float | None = Field(default=None, gt=0)
+    # How often a replica reads keys and route stops and says it is alive (seconds).
+    cluster_sync_interval_s: float = Field(default=0.25, gt=0)
 
     @field_validator("trace_retention_days", "audit_retention_days")
     @classmethod

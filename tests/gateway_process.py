@@ -30,6 +30,15 @@ class Served:
     data_dir: Path
     key: str  # a dev virtual key, created before the instance started
     output: list[str] = field(default_factory=list)  # stdout and stderr, complete once stopped
+    process: subprocess.Popen[str] | None = None
+    killed: bool = False  # SIGKILLed by the test: no clean exit to check
+
+    def kill(self) -> None:
+        """SIGKILL the instance (a crash: no shutdown runs) and wait for it to be gone."""
+        assert self.process is not None
+        self.killed = True
+        self.process.kill()
+        self.process.wait(timeout=30)
 
     @property
     def base_url(self) -> str:
@@ -92,10 +101,11 @@ def fleetdeck_serve(
     served = None
     try:
         url = _wait_for_address(lines, child, errors)
-        served = Served(url, data_dir, key)
+        served = Served(url, data_dir, key, process=child)
         yield served
     finally:
-        child.send_signal(signal.SIGTERM)
+        if child.returncode is None:
+            child.send_signal(signal.SIGTERM)
         try:
             child.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -105,6 +115,8 @@ def fleetdeck_serve(
             reader.join(timeout=10)
     if served is not None:
         served.output.extend([*list(lines.queue), *errors])
+        if served.killed:
+            return
     assert child.returncode == 0, "".join(errors) or child.returncode
 
 

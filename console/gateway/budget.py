@@ -1,5 +1,7 @@
 """The ledger: hard caps that hold under any concurrency.
 
+`Ledger` is the interface the steps use; `LocalLedger`, below, is the single box's.
+
 Before a call, its worst-case cost is reserved against every cap that applies, all
 or none, under one lock; afterwards the reservation settles to the real cost, or is
 released when the call cost nothing. Spend plus what is held never passes a cap, so
@@ -16,11 +18,12 @@ from __future__ import annotations
 
 import math
 import threading
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 import orjson
 
@@ -44,6 +47,10 @@ def nanos_up(usd: float) -> int:
     return math.ceil(usd * NANOS - 1e-6)  # 2e-05 * 1e9 is 20000.000000000004
 
 
+def cap_nanos(limit_usd: float) -> int:
+    return math.floor(limit_usd * NANOS + 1e-6)
+
+
 def usd(nanos: int) -> float:
     return nanos / NANOS
 
@@ -63,6 +70,7 @@ class Reservation:
     buckets: tuple[tuple[str, str], ...]
     nanos: int
     open: bool = True
+    reservation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +101,35 @@ class Burn:
     held_usd: float
 
 
+class LedgerUnavailable(Exception):
+    """The shared ledger cannot be reached: a capped call is refused, never served unbudgeted."""
+
+
+class Ledger(Protocol):
+    """Where reservations are held: this process (`LocalLedger`) or the cluster's PostgreSQL
+    (console/cluster/ledger.py). The reserve and settle steps and `Call.finish` use only this."""
+
+    async def reserve(self, caps: Sequence[Cap], amount_usd: float, lease_s: float) -> Reservation | Refusal:
+        """Hold `amount_usd` against every cap, or none; LedgerUnavailable when it cannot tell.
+
+        A hold left unsettled lapses after `lease_s` (a shared ledger's replica may die)."""
+        ...
+
+    def settle(self, reservation: Reservation, cost_usd: float) -> None:
+        """Replace the hold by the real cost (0 releases it); never waits on the network."""
+        ...
+
+    def burn(self) -> list[Burn]: ...
+
+    def outage(self) -> str | None:
+        """Why the ledger cannot be reached right now, or None while it can."""
+        ...
+
+
 @dataclass
-class Ledger:
+class LocalLedger:
+    """The single box's ledger: in memory, under one lock; leases need no expiry here."""
+
     clock: Clock = utc_now
     _spent: dict[tuple[str, str], int] = field(default_factory=dict)
     _held: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -107,7 +142,13 @@ class Ledger:
         with self._lock:
             self._spent.update({bucket: nanos_up(amount) for bucket, amount in spent.items()})
 
-    def reserve(self, caps: Sequence[Cap], amount_usd: float) -> Reservation | Refusal:
+    async def reserve(self, caps: Sequence[Cap], amount_usd: float, lease_s: float) -> Reservation | Refusal:
+        return self.reserve_now(caps, amount_usd)
+
+    def outage(self) -> str | None:
+        return None
+
+    def reserve_now(self, caps: Sequence[Cap], amount_usd: float) -> Reservation | Refusal:
         """Hold `amount_usd` against every cap, or against none and say which refused."""
         now, amount = self.clock(), nanos_up(amount_usd)
         buckets = [cap.bucket(now) for cap in caps]
@@ -115,7 +156,7 @@ class Ledger:
             for cap, bucket in zip(caps, buckets, strict=True):
                 self._caps[cap.scope, cap.period] = cap.limit_usd
                 spent, held = self._spent.get(bucket, 0), self._held.get(bucket, 0)
-                if spent + held + amount > math.floor(cap.limit_usd * NANOS + 1e-6):
+                if spent + held + amount > cap_nanos(cap.limit_usd):
                     first = bucket not in self._breached
                     self._breached.add(bucket)
                     return Refusal(cap, usd(spent), usd(held), amount_usd, first)

@@ -7,7 +7,8 @@ admin API (`/_admin/keys`) when one does, so a revoked key is refused at once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
 from console.clock import new_request_id, utc_now
 from console.errors import Invalid
@@ -42,9 +43,19 @@ def virtual_key(row: key_rows.KeyRow) -> VirtualKey:
     )
 
 
+class KeyMirror(Protocol):
+    """Where else a key's creation and revocation go: the cluster's PostgreSQL (hashes only).
+    Each raises a DomainError when it cannot, before the key changes here."""
+
+    def key_created(self, row: key_rows.KeyRow) -> None: ...
+
+    def key_revoked(self, row: key_rows.KeyRow, at: datetime) -> None: ...
+
+
 class KeyAdmin:
     def __init__(self, db: Database, recorder: Recorder, registry: KeyRegistry) -> None:
         self._db, self._recorder, self.registry = db, recorder, registry
+        self.mirror: KeyMirror | None = None
 
     @classmethod
     def open(cls, db: Database, recorder: Recorder, pepper: str) -> KeyAdmin:
@@ -84,6 +95,9 @@ class KeyAdmin:
             revoked_at=None,
             **limits,
         )
+        key_rows.check_name_free(self._db.cursor(), name)
+        if self.mirror is not None:
+            self.mirror.key_created(row)
         key_rows.insert(self._db.cursor(), row)
         self.registry.add(row.key_hash, virtual_key(row))
         listing = row.listing()
@@ -92,6 +106,12 @@ class KeyAdmin:
         return row, token
 
     def revoke(self, name: str, actor: str = "cli") -> key_rows.KeyRow:
+        if self.mirror is not None:
+            found = [
+                row for row in key_rows.load(self._db.cursor()) if row.name == name and not row.revoked_at
+            ]
+            if found:
+                self.mirror.key_revoked(found[0], utc_now())
         row = key_rows.revoke(self._db.cursor(), name)
         self.registry.revoke(name)
         self._audit(actor, "key.revoked", name, {"key_id": row.key_id, "environment": row.environment})

@@ -106,5 +106,13 @@ class KeyRegistry:
                 for hashed, key in self._by_hash.items()
             }
 
+    def merge(self, keys: Mapping[str, VirtualKey]) -> set[str]:
+        """Take keys (by hash) another replica created or revoked; the hashes that changed here."""
+        with self._changing:
+            changed = {hashed: key for hashed, key in keys.items() if self._by_hash.get(hashed) != key}
+            if changed:
+                self._by_hash = {**self._by_hash, **changed}
+            return set(changed)
+
     def known(self) -> list[VirtualKey]:
         return sorted(self._by_hash.values(), key=lambda key: key.name)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from console.clock import new_request_id, utc_now
 from console.errors import Invalid
@@ -61,24 +61,45 @@ class RouteStops:
     def stopped(self) -> dict[str, Stop]:
         return dict(self._stopped)
 
+    def replace(self, stopped: Mapping[str, Stop]) -> None:
+        """The stops in force cluster-wide, as the cluster's sync job read them."""
+        if stopped != self._stopped:
+            self._stopped = dict(stopped)
+
+
+class StopMirror(Protocol):
+    """Where else a stop goes: the cluster's PostgreSQL, read by every replica. Each raises a
+    DomainError when it cannot, before the stop changes here."""
+
+    def route_stopped(self, route: str, stop: Stop) -> None: ...
+
+    def route_resumed(self, route: str) -> None: ...
+
 
 class Oversight:
     """Stops, resumes and overrides: each one changes the live state and writes one audit entry."""
 
     def __init__(self, recorder: Recorder, stops: RouteStops, known_routes: set[str]) -> None:
         self._recorder, self.stops, self.known_routes = recorder, stops, known_routes
+        self.mirror: StopMirror | None = None
 
     def stop_route(self, route: str, reason: str, actor: str) -> None:
         self._check_route(route)
         if not reason.strip():
             raise ValueError("say why the route is stopped (--reason)")
-        self.stops.stop(route, Stop(actor, reason, utc_now()))
+        stop = Stop(actor, reason, utc_now())
+        if self.mirror is not None:
+            self.mirror.route_stopped(route, stop)
+        self.stops.stop(route, stop)
         self._audit(actor, "route.stopped", route, {"reason": reason})
 
     def resume_route(self, route: str, actor: str, reason: str = "") -> None:
         self._check_route(route)
-        if not self.stops.resume(route):
+        if route not in self.stops.stopped():
             raise ValueError(f"route {route!r} is not stopped")
+        if self.mirror is not None:
+            self.mirror.route_resumed(route)
+        self.stops.resume(route)
         self._audit(actor, "route.resumed", route, {"reason": reason})
 
     def override(

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from console.gateway.approvals import ApprovalQueue
-from console.gateway.budget import Ledger, TaskSteps
+from console.gateway.budget import Ledger, LocalLedger, TaskSteps
 from console.gateway.cache import ResponseCache
 from console.gateway.executor import Executor
 from console.gateway.injection_guard import InjectionGuard
@@ -38,7 +38,7 @@ class GatewayServices:
     recorder: Recorder
     policy: Policy
     keys: KeyRegistry | None  # None: no key needed (a trusted single-user box)
-    ledger: Ledger = field(default_factory=Ledger)
+    ledger: Ledger = field(default_factory=LocalLedger)
     limiter: RateLimiter = field(default_factory=RateLimiter)
     steps: TaskSteps = field(default_factory=TaskSteps)
     stops: RouteStops = field(default_factory=RouteStops)
@@ -49,5 +49,6 @@ class GatewayServices:
     prompts: PromptRegistry | None = None
     cache: ResponseCache | None = None
     responses: StoredResponses | None = None  # what the Responses API stores (`store`)
+    refuse_uncapped_in_outage: bool = False  # cluster_uncapped = refuse: no call while the ledger is away
     stream_keep_alive_s: float = 15.0  # how often a stream waiting for an approval says it is alive
     injection: InjectionGuard | None = None  # None: the injection patterns score alone

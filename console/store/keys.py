@@ -45,6 +45,10 @@ class KeyRow:
     tokens_per_minute: int | None = None
     concurrent: int | None = None
 
+    def values(self) -> list[Any]:
+        """The row's values in COLUMNS order."""
+        return [getattr(self, name) for name in COLUMNS]
+
     def listing(self) -> dict[str, Any]:
         """What `keys list` shows: everything but the hash."""
         return {name: getattr(self, name) for name in COLUMNS if name != "key_hash"}
@@ -55,11 +59,16 @@ def load(cur: duckdb.DuckDBPyConnection) -> list[KeyRow]:
     return [KeyRow(*row) for row in rows]
 
 
+def check_name_free(cur: duckdb.DuckDBPyConnection, name: str) -> None:
+    """ValueError when a key of that name exists (revoked names stay taken)."""
+    taken = cur.execute("SELECT 1 FROM virtual_keys WHERE name = ?", [name]).fetchall()
+    if taken:
+        raise ValueError(f"a key named {name!r} exists already; names are never reused")
+
+
 def insert(cur: duckdb.DuckDBPyConnection, row: KeyRow) -> None:
     """Store a new key; ValueError when its name is taken (revoked names stay taken)."""
-    taken = cur.execute("SELECT 1 FROM virtual_keys WHERE name = ?", [row.name]).fetchall()
-    if taken:
-        raise ValueError(f"a key named {row.name!r} exists already; names are never reused")
+    check_name_free(cur, row.name)
     values = [getattr(row, name) for name in COLUMNS]
     cur.execute(f"INSERT INTO virtual_keys VALUES ({', '.join('?' * len(COLUMNS))})", values)
 
@@ -73,3 +82,15 @@ def revoke(cur: duckdb.DuckDBPyConnection, name: str) -> KeyRow:
         raise ValueError(f"key {name!r} was revoked at {found[0].revoked_at:%Y-%m-%d %H:%M:%S} UTC")
     cur.execute("UPDATE virtual_keys SET revoked_at = ? WHERE name = ?", [utc_now(), name])
     return found[0]
+
+
+def take(cur: duckdb.DuckDBPyConnection, row: KeyRow) -> bool:
+    """Keep a key another replica made (or its revocation) as the cluster has it; True if changed."""
+    found = cur.execute("SELECT revoked_at FROM virtual_keys WHERE key_id = ?", [row.key_id]).fetchall()
+    if not found:
+        cur.execute(f"INSERT INTO virtual_keys VALUES ({', '.join('?' * len(COLUMNS))})", row.values())
+        return True
+    if found[0][0] is None and row.revoked_at is not None:
+        cur.execute("UPDATE virtual_keys SET revoked_at = ? WHERE key_id = ?", [row.revoked_at, row.key_id])
+        return True
+    return False

@@ -20,6 +20,7 @@ from console.tui.readmodel.fleet import (
     McpServerState,
     ModelLoad,
     ProviderState,
+    ReplicaState,
 )
 
 PROVIDER_COLUMNS = (
@@ -45,6 +46,7 @@ DEPLOYMENT_COLUMNS = (
     "tokens left",
     "cooling",
 )
+REPLICA_COLUMNS = ("replica", "state", "seen", "url")
 BREAKER_STYLE = {"closed": "green", "half_open": "yellow", "open": "bold red"}
 MCP_COLUMNS = ("MCP server", "transport", "status", "tools", "calls", "refused", "failed")
 MCP_STYLE = {"up": "green", "starting": "yellow", "restarting": "yellow", "breaker open": "bold red"}
@@ -113,6 +115,12 @@ def deployment_row(state: DeploymentState) -> list[Cell]:
     ]
 
 
+def replica_row(replica: ReplicaState) -> list[Cell]:
+    state = Text("alive", style="green") if replica.alive else Text("gone", style="bold red")
+    name = f"{replica.name} (this one)" if replica.this else replica.name
+    return [name, state, right(f"{replica.seen_s_ago:.1f} s ago"), replica.url or humanize.DASH]
+
+
 def model_row(load: ModelLoad) -> list[Cell]:
     rate = humanize.percent(load.error_rate)
     return [
@@ -165,6 +173,8 @@ class FleetPane(Pane):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="fleet-gateway", classes="pane-status")
+        yield Static("Replicas", id="fleet-replicas-title", classes="section-title")
+        yield DataTable(id="fleet-replicas", cursor_type="row", zebra_stripes=True)
         yield Static("Providers", classes="section-title")
         yield DataTable(id="fleet-providers", cursor_type="row", zebra_stripes=True)
         yield Static("Deployments", id="fleet-deployments-title", classes="section-title")
@@ -185,6 +195,7 @@ class FleetPane(Pane):
         self.query_one("#fleet-gateway", Static).update(
             f"gateway {url}/v1" if url else "gateway not running: providers and breakers appear when it is"
         )
+        self._show_replicas(data)
         providers: DataTable[Cell] = self.query_one("#fleet-providers", DataTable)
         fill(providers, PROVIDER_COLUMNS, [provider_row(state) for state in data.providers])
         deployments: DataTable[Cell] = self.query_one("#fleet-deployments", DataTable)
@@ -197,6 +208,16 @@ class FleetPane(Pane):
             servers: DataTable[Cell] = self.query_one("#fleet-mcp", DataTable)
             fill(servers, MCP_COLUMNS, [mcp_row(server) for server in data.mcp_servers])
         self._show_budgets(data.budgets)
+
+    def _show_replicas(self, data: FleetView) -> None:
+        """The cluster's replicas, when the gateway is one of them; nothing on one box."""
+        title = self.query_one("#fleet-replicas-title", Static)
+        table: DataTable[Cell] = self.query_one("#fleet-replicas", DataTable)
+        title.display = table.display = bool(data.replicas or data.cluster_outage)
+        alive = sum(replica.alive for replica in data.replicas)
+        heading = f"Replicas ({alive} of {len(data.replicas)} alive)"
+        title.update(f"{heading}: {data.cluster_outage}" if data.cluster_outage else heading)
+        fill(table, REPLICA_COLUMNS, [replica_row(replica) for replica in data.replicas])
 
     def _show_budgets(self, burns: list[BudgetBurn]) -> None:
         keys = [(b.scope, b.name, round(b.spend_usd + b.held_usd, 4), b.cap_usd) for b in burns]

@@ -47,6 +47,17 @@ class ProviderState:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplicaState:
+    """A replica of the cluster the gateway belongs to, as its heartbeat says."""
+
+    name: str
+    url: str | None
+    alive: bool
+    seen_s_ago: float
+    this: bool  # the replica the console's gateway is
+
+
+@dataclass(frozen=True, slots=True)
 class BudgetBurn:
     scope: str  # "route", "key" or "workflow"
     name: str
@@ -98,6 +109,8 @@ class FleetView:
     window_minutes: float = WINDOW_MINUTES
     deployments: list[DeploymentState] = field(default_factory=list)
     mcp_servers: list[McpServerState] = field(default_factory=list)
+    replicas: list[ReplicaState] = field(default_factory=list)  # empty on one box
+    cluster_outage: str | None = None  # why the cluster's PostgreSQL cannot be reached, if it cannot
 
 
 def deployments_from_health(health: Mapping[str, Any] | None) -> list[DeploymentState]:
@@ -209,6 +222,22 @@ def ledger_burn(health: Mapping[str, Any] | None) -> list[BudgetBurn] | None:
     return burns
 
 
+def replicas_from_health(health: Mapping[str, Any] | None) -> list[ReplicaState]:
+    """The cluster's replicas, from `Engine.health()` (none on one box)."""
+    cluster = (health or {}).get("cluster") or {}
+    this = cluster.get("replica")
+    return [
+        ReplicaState(
+            name=str(found.get("replica")),
+            url=found.get("url"),
+            alive=bool(found.get("alive")),
+            seen_s_ago=float(found.get("seen_s_ago") or 0.0),
+            this=found.get("replica") == this,
+        )
+        for found in cluster.get("replicas") or []
+    ]
+
+
 def route_caps(policy: Any) -> dict[str, float | None]:
     """Daily caps per route from a policy (None when there is none)."""
     routes = getattr(policy, "routes", None) or []
@@ -258,4 +287,6 @@ def snapshot(
         budgets=ledger if ledger else budget_burn(cur, now, route_caps(policy)),
         deployments=deployments_from_health(health),
         mcp_servers=mcp_servers(cur, now, health, policy),
+        replicas=replicas_from_health(health),
+        cluster_outage=((health or {}).get("cluster") or {}).get("outage"),
     )

@@ -1,0 +1,1 @@
+"""Cluster mode: the state replicas share, kept in PostgreSQL (`cluster: postgresql://…`)."""

@@ -1,0 +1,165 @@
+"""The cluster's tables in PostgreSQL, as numbered migrations applied once each.
+
+Every replica applies what is missing when it opens (under an advisory lock, so two
+replicas starting together do not race), and `fleetdeck cluster init` does it ahead of
+time. All tables live in one schema (`cluster_schema`, default `fleetdeck`), so one
+database can hold several clusters, and each test its own.
+"""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+from psycopg import sql
+
+SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+MIGRATION_LOCK = 0x466C6565  # "Flee": the advisory lock migrations take
+
+# Buckets hold settled spend per (scope, period key) (a store that joins adds what it spent
+# before, once: `seeded`); holds are the reservations of calls
+# in flight, each with an expiry, so a replica that dies leaks nothing past its lease.
+# `reserve` locks the buckets in a fixed order (upserting the first reservation's row),
+# then, in a later statement and so a fresh snapshot, sums what is settled and held and
+# inserts the holds only when every cap has room: all or none, one round trip.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE buckets (
+        scope text NOT NULL,
+        period_key text NOT NULL,
+        spent bigint NOT NULL DEFAULT 0,
+        PRIMARY KEY (scope, period_key)
+    );
+    CREATE TABLE holds (
+        reservation uuid NOT NULL,
+        scope text NOT NULL,
+        period_key text NOT NULL,
+        nanos bigint NOT NULL,
+        replica text NOT NULL,
+        expires_at timestamptz NOT NULL,
+        PRIMARY KEY (reservation, scope, period_key)
+    );
+    CREATE INDEX holds_by_bucket ON holds (scope, period_key, expires_at);
+    CREATE TABLE seeded (
+        store text PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE TABLE settled (
+        reservation uuid PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX settled_by_time ON settled (at);
+    CREATE TABLE keys (
+        key_id text PRIMARY KEY,
+        name text NOT NULL UNIQUE,
+        environment text NOT NULL,
+        key_hash text NOT NULL UNIQUE,
+        key_hint text NOT NULL,
+        daily_cap double precision,
+        monthly_cap double precision,
+        routes text[],
+        created_at timestamptz NOT NULL,
+        created_by text,
+        revoked_at timestamptz,
+        requests_per_minute integer,
+        tokens_per_minute integer,
+        concurrent integer
+    );
+    CREATE TABLE route_stops (
+        route text PRIMARY KEY,
+        actor text NOT NULL,
+        reason text NOT NULL,
+        stopped_at timestamptz NOT NULL
+    );
+    CREATE TABLE replicas (
+        replica text PRIMARY KEY,
+        url text,
+        started_at timestamptz NOT NULL,
+        seen_at timestamptz NOT NULL
+    );
+    CREATE FUNCTION reserve(
+        p_reservation uuid, p_scopes text[], p_keys text[], p_caps bigint[],
+        p_nanos bigint, p_lease_s double precision, p_replica text
+    ) RETURNS TABLE (refused integer, spent bigint, held bigint)
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        i integer;
+        v_spent bigint;
+        v_held bigint;
+    BEGIN
+        FOR i IN 1 .. array_length(p_scopes, 1) LOOP  -- the caller sorts the buckets
+            INSERT INTO buckets AS b (scope, period_key) VALUES (p_scopes[i], p_keys[i])
+            ON CONFLICT (scope, period_key) DO UPDATE SET spent = b.spent;
+        END LOOP;
+        FOR i IN 1 .. array_length(p_scopes, 1) LOOP
+            SELECT b.spent INTO v_spent FROM buckets b
+            WHERE b.scope = p_scopes[i] AND b.period_key = p_keys[i];
+            SELECT coalesce(sum(h.nanos), 0) INTO v_held FROM holds h
+            WHERE h.scope = p_scopes[i] AND h.period_key = p_keys[i] AND h.expires_at > clock_timestamp();
+            IF v_spent + v_held + p_nanos > p_caps[i] THEN
+                RETURN QUERY SELECT i, v_spent, v_held;
+                RETURN;
+            END IF;
+        END LOOP;
+        INSERT INTO holds (reservation, scope, period_key, nanos, replica, expires_at)
+        SELECT p_reservation, s, k, p_nanos, p_replica, clock_timestamp() + make_interval(secs => p_lease_s)
+        FROM unnest(p_scopes, p_keys) AS w (s, k);
+    END $$;
+    CREATE FUNCTION settle(p_reservation uuid, p_scopes text[], p_keys text[], p_cost bigint)
+    RETURNS boolean
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        i integer;
+    BEGIN
+        INSERT INTO settled (reservation) VALUES (p_reservation) ON CONFLICT DO NOTHING;
+        IF NOT FOUND THEN
+            RETURN false;  -- settled before: a retried settlement adds nothing
+        END IF;
+        FOR i IN 1 .. array_length(p_scopes, 1) LOOP
+            UPDATE buckets SET spent = spent + p_cost WHERE scope = p_scopes[i] AND period_key = p_keys[i];
+        END LOOP;
+        DELETE FROM holds WHERE reservation = p_reservation;
+        RETURN true;
+    END $$;
+    """,
+)
+
+
+def check_schema_name(name: str) -> str:
+    if not SCHEMA_NAME.match(name):
+        raise ValueError(
+            f"cluster schema {name!r}: use lower-case letters, digits and '_', starting with a letter or '_'"
+        )
+    return name
+
+
+def migrate(conn: psycopg.Connection, schema: str) -> int:
+    """Apply the migrations `schema` lacks; the number applied."""
+    name = sql.Identifier(check_schema_name(schema))
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(name))
+        conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(name))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS migrations "
+            "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL)"
+        )
+        row = conn.execute("SELECT coalesce(max(version), 0) FROM migrations").fetchone()
+        done = int(row[0]) if row else 0
+        for version, statements in enumerate(MIGRATIONS[done:], start=done + 1):
+            conn.execute(statements.encode())
+            conn.execute("INSERT INTO migrations VALUES (%s, now())", [version])
+        return len(MIGRATIONS) - done
+
+
+def applied(conn: psycopg.Connection, schema: str) -> int:
+    """The schema's migration version (0: never initialised)."""
+    row = conn.execute(
+        "SELECT to_regclass(%s) IS NOT NULL", [f"{check_schema_name(schema)}.migrations"]
+    ).fetchone()
+    if not row or not row[0]:
+        return 0
+    found = conn.execute(
+        sql.SQL("SELECT coalesce(max(version), 0) FROM {}.migrations").format(sql.Identifier(schema))
+    ).fetchone()
+    return int(found[0]) if found else 0
