@@ -10,6 +10,7 @@
 7. bench/injection.py        the injection guard: patterns alone vs patterns + MiniLM head, µs per prompt
 8. bench/mcp_gateway.py      an MCP tools/call straight to the server vs through Fleetdeck's /mcp
 9. bench/otlp.py             the gateway with OTLP export off, on, and with its collector down
+10. bench/cluster.py         one box vs a cluster replica (ledger, keys, stops in PostgreSQL)
 
 Each part runs as its own process and writes bench/out/<part>.json; a part that fails
 is reported as failed and the others still run. Numbers are never asserted: the tables
@@ -17,7 +18,7 @@ say which goals of issue 11 were met on this run. The machine is shared and smal
 the report carries the load average around each part, and the comparisons that matter
 are ratios between rounds interleaved in the same run.
 
-Run: `.venv/bin/python bench/run.py [--quick] [--only gateway local ingest judge cache guards injection mcp otlp]`.
+Run: `.venv/bin/python bench/run.py [--quick] [--only gateway local ingest judge cache guards injection mcp otlp cluster]`.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 OUT = BENCH / "out"
-PARTS = ("gateway", "local", "ingest", "judge", "cache", "guards", "injection", "mcp", "otlp")
+PARTS = ("gateway", "local", "ingest", "judge", "cache", "guards", "injection", "mcp", "otlp", "cluster")
 
 
 def part_command(part: str, quick: bool) -> list[str]:
@@ -62,6 +63,8 @@ def part_command(part: str, quick: bool) -> list[str]:
         return [py, str(BENCH / "injection.py"), *(["--prompts", "100"] if quick else [])]
     if part == "mcp":
         return [py, str(BENCH / "mcp_gateway.py"), *(["--calls", "100", "--rounds", "2"] if quick else [])]
+    if part == "cluster":
+        return [py, str(BENCH / "cluster.py"), *(["--quick", "--duration", "2"] if quick else [])]
     if part == "otlp":
         return [py, str(BENCH / "otlp.py"), *(["--requests", "500", "--block", "100"] if quick else [])]
     sizes = ["--traces", "20000", "--sizes", "100000", "1000000"] if quick else []
@@ -464,6 +467,18 @@ def otlp_tables(r: dict[str, Any]) -> list[str]:
     return lines
 
 
+def cluster_tables(r: dict[str, Any]) -> list[str]:
+    return [
+        "## 10. Cluster mode",
+        "",
+        f"One box vs a replica whose ledger, keys and stops live in PostgreSQL ({r['postgresql']}), "
+        f"interleaved rounds of {r['duration_s']:g} s on the same mock upstream:",
+        "",
+        r["table"],
+        "",
+    ]
+
+
 def judge_goals(r: dict[str, Any]) -> list[tuple[str, str, str]]:
     rows = []
     for lv in r["levels"]:
@@ -626,6 +641,7 @@ def report(info: dict[str, Any], parts: dict[str, dict[str, Any]], total_s: floa
         "injection": injection_tables,
         "mcp": mcp_tables,
         "otlp": otlp_tables,
+        "cluster": cluster_tables,
     }
     for name, status in parts.items():
         if "result" in status:
