@@ -205,8 +205,8 @@ def test_200_calls_over_three_replicas_against_a_cap_for_50(tmp_path: Path, poli
     with capped_fleet(tmp_path, policy, schema) as (fleet, token, kid):
         responses = burst(fleet, token, 200)
         assert outcome_counts(responses) == {"served": 50, "budget_exceeded": 150}
-        served_by = Counter(i % 3 for i, r in enumerate(responses) if r.status_code == 200)
-        assert set(served_by) == {0, 1, 2}, served_by  # the cap is shared, not split
+        # Requests went round the three replicas: a cap split per replica would have served up
+        # to 150. Which replicas won the 50 depends on timing, so it is not asserted.
         wait_until(lambda: len(traces_of(fleet, kid)) == 200, 20, "200 traces across the three")
         rows = traces_of(fleet, kid)
         assert sum(r["cost_usd"] or 0 for r in rows) <= CAP
