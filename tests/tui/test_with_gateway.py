@@ -113,6 +113,7 @@ def test_an_empty_store_is_seeded_and_the_console_says_so(tmp_path: Path) -> Non
         app = FleetdeckApp(engine, ConsoleOptions(gateway=False))
 
         async def scenario(pilot: Pilot[None]) -> None:
+            await until(pilot, lambda: not app.setting_up, "the first-run import")
             assert app.seeded > 60_000
             messages = [str(n.message) for n in app._notifications]
             assert any("imported the sample traces" in m for m in messages)
