@@ -22,6 +22,7 @@ from console.tui.panes.base import Pane
 from console.tui.panes.cost import CostPane
 from console.tui.panes.drift import DriftPane
 from console.tui.panes.fleet import FleetPane
+from console.tui.panes.overview import OpenBehind, OverviewPane
 from console.tui.panes.playground import PlaygroundPane
 from console.tui.panes.sql import SqlPane
 from console.tui.panes.traffic import TrafficPane
@@ -29,6 +30,7 @@ from console.tui.readmodel.clock import SYSTEM_CLOCK, Clock
 from console.tui.screens.help import HelpScreen
 
 PANES: tuple[type[Pane], ...] = (
+    OverviewPane,
     TrafficPane,
     FleetPane,
     CostPane,
@@ -37,7 +39,7 @@ PANES: tuple[type[Pane], ...] = (
     SqlPane,
     PlaygroundPane,
 )
-PANE_IDS = ("traffic", "fleet", "cost", "drift", "audit", "sql", "playground")
+PANE_IDS = ("overview", "traffic", "fleet", "cost", "drift", "audit", "sql", "playground")
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ class FleetdeckApp(App[None]):
             ],
             id="pane-tabs",
         )
-        with ContentSwitcher(initial="traffic", id="panes"):
+        with ContentSwitcher(initial="overview", id="panes"):
             for pane_id, pane in zip(PANE_IDS, PANES, strict=True):
                 yield pane(self.context, id=pane_id)
         yield Footer()
@@ -206,7 +208,7 @@ class FleetdeckApp(App[None]):
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
         """A tab was chosen (number key, palette or click): show its pane, pause the others."""
         event.stop()
-        pane_id = (event.tab.id or "tab-traffic").removeprefix("tab-")
+        pane_id = (event.tab.id or "tab-overview").removeprefix("tab-")
         self.query_one("#panes", ContentSwitcher).current = pane_id
         if not self.ready:
             return
@@ -223,6 +225,12 @@ class FleetdeckApp(App[None]):
 
     def action_show_pane(self, pane_id: str) -> None:
         self.query_one("#pane-tabs", Tabs).active = f"tab-{pane_id}"
+
+    def on_open_behind(self, message: OpenBehind) -> None:
+        """A tile was opened: its pane; Traffic with the tile's filter typed in its field, to edit."""
+        self.action_show_pane(message.opens.pane)
+        if message.opens.filter is not None:
+            self.query_one(TrafficPane).show_filter(message.opens.filter)
 
     async def action_pane_action(self, pane_id: str, action: str) -> None:
         self.action_show_pane(pane_id)

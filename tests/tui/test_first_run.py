@@ -18,7 +18,7 @@ from console.store.importer import ImportProgress
 from console.tui.app import ConsoleOptions, FleetdeckApp
 from console.tui.panes.traffic import TrafficPane
 
-from .conftest import drive, loaded, until
+from .conftest import drive, loaded, show_traffic, until
 from .test_with_gateway import POLICY
 
 HOLD_S = 60.0  # a bound on holding the import, never a timing assertion
@@ -79,7 +79,7 @@ def test_calls_made_during_the_first_run_import_are_on_the_traffic_pane(
         async def scenario(pilot: Pilot[None]) -> None:
             url, key = app.context.gateway_url, app.context.dev_key
             assert url is not None and key is not None
-            traffic = app.query_one(TrafficPane)
+            traffic = await show_traffic(pilot)
             for number in (1, 2):
                 await until(pilot, lambda: held.held is not None, f"the import's hold {number}")
                 assert app.setting_up

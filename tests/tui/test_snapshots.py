@@ -20,7 +20,7 @@ from console.tui.readmodel import sql as sql_core
 
 from .conftest import SIZE, loaded, offline_app, show, until
 
-PANES = [("1", "traffic"), ("2", "fleet"), ("3", "cost"), ("4", "drift"), ("5", "audit")]
+PANES = [("2", "traffic"), ("3", "fleet"), ("4", "cost"), ("5", "drift"), ("6", "audit")]
 
 
 async def settle(pilot: Pilot[None]) -> None:
@@ -76,7 +76,7 @@ def test_sql_pane_after_a_query(
         app = pilot.app
         assert isinstance(app, FleetdeckApp)
         await until(pilot, lambda: app.ready, "the console")
-        pane = await show(pilot, "6", "sql")
+        pane = await show(pilot, "7", "sql")
         assert isinstance(pane, SqlPane)
         pane.editor.load_text(
             "SELECT workflow_id, status, count(*) AS calls\nFROM traces\nGROUP BY ALL\nORDER BY ALL"
@@ -115,7 +115,7 @@ def test_trace_detail(snap_compare: Any, console_engine: Engine) -> None:
         app = pilot.app
         assert isinstance(app, FleetdeckApp)
         await until(pilot, lambda: app.ready, "the console")
-        traffic = await show(pilot, "1", "traffic")
+        traffic = await show(pilot, "2", "traffic")
         await loaded(pilot, traffic)
         await pilot.press("down", "down", "enter")
         await until(pilot, lambda: getattr(app.screen, "detail", None) is not None, "the trace")

@@ -79,6 +79,11 @@ class TrafficPane(Pane):
         self.reload()
         return True
 
+    def show_filter(self, typed: str) -> None:
+        """Filter by what another pane asks (a tile's traces): typed in the field, where it can be edited."""
+        self.query_one("#traffic-filter", Input).value = typed
+        self.apply_filter(typed)
+
     def on_trace_stream_opened(self, message: TraceStream.Opened) -> None:
         message.stop()
         self.app.push_screen(TraceScreen(self.context, message.request_id))
