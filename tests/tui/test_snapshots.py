@@ -61,6 +61,12 @@ def test_pane(snap_compare: Any, console_engine: Engine, key: str, pane_id: str)
     assert snap_compare(offline_app(console_engine), run_before=ready_on(key, pane_id), terminal_size=SIZE)
 
 
+@pytest.mark.parametrize("size", [(80, 24), (180, 48)], ids=["80x24", "180x48"])
+def test_overview(snap_compare: Any, console_engine: Engine, size: tuple[int, int]) -> None:
+    """The first pane, at the smallest terminal the console is for and at a roomy one."""
+    assert snap_compare(offline_app(console_engine), run_before=ready_on("1", "overview"), terminal_size=size)
+
+
 # The SQL pane lists queries/: the snapshot sees a fixed few, so a new query file changes nothing
 # here (the other panes still find every query they run).
 SNAPSHOT_QUERIES = ("cost_per_outcome", "error_rate", "latency_slo", "spend_by_route_daily")
@@ -92,7 +98,7 @@ def test_sql_pane_after_a_query(
 
 def test_playground_without_a_gateway(snap_compare: Any, console_engine: Engine) -> None:
     assert snap_compare(
-        offline_app(console_engine), run_before=ready_on_static("7", "playground"), terminal_size=SIZE
+        offline_app(console_engine), run_before=ready_on_static("8", "playground"), terminal_size=SIZE
     )
 
 

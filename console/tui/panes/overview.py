@@ -18,6 +18,7 @@ from console.tui.readmodel import overview
 from console.tui.readmodel.overview import LEVELS, Opens, Oversight, Tile
 
 TILE_WIDTH = 24  # the narrowest a tile may be; the grid has as many columns as fit
+MAX_COLUMNS = 4  # wider tiles beyond that, so that each reads as a line
 TILE_NAMES = (
     "spend_day",
     "spend_month",
@@ -108,7 +109,7 @@ class OverviewPane(Pane):
 
     def on_resize(self, event: Resize) -> None:
         grid = self.query_one("#overview-tiles", Grid)
-        grid.styles.grid_size_columns = max(1, min(len(TILE_NAMES), event.size.width // TILE_WIDTH))
+        grid.styles.grid_size_columns = max(1, min(MAX_COLUMNS, event.size.width // TILE_WIDTH))
 
     def action_move(self, across: int, down: int) -> None:
         tiles = list(self.query(OverviewTile))

@@ -42,7 +42,7 @@ class TrafficPane(Pane):
         return self.query_one(TraceStream)
 
     def fetch(self, cursor: duckdb.DuckDBPyConnection) -> list[StreamRow]:
-        return traffic.recent(cursor, self.filter, traffic.STREAM_CAP)
+        return traffic.recent(cursor, self.filter, traffic.STREAM_CAP, self.context.clock())
 
     def show(self, data: list[StreamRow]) -> None:
         self.stream.set_rows(data)

@@ -165,20 +165,20 @@ def request_tiles(errors: Sequence[Mapping[str, Any]], limits: Thresholds = THRE
     rate = failed / attempted if attempted else None
     requests = Tile(
         "requests",
-        "Requests, last hour",
+        "Requests · 1 h",
         humanize.count(calls),
         f"{calls / 60:.1f}/min · {humanize.count(refused)} refused",
         level_of(refused_share, limits.refused_amber, limits.refused_red),
-        Opens("traffic", ""),
+        Opens("traffic", "since:1h"),
     )
-    detail = f"{humanize.count(failed)} of {humanize.count(attempted)} sent" if attempted else "nothing sent"
+    detail = f"{humanize.count(failed)} of {humanize.count(attempted)} sent" if attempted else "none sent"
     error_rate = Tile(
         "errors",
-        "Error rate, last hour",
+        "Error rate · 1 h",
         humanize.percent(rate) if rate is not None else humanize.DASH,
         detail,
         level_of(rate, limits.error_amber, limits.error_red),
-        Opens("traffic", "status:error"),
+        Opens("traffic", "status:error since:1h"),
     )
     return [requests, error_rate]
 
@@ -196,16 +196,16 @@ def latency_tile(
     if not measured:
         slowest = max(latencies, key=lambda r: r["latency_p95_ms"] or 0, default=None)
         value = humanize.duration_ms(slowest["latency_p95_ms"]) if slowest else humanize.DASH
-        detail = "no route has a latency SLO" if not slos else "no calls to a route with an SLO"
+        detail = "no SLO set" if not slos else "no calls under an SLO"
         route = slowest["route"] if slowest else None
-        return Tile("latency", "p95 against SLO", value, detail, "green", _route_filter(route))
+        return Tile("latency", "p95 vs SLO · 1 h", value, detail, "green", _route_filter(route))
     share, row = max(measured, key=lambda item: item[0])
     over = sum(s >= limits.slo_amber for s, _ in measured)
     slo = humanize.duration_ms(slos[row["route"]])
     detail = f"{row['route']}: SLO {slo} · {over} of {len(measured)} near or over"
     return Tile(
         "latency",
-        "p95 against SLO",
+        "p95 vs SLO · 1 h",
         humanize.duration_ms(row["latency_p95_ms"]),
         detail,
         level_of(share, limits.slo_amber, limits.slo_red),
@@ -214,7 +214,7 @@ def latency_tile(
 
 
 def _route_filter(route: str | None) -> Opens:
-    return Opens("traffic", f"route:{route}" if route else "")
+    return Opens("traffic", f"route:{route} since:1h" if route else "since:1h")
 
 
 # -- oversight, drift, breakers, judge, keys --------------------------------------------
@@ -229,17 +229,17 @@ def drift_tile(alerts: Sequence[Mapping[str, Any]], now: datetime, limits: Thres
     detail = (
         f"{shown[0]['workflow_id']}: {shown[0]['metric']}" if shown else f"none in {limits.drift_hours:g} h"
     )
-    return Tile("drift", "Open drift alerts", humanize.count(len(open_)), detail, level, Opens("drift"))
+    return Tile("drift", "Drift alerts", humanize.count(len(open_)), detail, level, Opens("drift"))
 
 
 def approvals_tile(oversight: Oversight, now: datetime, limits: Thresholds = THRESHOLDS) -> Tile:
     held = oversight.held_since
     if not oversight.gateway:
-        return Tile("approvals", "Held approvals", humanize.DASH, "gateway off", "green", Opens("audit"))
+        return Tile("approvals", "Approvals held", humanize.DASH, "gateway off", "green", Opens("audit"))
     oldest = (now - min(held)).total_seconds() if held else None
     level: Level = "green" if oldest is None else "red" if oldest >= limits.held_red_s else "amber"
     detail = f"oldest waits {oldest / 60:.0f} min" if oldest is not None else "nothing waits"
-    return Tile("approvals", "Held approvals", humanize.count(len(held)), detail, level, Opens("audit"))
+    return Tile("approvals", "Approvals held", humanize.count(len(held)), detail, level, Opens("audit"))
 
 
 def stops_tile(oversight: Oversight) -> Tile:
@@ -278,9 +278,7 @@ def coverage_tile(rows: Sequence[Mapping[str, Any]], policy: Any, limits: Thresh
     judged = sum(int(r["judged"]) for r in rows if r["environment"] in judged_envs)
     envs = ", ".join(sorted(judged_envs))
     if not answered:
-        return Tile(
-            "judge", "Judge coverage, last day", humanize.DASH, f"no {envs} calls", "green", Opens("drift")
-        )
+        return Tile("judge", "Judged · 1 day", humanize.DASH, f"no {envs} calls", "green", Opens("drift"))
     share = judged / answered
     expected = config.sample_rate
     level: Level = "green"
@@ -289,8 +287,8 @@ def coverage_tile(rows: Sequence[Mapping[str, Any]], policy: Any, limits: Thresh
     elif expected > 0 and share < limits.coverage_amber * expected:
         level = "amber"
     rate = humanize.percent(expected, 0)
-    detail = f"{humanize.count(judged)} of {humanize.count(answered)} {envs} · rate {rate}"
-    return Tile("judge", "Judge coverage, last day", humanize.percent(share), detail, level, Opens("drift"))
+    detail = f"{humanize.count(judged)}/{humanize.count(answered)} {envs} · rate {rate}"
+    return Tile("judge", "Judged · 1 day", humanize.percent(share), detail, level, Opens("drift"))
 
 
 def keys_tile(
@@ -329,7 +327,12 @@ def keys_tile(
     detail = f"{what} {humanize.percent(share, 0)}"
     level = level_of(share, limits.key_amber, limits.key_red)
     return Tile(
-        "keys", "Keys near limits", humanize.count(near), detail, level, Opens("traffic", f"key:{key_id}")
+        "keys",
+        "Keys near limits",
+        humanize.count(near),
+        detail,
+        level,
+        Opens("traffic", f"key:{key_id} since:1d"),
     )
 
 

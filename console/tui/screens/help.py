@@ -48,8 +48,9 @@ amber and red at these thresholds:
 ## Traffic
 
 Filter with `field:value` words (`status:error`, `workflow:support-triage`,
-`route:triage_ticket`, `model:local/smollm2-135m`, `provider:local`, `key:K`) and free
-text, e.g. `status:error timeout`. `Esc` clears the filter.
+`route:triage_ticket`, `model:local/smollm2-135m`, `provider:local`, `key:K`), `since:1h`
+(also `15m`, `7d`: the last stretch before now) and free text, e.g. `status:error timeout`.
+`Esc` clears the filter.
 
 ## SQL
 
