@@ -7,7 +7,7 @@ from datetime import datetime
 import duckdb
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input, Markdown, Static
 
 from console.engine import Engine
 from console.store.trace import Trace
@@ -16,6 +16,7 @@ from console.tui.panes.base import Pane
 from console.tui.panes.stream import TraceStream
 from console.tui.readmodel import cost
 from console.tui.readmodel.clock import frozen
+from console.tui.readmodel.overview import THRESHOLDS
 from console.tui.screens.help import HelpScreen
 from console.tui.screens.trace import TraceScreen
 
@@ -263,6 +264,9 @@ def test_command_palette_and_help(console_engine: Engine) -> None:
         await until(pilot, lambda: app.active_pane.id == "audit", "the palette to switch panes")
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
+        source = app.screen.query_one(Markdown).source
+        assert "| `1` | Overview |" in source and "| `8` | Playground |" in source
+        assert all(line in source for line in THRESHOLDS.lines())  # the Overview's, from their one place
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
 
