@@ -13,6 +13,7 @@
 -- param key_id: VARCHAR = all | only this virtual key
 -- param session_id: VARCHAR = all | only this session
 -- param text: VARCHAR = all | only traces whose workflow, route, model, reason or error contains this
+-- param since: TIMESTAMP = all | only traces that started at or after this (UTC)
 -- users: traffic pane, fleetdeck query --name recent_traces
 SELECT
     request_id,
@@ -40,6 +41,7 @@ WHERE ($status::VARCHAR IS NULL OR status = $status::VARCHAR)
   AND ($provider::VARCHAR IS NULL OR provider = $provider::VARCHAR)
   AND ($key_id::VARCHAR IS NULL OR key_id = $key_id::VARCHAR)
   AND ($session_id::VARCHAR IS NULL OR session_id = $session_id::VARCHAR)
+  AND ($since::TIMESTAMP IS NULL OR ts_start >= $since::TIMESTAMP)
   AND (
       $text::VARCHAR IS NULL
       OR concat_ws(' ', workflow_id, route, response_model, request_model, reason_code, error_type)

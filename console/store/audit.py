@@ -1,7 +1,10 @@
 """The audit trail: append-only, hash-chained entries.
 
 An event is acknowledged on the recorder's spool like a trace; the recorder's writer
-thread, the only one that appends, gives it the next sequence number and chains it.
+thread gives it the next sequence number and chains it. The importer appends too (the
+sample traces' log at first run, while the gateway already records): both hold
+`CHAIN_LOCK` from reading the head until their entries are committed, so no two
+appenders ever chain onto the same head.
 Each entry stores the exact RFC 8785 canonical JSON it hashes, so verification needs
 nothing but the rows: `hash = sha256(canonical)`, and `canonical` names the entry's
 seq, ts, actor, action, subject, the sha256 of its payload and the previous hash.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from console.clock import new_request_id, utc_now
 
 GENESIS_HASH = "0" * 64
+CHAIN_LOCK = threading.RLock()  # held from reading the head until the appended entries commit
 ACTOR_KINDS = ("human", "key", "system")
 
 
@@ -101,7 +106,16 @@ def chain(event: AuditEvent, seq: int, prev_hash: str) -> AuditEntry:
 
 
 def append(cur: duckdb.DuckDBPyConnection, events: list[AuditEvent]) -> int:
-    """Chain the events whose id is not stored yet after the log's head, in order; one insert."""
+    """Chain the events whose id is not stored yet after the log's head, in order; one insert.
+
+    Outside a transaction the insert commits before `CHAIN_LOCK` is let go; a caller in a
+    transaction holds the lock itself until it commits (see importer.import_files).
+    """
+    with CHAIN_LOCK:
+        return _append(cur, events)
+
+
+def _append(cur: duckdb.DuckDBPyConnection, events: list[AuditEvent]) -> int:
     stored = stored_event_ids(cur, [event.event_id for event in events])
     seq, prev_hash = head(cur)
     chained = []

@@ -11,7 +11,7 @@ whose key is already stored are skipped, so importing a file twice changes nothi
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -79,22 +79,77 @@ def expand(paths: Iterable[Path]) -> list[Path]:
     return files
 
 
+@dataclass(frozen=True)
+class ImportProgress:
+    """A step of an import done: `done` of `total` (each file checked, each inserted, the commit)."""
+
+    done: int
+    total: int
+    step: str  # "checked", "inserted" or "committed"
+    path: Path | None = None
+
+
+Progress = Callable[[ImportProgress], None]
+
+
 def import_files(
-    cur: duckdb.DuckDBPyConnection, paths: Sequence[Path], *, rebase_to_now: bool = False
+    cur: duckdb.DuckDBPyConnection,
+    paths: Sequence[Path],
+    *,
+    rebase_to_now: bool = False,
+    rebase_to: datetime | None = None,
+    progress: Progress | None = None,
 ) -> list[FileImport]:
-    """Check every file, then insert them all in one transaction (or nothing at all)."""
-    staged = [_stage(cur, path, index) for index, path in enumerate(expand(paths))]
-    shift = _shift_to_now(cur, staged) if rebase_to_now else timedelta(0)
-    cur.execute("BEGIN")
+    """Check every file, then insert them all in one transaction (or nothing at all).
+
+    `rebase_to` (or now, with `rebase_to_now`) moves the set so that its latest timestamp
+    is that moment. The audit log goes in last, under the audit chain's lock, which is
+    held from BEGIN until COMMIT so that the recorder (serving calls meanwhile) never
+    chains onto the same head; the other tables take live inserts throughout.
+    """
+    files = expand(paths)
+    total = 2 * len(files) + 1
+    tell = progress or (lambda _: None)
+    staged = []
+    for index, path in enumerate(files):
+        staged.append(_stage(cur, path, index))
+        tell(ImportProgress(index + 1, total, "checked", path))
+    if rebase_to is None and rebase_to_now:
+        rebase_to = utc_now()
+    shift = _shift_to(cur, staged, rebase_to) if rebase_to is not None else timedelta(0)
+    audit_last = sorted(staged, key=lambda stage: stage.table == "audit_log")  # a stable sort
+
+    def inserted(number: int, path: Path) -> None:
+        tell(ImportProgress(len(files) + number, total, "inserted", path))
+
     try:
-        done = [_insert(cur, stage, shift) for stage in staged]
-        cur.execute("COMMIT")
-    except BaseException:
-        cur.execute("ROLLBACK")
-        raise
+        done = dict(
+            zip((s.view for s in audit_last), _insert_all(cur, audit_last, shift, inserted), strict=True)
+        )
     finally:
         for stage in staged:
             cur.unregister(stage.view)
+    tell(ImportProgress(total, total, "committed"))
+    return [done[stage.view] for stage in staged]
+
+
+def _insert_all(
+    cur: duckdb.DuckDBPyConnection,
+    staged: list[_Staged],
+    shift: timedelta,
+    inserted: Callable[[int, Path], None],
+) -> list[FileImport]:
+    with audit.CHAIN_LOCK:
+        cur.execute("BEGIN")
+        try:
+            done = []
+            for number, stage in enumerate(staged, start=1):
+                done.append(_insert(cur, stage, shift))
+                inserted(number, stage.path)
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
     return done
 
 
@@ -276,14 +331,14 @@ def _timestamp_columns(stage: _Staged) -> list[str]:
     return [c.name for c in stage.columns if c.type == "TIMESTAMP"]
 
 
-def _shift_to_now(cur: duckdb.DuckDBPyConnection, staged: list[_Staged]) -> timedelta:
+def _shift_to(cur: duckdb.DuckDBPyConnection, staged: list[_Staged], end: datetime) -> timedelta:
     latest: datetime | None = None
     for stage in staged:
         for name in _timestamp_columns(stage):
             (found,) = first_row(cur, f"SELECT max(TRY_CAST({_quote(name)} AS TIMESTAMP)) FROM {stage.view}")
             if found is not None and (latest is None or found > latest):
                 latest = found
-    return utc_now() - latest if latest else timedelta(0)
+    return end - latest if latest else timedelta(0)
 
 
 def _insert(cur: duckdb.DuckDBPyConnection, stage: _Staged, shift: timedelta) -> FileImport:

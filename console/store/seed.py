@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import duckdb
 
+from console.clock import utc_now
 from console.store import importer
 from console.store.db import first_row
 
@@ -20,16 +23,37 @@ def sample_traces_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "sample_traces"
 
 
+@dataclass(frozen=True)
+class SampleImport:
+    """The first run's import of the sample traces, decided before any call is recorded.
+
+    The sample ends at `end`, the moment the store was found empty: a call served while
+    the import runs (the console opens its gateway first) starts later than every sample
+    trace, so it stays at the top of the live stream, and its trace never makes the store
+    look seeded already.
+    """
+
+    end: datetime
+
+    def run(self, cur: duckdb.DuckDBPyConnection, progress: importer.Progress | None = None) -> int:
+        """Import; the number of rows inserted."""
+        done = importer.import_files(cur, [sample_traces_dir()], rebase_to=self.end, progress=progress)
+        return sum(item.inserted for item in done)
+
+
+def first_run(cur: duckdb.DuckDBPyConnection) -> SampleImport | None:
+    """The sample import to run when the store has no traces yet, else None."""
+    (stored,) = first_row(cur, "SELECT count(*) FROM traces")
+    return None if stored else SampleImport(end=utc_now())
+
+
 def seed_if_empty(cur: duckdb.DuckDBPyConnection) -> int:
     """Import the sample traces, rebased to end now, when the store has no traces.
 
     Returns the number of rows imported (0 when the store already had traces).
     """
-    (stored,) = first_row(cur, "SELECT count(*) FROM traces")
-    if stored:
-        return 0
-    done = importer.import_files(cur, [sample_traces_dir()], rebase_to_now=True)
-    return sum(item.inserted for item in done)
+    pending = first_run(cur)
+    return pending.run(cur) if pending else 0
 
 
 def summary(cur: duckdb.DuckDBPyConnection, db_path: Path) -> str:

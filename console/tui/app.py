@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -13,7 +14,7 @@ from textual.widgets import ContentSwitcher, Footer, Header, Input, Tab, Tabs, T
 
 from console.demo import DemoTraffic
 from console.engine import Engine
-from console.store import seed
+from console.store import importer, seed
 from console.tui.commands import FleetdeckCommands
 from console.tui.context import ConsoleContext
 from console.tui.panes.audit import AuditPane
@@ -21,6 +22,7 @@ from console.tui.panes.base import Pane
 from console.tui.panes.cost import CostPane
 from console.tui.panes.drift import DriftPane
 from console.tui.panes.fleet import FleetPane
+from console.tui.panes.overview import OpenBehind, OverviewPane
 from console.tui.panes.playground import PlaygroundPane
 from console.tui.panes.sql import SqlPane
 from console.tui.panes.traffic import TrafficPane
@@ -28,6 +30,7 @@ from console.tui.readmodel.clock import SYSTEM_CLOCK, Clock
 from console.tui.screens.help import HelpScreen
 
 PANES: tuple[type[Pane], ...] = (
+    OverviewPane,
     TrafficPane,
     FleetPane,
     CostPane,
@@ -36,7 +39,7 @@ PANES: tuple[type[Pane], ...] = (
     SqlPane,
     PlaygroundPane,
 )
-PANE_IDS = ("traffic", "fleet", "cost", "drift", "audit", "sql", "playground")
+PANE_IDS = ("overview", "traffic", "fleet", "cost", "drift", "audit", "sql", "playground")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class ConsoleOptions:
     policy: Any = None  # a console.policy.Policy; None: the settings' policy file or the default
     port: int | None = None
     clock: Clock = SYSTEM_CLOCK
+    # Called on the setup thread after each step of the first-run import (tests hold it there).
+    on_setup: Callable[[importer.ImportProgress], None] | None = None
 
 
 class FleetdeckApp(App[None]):
@@ -65,15 +70,30 @@ class FleetdeckApp(App[None]):
     ]
 
     class EngineReady(Message):
-        def __init__(self, seeded: int, url: str | None, problem: str | None, new_key: bool = False) -> None:
+        """The gateway is up (or did not start): the panes go live; a first-run import may still run."""
+
+        def __init__(self, url: str | None, problem: str | None, new_key: bool = False) -> None:
             super().__init__()
-            self.seeded, self.url, self.problem, self.new_key = seeded, url, problem, new_key
+            self.url, self.problem, self.new_key = url, problem, new_key
+
+    class SetupProgress(Message):
+        def __init__(self, step: importer.ImportProgress) -> None:
+            super().__init__()
+            self.step = step
+
+    class SetupDone(Message):
+        """The first-run setup is over: `seeded` sample rows imported (0: none were needed)."""
+
+        def __init__(self, seeded: int, problem: str | None) -> None:
+            super().__init__()
+            self.seeded, self.problem = seeded, problem
 
     def __init__(self, engine: Engine, options: ConsoleOptions | None = None) -> None:
         super().__init__()
         self.options = options or ConsoleOptions()
         self.context = ConsoleContext(engine, self.options.clock)
-        self.ready = False
+        self.ready = False  # the panes are live (the gateway is up, or off)
+        self.setting_up = True  # until the first-run setup (the sample import) is over
         self.seeded = 0
         self.demo: DemoTraffic | None = None
 
@@ -86,7 +106,7 @@ class FleetdeckApp(App[None]):
             ],
             id="pane-tabs",
         )
-        with ContentSwitcher(initial="traffic", id="panes"):
+        with ContentSwitcher(initial="overview", id="panes"):
             for pane_id, pane in zip(PANE_IDS, PANES, strict=True):
                 yield pane(self.context, id=pane_id)
         yield Footer()
@@ -97,31 +117,42 @@ class FleetdeckApp(App[None]):
 
     @work(thread=True, exit_on_error=False, group="engine")
     def _start_engine(self) -> None:
+        """Decide the first-run import, open the gateway, then import: calls are served meanwhile."""
         engine, options = self.context.engine, self.options
-        seeded, url, problem, new_key = 0, None, None, False
+        url, problem, new_key = None, None, False
         try:
-            if options.seed:
-                seeded = seed.seed_if_empty(engine.db.cursor())
-            if options.gateway:
+            pending = seed.first_run(engine.db.cursor()) if options.seed else None
+        except Exception as exc:
+            pending, problem = None, f"{type(exc).__name__}: {exc}"
+        if options.gateway and problem is None:
+            try:
                 engine.open_gateway(options.policy, port=options.port)
                 engine.start()
                 url = engine.url
                 _, new_key = self.context.make_dev_key()
-        except Exception as exc:
-            problem = f"{type(exc).__name__}: {exc}"
-        self.post_message(self.EngineReady(seeded, url, problem, new_key))
+            except Exception as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+        self.post_message(self.EngineReady(url, problem, new_key))
+        self._first_run(pending)
+
+    def _first_run(self, pending: seed.SampleImport | None) -> None:
+        seeded, problem = 0, None
+        if pending is not None:
+            try:
+                seeded = pending.run(self.context.engine.db.cursor(), progress=self._setup_step)
+            except Exception as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+        self.post_message(self.SetupDone(seeded, problem))
+
+    def _setup_step(self, step: importer.ImportProgress) -> None:
+        """On the setup thread: tell the console, then whoever watches the setup (tests)."""
+        self.post_message(self.SetupProgress(step))
+        if self.options.on_setup is not None:
+            self.options.on_setup(step)
 
     def on_fleetdeck_app_engine_ready(self, message: FleetdeckApp.EngineReady) -> None:
         self.context.gateway_url = message.url
-        self.seeded = message.seeded
         self.sub_title = self._gateway_line()
-        if message.seeded:
-            self.notify(
-                f"The store was empty: imported the sample traces ({message.seeded:,} rows), "
-                "shifted so that they end now.",
-                title="Sample traces",
-                timeout=10,
-            )
         if message.new_key and self.context.dev_key:
             self.notify(
                 f"Send requests with: Authorization: Bearer {self.context.dev_key}",
@@ -135,6 +166,29 @@ class FleetdeckApp(App[None]):
             self.demo.start()
         self.ready = True
         self.active_pane.activate()
+
+    def on_fleetdeck_app_setup_progress(self, message: FleetdeckApp.SetupProgress) -> None:
+        step = message.step
+        if step.step != "committed":
+            self.sub_title = f"{self._gateway_line()} · importing the sample traces {step.done}/{step.total}"
+
+    def on_fleetdeck_app_setup_done(self, message: FleetdeckApp.SetupDone) -> None:
+        self.seeded = message.seeded
+        self.setting_up = False
+        self.sub_title = self._gateway_line()
+        if message.seeded:
+            self.notify(
+                f"The store was empty: imported the sample traces ({message.seeded:,} rows), "
+                "shifted so that they end when the console started.",
+                title="Sample traces",
+                timeout=10,
+            )
+        if message.problem:
+            self.notify(
+                message.problem, title="The sample traces were not imported", severity="error", timeout=15
+            )
+        if self.ready:
+            self.active_pane.reload()
 
     def _gateway_line(self) -> str:
         url = self.context.gateway_url
@@ -154,7 +208,7 @@ class FleetdeckApp(App[None]):
     def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
         """A tab was chosen (number key, palette or click): show its pane, pause the others."""
         event.stop()
-        pane_id = (event.tab.id or "tab-traffic").removeprefix("tab-")
+        pane_id = (event.tab.id or "tab-overview").removeprefix("tab-")
         self.query_one("#panes", ContentSwitcher).current = pane_id
         if not self.ready:
             return
@@ -171,6 +225,12 @@ class FleetdeckApp(App[None]):
 
     def action_show_pane(self, pane_id: str) -> None:
         self.query_one("#pane-tabs", Tabs).active = f"tab-{pane_id}"
+
+    def on_open_behind(self, message: OpenBehind) -> None:
+        """A tile was opened: its pane; Traffic with the tile's filter typed in its field, to edit."""
+        self.action_show_pane(message.opens.pane)
+        if message.opens.filter is not None:
+            self.query_one(TrafficPane).show_filter(message.opens.filter)
 
     async def action_pane_action(self, pane_id: str, action: str) -> None:
         self.action_show_pane(pane_id)

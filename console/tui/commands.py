@@ -8,13 +8,14 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 # (what the palette shows, what it does, the app action it runs)
 COMMANDS: tuple[tuple[str, str, str], ...] = (
-    ("Traffic", "the live request stream (1)", "show_pane('traffic')"),
-    ("Fleet", "providers, breakers, latency, load, budgets (2)", "show_pane('fleet')"),
-    ("Cost", "cost per outcome, spend by route, cache savings (3)", "show_pane('cost')"),
-    ("Drift", "quality metrics against their baseline (4)", "show_pane('drift')"),
-    ("Audit", "audit log, chain links, overrides (5)", "show_pane('audit')"),
-    ("SQL", "read-only SQL over the traces (6)", "show_pane('sql')"),
-    ("Playground", "chat through the gateway (7)", "show_pane('playground')"),
+    ("Overview", "the fleet at a glance: a green, amber or red tile per signal (1)", "show_pane('overview')"),
+    ("Traffic", "the live request stream (2)", "show_pane('traffic')"),
+    ("Fleet", "providers, breakers, latency, load, budgets (3)", "show_pane('fleet')"),
+    ("Cost", "cost per outcome, spend by route, cache savings (4)", "show_pane('cost')"),
+    ("Drift", "quality metrics against their baseline (5)", "show_pane('drift')"),
+    ("Audit", "audit log, chain links, overrides (6)", "show_pane('audit')"),
+    ("SQL", "read-only SQL over the traces (7)", "show_pane('sql')"),
+    ("Playground", "chat through the gateway (8)", "show_pane('playground')"),
     ("Filter traffic", "type a filter for the request stream (/)", "pane_action('traffic', 'focus_filter')"),
     ("Clear traffic filter", "show all traffic again", "pane_action('traffic', 'clear_filter')"),
     ("Run SQL query", "run the SQL pane's statement (ctrl+j)", "pane_action('sql', 'run_query')"),

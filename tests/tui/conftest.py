@@ -25,6 +25,7 @@ from console.settings import Settings
 from console.store import seed
 from console.tui.app import ConsoleOptions, FleetdeckApp
 from console.tui.panes.base import Pane
+from console.tui.panes.traffic import TrafficPane
 from console.tui.readmodel.clock import frozen
 
 # The sample traces end on 2026-11-01 at 23:40 UTC; "now" is just after their last call.
@@ -106,4 +107,11 @@ async def show(pilot: Pilot[None], key: str, pane_id: str) -> Pane:
     pane = pilot.app.query_one(f"#{pane_id}", Pane)
     main = pane.query_one(pane.FOCUS) if pane.FOCUS else None
     await until(pilot, lambda: pane.active and (main is None or main.has_focus), f"{pane_id} to show")
+    return pane
+
+
+async def show_traffic(pilot: Pilot[None]) -> TrafficPane:
+    """Show the Traffic pane (key 2: the Overview is the first pane)."""
+    pane = await show(pilot, "2", "traffic")
+    assert isinstance(pane, TrafficPane)
     return pane

@@ -59,7 +59,15 @@ def test_filter_words_become_fields_and_free_text() -> None:
     assert TrafficFilter.parse("").describe() == "all traffic"
 
 
-@pytest.mark.parametrize("typed", ["colour:red", 'status:"error'])
+def test_since_bounds_the_stream_to_the_last_stretch_before_now() -> None:
+    found = TrafficFilter.parse("status:error since:90m")
+    assert found.describe() == "status=error, last 90m"
+    now = datetime(2026, 11, 1, 23, 50)
+    assert found.params(5, now)["since"] == datetime(2026, 11, 1, 22, 20)
+    assert "since" not in TrafficFilter.parse("status:error").params(5, now)
+
+
+@pytest.mark.parametrize("typed", ["colour:red", 'status:"error', "since:soon", "since:0h"])
 def test_bad_filters_are_refused_with_a_reason(typed: str) -> None:
     with pytest.raises(FilterError):
         TrafficFilter.parse(typed)

@@ -45,7 +45,7 @@ def test_fleet_shows_each_deployments_share_and_the_limits_it_reported(console_e
         )
 
         async def scenario(pilot: Pilot[None]) -> None:
-            pane = await show(pilot, "2", "fleet")
+            pane = await show(pilot, "3", "fleet")
             await loaded(pilot, pane)
             body = {"model": "route:spread", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
             headers = {"Authorization": f"Bearer {app.context.dev_key}"}
@@ -55,6 +55,8 @@ def test_fleet_shows_each_deployments_share_and_the_limits_it_reported(console_e
                         f"{app.context.gateway_url}/v1/chat/completions", json=body, headers=headers
                     )
                     assert response.status_code == 200, response.text
+            # Two more refreshes: the second began after the last call (one may have been under way).
+            await loaded(pilot, pane, after=pane.loads + 1)
             await until(pilot, lambda: len(rows(app)) == 2 and rows(app)[0]["share, last min"] != "–", "rows")
             east_row, west_row = rows(app)
             assert (east_row["deployment"], east_row["share, last min"], east_row["requests left"]) == (

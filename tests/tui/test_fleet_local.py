@@ -34,7 +34,7 @@ def test_fleet_shows_the_local_models_device_layers_and_backends(console_engine:
     app = FleetdeckApp(console_engine, options)
 
     async def scenario(pilot: Pilot[None]) -> None:
-        pane = await show(pilot, "2", "fleet")
+        pane = await show(pilot, "3", "fleet")
         await loaded(pilot, pane)
         before = local_row(app)
         assert (before["provider"], before["layers on GPU"]) == ("local", "not loaded")

@@ -45,7 +45,7 @@ def test_fleet_lists_mcp_servers_with_their_calls(console_engine: Engine) -> Non
     app = offline_app(console_engine)
 
     async def scenario(pilot: Pilot[None]) -> None:
-        await loaded(pilot, await show(pilot, "2", "fleet"))
+        await loaded(pilot, await show(pilot, "3", "fleet"))
         servers = app.query_one("#fleet-mcp", DataTable)
         rows = {
             str(servers.get_row_at(i)[0]): [str(cell) for cell in servers.get_row_at(i)] for i in range(2)
@@ -62,7 +62,7 @@ def test_fleet_has_no_mcp_section_without_mcp_servers(console_engine: Engine) ->
     app = offline_app(console_engine)
 
     async def scenario(pilot: Pilot[None]) -> None:
-        await loaded(pilot, await show(pilot, "2", "fleet"))
+        await loaded(pilot, await show(pilot, "3", "fleet"))
         assert not app.query("#fleet-mcp")
 
     drive(app, scenario)

@@ -7,20 +7,20 @@ from datetime import datetime
 import duckdb
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Static
+from textual.widgets import DataTable, Input, Markdown, Static
 
 from console.engine import Engine
 from console.store.trace import Trace
 from console.tui.app import ConsoleOptions, FleetdeckApp
 from console.tui.panes.base import Pane
 from console.tui.panes.stream import TraceStream
-from console.tui.panes.traffic import TrafficPane
 from console.tui.readmodel import cost
 from console.tui.readmodel.clock import frozen
+from console.tui.readmodel.overview import THRESHOLDS
 from console.tui.screens.help import HelpScreen
 from console.tui.screens.trace import TraceScreen
 
-from .conftest import drive, loaded, offline_app, show, until
+from .conftest import drive, loaded, offline_app, show, show_traffic, until
 
 
 def text_of(app: FleetdeckApp, selector: str) -> str:
@@ -35,14 +35,25 @@ def test_number_keys_switch_panes_and_only_the_shown_pane_refreshes(console_engi
     app = offline_app(console_engine)
 
     async def scenario(pilot: Pilot[None]) -> None:
+        overview = pane(app, "overview")
+        assert app.active_pane is overview
+        await loaded(pilot, overview)
         traffic = pane(app, "traffic")
-        await loaded(pilot, traffic)
-        for key, pane_id in [("2", "fleet"), ("3", "cost"), ("4", "drift"), ("5", "audit"), ("1", "traffic")]:
+        assert traffic.loads == 0, "a pane that was never shown refreshed"
+        panes = [
+            ("2", "traffic"),
+            ("3", "fleet"),
+            ("4", "cost"),
+            ("5", "drift"),
+            ("6", "audit"),
+            ("1", "overview"),
+        ]
+        for key, pane_id in panes:
             shown = await show(pilot, key, pane_id)
             assert app.active_pane is shown
             await loaded(pilot, shown)
             assert [p.id for p in app.query(Pane) if p.active] == [pane_id]
-        await show(pilot, "2", "fleet")
+        await show(pilot, "3", "fleet")
         before = traffic.loads
         await loaded(pilot, pane(app, "fleet"), after=pane(app, "fleet").loads)
         await pilot.pause(1.0)
@@ -60,7 +71,7 @@ def test_traffic_lists_the_newest_traces_first(console_engine: Engine) -> None:
     )
 
     async def scenario(pilot: Pilot[None]) -> None:
-        await loaded(pilot, pane(app, "traffic"))
+        await loaded(pilot, await show_traffic(pilot))
         stream = app.query_one(TraceStream)
         assert len(stream.rows) == 1000
         assert newest is not None and stream.rows[0].request_id == newest[0]
@@ -76,7 +87,7 @@ def test_traffic_filters_and_refuses_an_unknown_field(console_engine: Engine) ->
     )
 
     async def scenario(pilot: Pilot[None]) -> None:
-        traffic = app.query_one(TrafficPane)
+        traffic = await show_traffic(pilot)
         await loaded(pilot, traffic)
         await pilot.press("slash")
         await pilot.press(*"status:error", "enter")
@@ -98,7 +109,7 @@ def test_enter_opens_the_trace_with_its_attempts_and_guards(console_engine: Engi
     app = offline_app(console_engine)
 
     async def scenario(pilot: Pilot[None]) -> None:
-        traffic = app.query_one(TrafficPane)
+        traffic = await show_traffic(pilot)
         await loaded(pilot, traffic)
         traffic.apply_filter("status:error")
         await until(pilot, lambda: bool(traffic.stream.rows) and traffic.stream.rows[0].status == "error")
@@ -124,7 +135,7 @@ def test_a_new_trace_appears_at_the_top_of_traffic(console_engine: Engine) -> No
     console_engine.start_recorder()
 
     async def scenario(pilot: Pilot[None]) -> None:
-        traffic = app.query_one(TrafficPane)
+        traffic = await show_traffic(pilot)
         await loaded(pilot, traffic)
         trace = Trace(workflow_id="curl", route="general", provider="local", status="ok", latency_ms=42.0)
         console_engine.recorder.record(trace)
@@ -138,7 +149,7 @@ def test_fleet_shows_each_model_of_the_last_hour(console_engine: Engine) -> None
     app = offline_app(console_engine)
 
     async def scenario(pilot: Pilot[None]) -> None:
-        await loaded(pilot, await show(pilot, "2", "fleet"))
+        await loaded(pilot, await show(pilot, "3", "fleet"))
         models = app.query_one("#fleet-models", DataTable)
         assert models.row_count >= 1
         assert "gateway not running" in text_of(app, "#fleet-gateway")
@@ -150,7 +161,7 @@ def test_cost_shows_every_workflow_and_route(console_engine: Engine) -> None:
     app = offline_app(console_engine)
 
     async def scenario(pilot: Pilot[None]) -> None:
-        await loaded(pilot, await show(pilot, "3", "cost"))
+        await loaded(pilot, await show(pilot, "4", "cost"))
         workflows = app.query_one("#cost-workflows", DataTable)
         names = {str(workflows.get_row_at(i)[0]) for i in range(workflows.row_count)}
         assert names >= {"invoice_parsing", "support_triage", "internal_doc_summaries", "refund_agent"}
@@ -165,7 +176,7 @@ def test_drift_is_quiet_in_the_last_week_and_lists_the_sample_drift_alert(consol
     app = offline_app(console_engine)
 
     async def scenario(pilot: Pilot[None]) -> None:
-        await loaded(pilot, await show(pilot, "4", "drift"))
+        await loaded(pilot, await show(pilot, "5", "drift"))
         assert "4 workflows, no drift" in text_of(app, "#drift-headline")
         assert not app.query_one("#drift-headline").has_class("-alert")
         assert app.query_one("#drift-table", DataTable).row_count > 20
@@ -182,7 +193,7 @@ def test_drift_in_the_drift_week_highlights_invoice_parsing(console_engine: Engi
     )
 
     async def scenario(pilot: Pilot[None]) -> None:
-        await loaded(pilot, await show(pilot, "4", "drift"))
+        await loaded(pilot, await show(pilot, "5", "drift"))
         headline = text_of(app, "#drift-headline")
         assert "in invoice_parsing (" in headline and "alerts" in headline
         assert app.query_one("#drift-headline").has_class("-alert")
@@ -205,7 +216,7 @@ def test_audit_shows_the_chain_and_the_overrides(console_engine: Engine) -> None
     app = offline_app(console_engine)
 
     async def scenario(pilot: Pilot[None]) -> None:
-        await loaded(pilot, await show(pilot, "5", "audit"))
+        await loaded(pilot, await show(pilot, "6", "audit"))
         assert "chain links intact" in text_of(app, "#audit-chain")
         assert app.query_one("#audit-overrides", DataTable).row_count > 0
         assert app.query_one("#audit-events", DataTable).row_count > 0
@@ -218,7 +229,7 @@ def test_a_verdict_is_overridden_from_the_audit_pane(console_engine: Engine) -> 
     (request_id,) = console_engine.db.cursor().execute("SELECT min(request_id) FROM traces").fetchall()[0]
 
     async def scenario(pilot: Pilot[None]) -> None:
-        await loaded(pilot, await show(pilot, "5", "audit"))
+        await loaded(pilot, await show(pilot, "6", "audit"))
         app.query_one("#audit-events", DataTable).focus()
         await pilot.press("o")
         await until(pilot, lambda: bool(app.screen.query("#override-request")), "the override dialog")
@@ -253,6 +264,9 @@ def test_command_palette_and_help(console_engine: Engine) -> None:
         await until(pilot, lambda: app.active_pane.id == "audit", "the palette to switch panes")
         await pilot.press("f1")
         assert isinstance(app.screen, HelpScreen)
+        source = app.screen.query_one(Markdown).source
+        assert "| `1` | Overview |" in source and "| `8` | Playground |" in source
+        assert all(line in source for line in THRESHOLDS.lines())  # the Overview's, from their one place
         await pilot.press("escape")
         assert not isinstance(app.screen, HelpScreen)
 
@@ -264,7 +278,7 @@ def test_traffic_keeps_up_with_a_burst_and_stays_capped(console_engine: Engine) 
     console_engine.start_recorder()
 
     async def scenario(pilot: Pilot[None]) -> None:
-        traffic = app.query_one(TrafficPane)
+        traffic = await show_traffic(pilot)
         await loaded(pilot, traffic)
         burst = [
             Trace(workflow_id="burst", route="general", status="ok", latency_ms=5.0) for _ in range(3000)
@@ -294,7 +308,7 @@ def test_a_failed_refresh_is_shown_and_the_next_one_recovers(
     monkeypatch.setattr(cost, "snapshot", flaky)
 
     async def scenario(pilot: Pilot[None]) -> None:
-        shown = await show(pilot, "3", "cost")
+        shown = await show(pilot, "4", "cost")
         await until(pilot, lambda: shown.last_error is not None, "the failure")
         assert any("could not refresh" in str(n.title) for n in app._notifications)
         assert "disk went away" in (shown.last_error or "")

@@ -20,7 +20,7 @@ from console.tui.readmodel import sql as sql_core
 
 from .conftest import SIZE, loaded, offline_app, show, until
 
-PANES = [("1", "traffic"), ("2", "fleet"), ("3", "cost"), ("4", "drift"), ("5", "audit")]
+PANES = [("2", "traffic"), ("3", "fleet"), ("4", "cost"), ("5", "drift"), ("6", "audit")]
 
 
 async def settle(pilot: Pilot[None]) -> None:
@@ -61,6 +61,12 @@ def test_pane(snap_compare: Any, console_engine: Engine, key: str, pane_id: str)
     assert snap_compare(offline_app(console_engine), run_before=ready_on(key, pane_id), terminal_size=SIZE)
 
 
+@pytest.mark.parametrize("size", [(80, 24), (180, 48)], ids=["80x24", "180x48"])
+def test_overview(snap_compare: Any, console_engine: Engine, size: tuple[int, int]) -> None:
+    """The first pane, at the smallest terminal the console is for and at a roomy one."""
+    assert snap_compare(offline_app(console_engine), run_before=ready_on("1", "overview"), terminal_size=size)
+
+
 # The SQL pane lists queries/: the snapshot sees a fixed few, so a new query file changes nothing
 # here (the other panes still find every query they run).
 SNAPSHOT_QUERIES = ("cost_per_outcome", "error_rate", "latency_slo", "spend_by_route_daily")
@@ -76,7 +82,7 @@ def test_sql_pane_after_a_query(
         app = pilot.app
         assert isinstance(app, FleetdeckApp)
         await until(pilot, lambda: app.ready, "the console")
-        pane = await show(pilot, "6", "sql")
+        pane = await show(pilot, "7", "sql")
         assert isinstance(pane, SqlPane)
         pane.editor.load_text(
             "SELECT workflow_id, status, count(*) AS calls\nFROM traces\nGROUP BY ALL\nORDER BY ALL"
@@ -92,7 +98,7 @@ def test_sql_pane_after_a_query(
 
 def test_playground_without_a_gateway(snap_compare: Any, console_engine: Engine) -> None:
     assert snap_compare(
-        offline_app(console_engine), run_before=ready_on_static("7", "playground"), terminal_size=SIZE
+        offline_app(console_engine), run_before=ready_on_static("8", "playground"), terminal_size=SIZE
     )
 
 
@@ -115,7 +121,7 @@ def test_trace_detail(snap_compare: Any, console_engine: Engine) -> None:
         app = pilot.app
         assert isinstance(app, FleetdeckApp)
         await until(pilot, lambda: app.ready, "the console")
-        traffic = await show(pilot, "1", "traffic")
+        traffic = await show(pilot, "2", "traffic")
         await loaded(pilot, traffic)
         await pilot.press("down", "down", "enter")
         await until(pilot, lambda: getattr(app.screen, "detail", None) is not None, "the trace")

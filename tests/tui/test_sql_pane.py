@@ -26,7 +26,7 @@ def status(app: FleetdeckApp) -> str:
 async def run_sql(pilot: Pilot[None], sql: str, key: str = "ctrl+j") -> SqlPane:
     app = pilot.app
     assert isinstance(app, FleetdeckApp)
-    pane = await show(pilot, "6", "sql")
+    pane = await show(pilot, "7", "sql")
     assert isinstance(pane, SqlPane)
     pane.editor.load_text(sql)
     await pilot.press(key)
@@ -91,17 +91,17 @@ def test_cancel_stops_a_long_query_and_the_other_panes_still_answer(console_engi
     app = offline_app(console_engine)
 
     async def scenario(pilot: Pilot[None]) -> None:
-        pane = await show(pilot, "6", "sql")
+        pane = await show(pilot, "7", "sql")
         assert isinstance(pane, SqlPane)
         pane.editor.load_text(LONG_QUERY)
         await pilot.press("ctrl+j")
         assert pane.running
-        await pilot.press("escape", "1")  # leave the editor, look at Traffic while it runs
+        await pilot.press("escape", "2")  # leave the editor, look at Traffic while it runs
         traffic = app.active_pane
         assert traffic.id == "traffic"
         await loaded(pilot, traffic, after=traffic.loads)
         assert pane.running, "the long query finished before it could be cancelled"
-        await show(pilot, "6", "sql")
+        await show(pilot, "7", "sql")
         await pilot.press("ctrl+g")
         await until(pilot, lambda: not pane.running, "the cancel")
         assert status(app) == "cancelled"
@@ -115,7 +115,7 @@ def test_a_saved_query_loads_into_the_editor_and_runs(console_engine: Engine) ->
     app = offline_app(console_engine)
 
     async def scenario(pilot: Pilot[None]) -> None:
-        pane = await show(pilot, "6", "sql")
+        pane = await show(pilot, "7", "sql")
         assert isinstance(pane, SqlPane)
         saved = app.query_one("#sql-saved", OptionList)
         saved.focus()

@@ -17,10 +17,9 @@ from console.policy import parse_policy
 from console.settings import Settings
 from console.tui.app import ConsoleOptions, FleetdeckApp
 from console.tui.panes.playground import PlaygroundPane
-from console.tui.panes.traffic import TrafficPane
 from console.tui.readmodel.clock import frozen
 
-from .conftest import FROZEN_NOW, SIZE, drive, loaded, show, until
+from .conftest import FROZEN_NOW, SIZE, drive, loaded, show, show_traffic, until
 
 POLICY = """
 providers:
@@ -57,7 +56,7 @@ def test_the_header_shows_the_gateway_and_its_key_and_curl_calls_appear_in_traff
         url, key = app.context.gateway_url, app.context.dev_key
         assert url is not None and key is not None
         assert f"gateway {url}/v1" in app.sub_title and key in app.sub_title
-        traffic = app.query_one(TrafficPane)
+        traffic = await show_traffic(pilot)
         await loaded(pilot, traffic)
         async with httpx.AsyncClient() as client:
             response = await client.post(
@@ -76,7 +75,7 @@ def test_fleet_shows_the_provider_and_its_breaker(console_engine: Engine, upstre
     app = gateway_app(console_engine, upstream)
 
     async def scenario(pilot: Pilot[None]) -> None:
-        await loaded(pilot, await show(pilot, "2", "fleet"))
+        await loaded(pilot, await show(pilot, "3", "fleet"))
         providers = app.query_one("#fleet-providers", DataTable)
         assert providers.row_count == 1
         row = [str(cell) for cell in providers.get_row_at(0)]
@@ -91,7 +90,7 @@ def test_playground_streams_an_answer_through_the_gateway(
     app = gateway_app(console_engine, upstream)
 
     async def scenario(pilot: Pilot[None]) -> None:
-        pane = await show(pilot, "7", "playground")
+        pane = await show(pilot, "8", "playground")
         assert isinstance(pane, PlaygroundPane)
         select = app.query_one("#playground-model", Select)
         await until(pilot, lambda: isinstance(select.value, str), "the models")
@@ -113,11 +112,12 @@ def test_an_empty_store_is_seeded_and_the_console_says_so(tmp_path: Path) -> Non
         app = FleetdeckApp(engine, ConsoleOptions(gateway=False))
 
         async def scenario(pilot: Pilot[None]) -> None:
+            await until(pilot, lambda: not app.setting_up, "the first-run import")
             assert app.seeded > 60_000
             messages = [str(n.message) for n in app._notifications]
             assert any("imported the sample traces" in m for m in messages)
-            await loaded(pilot, app.query_one(TrafficPane))
-            await loaded(pilot, await show(pilot, "5", "audit"))
+            await loaded(pilot, await show_traffic(pilot))
+            await loaded(pilot, await show(pilot, "6", "audit"))
             await pilot.press("v")
             verified = app.query_one("#audit-verified", Static)
             await until(pilot, lambda: "audit chain" in str(verified.render()), "the verification")
@@ -150,7 +150,7 @@ def test_playground_shows_the_gateways_error(console_engine: Engine, upstream: F
     app = gateway_app(console_engine, upstream)
 
     async def scenario(pilot: Pilot[None]) -> None:
-        pane = await show(pilot, "7", "playground")
+        pane = await show(pilot, "8", "playground")
         assert isinstance(pane, PlaygroundPane)
         select = app.query_one("#playground-model", Select)
         await until(pilot, lambda: isinstance(select.value, str), "the models")
@@ -206,7 +206,7 @@ def test_a_held_tool_call_is_approved_from_the_audit_pane(
     async def scenario(pilot: Pilot[None]) -> None:
         url, key = app.context.gateway_url, app.context.dev_key
         assert url is not None and key is not None
-        await loaded(pilot, await show(pilot, "5", "audit"))
+        await loaded(pilot, await show(pilot, "6", "audit"))
         async with httpx.AsyncClient(timeout=60) as client:
             asking = asyncio.ensure_future(
                 client.post(
@@ -243,7 +243,7 @@ def test_a_route_is_stopped_from_the_audit_pane(console_engine: Engine, upstream
     async def scenario(pilot: Pilot[None]) -> None:
         url, key = app.context.gateway_url, app.context.dev_key
         assert url is not None and key is not None
-        await loaded(pilot, await show(pilot, "5", "audit"))
+        await loaded(pilot, await show(pilot, "6", "audit"))
         app.query_one("#audit-events", DataTable).focus()
         await pilot.press("s")
         await until(pilot, lambda: bool(app.screen.query("#route-name")), "the stop dialog")

@@ -42,7 +42,7 @@ class TrafficPane(Pane):
         return self.query_one(TraceStream)
 
     def fetch(self, cursor: duckdb.DuckDBPyConnection) -> list[StreamRow]:
-        return traffic.recent(cursor, self.filter, traffic.STREAM_CAP)
+        return traffic.recent(cursor, self.filter, traffic.STREAM_CAP, self.context.clock())
 
     def show(self, data: list[StreamRow]) -> None:
         self.stream.set_rows(data)
@@ -78,6 +78,11 @@ class TrafficPane(Pane):
         self.filter_problem = None
         self.reload()
         return True
+
+    def show_filter(self, typed: str) -> None:
+        """Filter by what another pane asks (a tile's traces): typed in the field, where it can be edited."""
+        self.query_one("#traffic-filter", Input).value = typed
+        self.apply_filter(typed)
 
     def on_trace_stream_opened(self, message: TraceStream.Opened) -> None:
         message.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
@@ -23,17 +23,30 @@ FILTER_FIELDS = {
     "key": "key_id",
     "session": "session_id",
 }
-FILTER_HELP = "status:error  workflow:W  route:R  model:M  provider:P  key:K  session:S  or free text"
+SINCE = "since"  # since:15m, since:1h, since:7d: only the traces of that last stretch
+SINCE_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+FILTER_HELP = (
+    "status:error  workflow:W  route:R  model:M  provider:P  key:K  session:S  since:1h  or free text"
+)
 
 
 class FilterError(ValueError):
     """A filter the user typed that names no known field."""
 
 
+def parse_since(value: str) -> timedelta:
+    """`15m`, `1h`, `7d` as a duration; a FilterError names the forms that work."""
+    number, unit = value[:-1], value[-1:].lower()
+    if unit not in SINCE_UNITS or not number.isdigit() or int(number) == 0:
+        raise FilterError(f"filter: since:{value} is not a duration (since:15m, since:1h, since:7d)")
+    return int(number) * SINCE_UNITS[unit]
+
+
 @dataclass(frozen=True)
 class TrafficFilter:
     fields: dict[str, str] = field(default_factory=dict)
     text: str | None = None
+    since: str | None = None  # as typed, e.g. "1h"; the window ends at the console's now
 
     @classmethod
     def parse(cls, typed: str) -> TrafficFilter:
@@ -44,24 +57,34 @@ class TrafficFilter:
             raise FilterError(f"filter: {exc}") from None
         fields: dict[str, str] = {}
         free: list[str] = []
+        since: str | None = None
         for word in words:
             name, sep, value = word.partition(":")
             if not sep or not value:
                 free.append(word)
                 continue
+            if name.lower() == SINCE:
+                parse_since(value)
+                since = value
+                continue
             if name.lower() not in FILTER_FIELDS:
-                known = ", ".join(sorted(set(FILTER_FIELDS) - {"wf"}))
+                known = ", ".join(sorted({*FILTER_FIELDS, SINCE} - {"wf"}))
                 raise FilterError(f"filter: no field {name!r} (fields: {known})")
             fields[FILTER_FIELDS[name.lower()]] = value
-        return cls(fields, " ".join(free) or None)
+        return cls(fields, " ".join(free) or None, since)
 
-    def params(self, limit: int) -> dict[str, object]:
-        return {**self.fields, "text": self.text, "limit": limit}
+    def params(self, limit: int, now: datetime | None = None) -> dict[str, object]:
+        found: dict[str, object] = {**self.fields, "text": self.text, "limit": limit}
+        if self.since is not None and now is not None:
+            found["since"] = now - parse_since(self.since)
+        return found
 
     def describe(self) -> str:
         parts = [f"{name}={value}" for name, value in self.fields.items()]
         if self.text:
             parts.append(repr(self.text))
+        if self.since:
+            parts.append(f"last {self.since}")
         return ", ".join(parts) or "all traffic"
 
 
@@ -86,9 +109,11 @@ class StreamRow:
     key_id: str | None
 
 
-def recent(cur: duckdb.DuckDBPyConnection, flt: TrafficFilter, limit: int = STREAM_CAP) -> list[StreamRow]:
-    """The newest `limit` traces matching the filter, newest first."""
-    table = queries.run(cur, "recent_traces", flt.params(limit))
+def recent(
+    cur: duckdb.DuckDBPyConnection, flt: TrafficFilter, limit: int = STREAM_CAP, now: datetime | None = None
+) -> list[StreamRow]:
+    """The newest `limit` traces matching the filter, newest first (`since:` counts back from `now`)."""
+    table = queries.run(cur, "recent_traces", flt.params(limit, now))
     return [StreamRow(**row) for row in table.to_pylist()]
 
 

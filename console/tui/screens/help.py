@@ -10,6 +10,8 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Markdown
 
+from console.tui.readmodel.overview import THRESHOLDS
+
 HELP = """\
 # Fleetdeck
 
@@ -18,27 +20,37 @@ recorded as a trace. The panes read those traces; each refreshes only while it i
 
 | key | pane | what it shows |
 | --- | --- | --- |
-| `1` | Traffic | the live request stream; `/` filters, `Enter` opens a trace |
-| `2` | Fleet | providers, breakers, latency, errors, load, budget burn |
-| `3` | Cost | cost per resolved task per workflow, spend by route, cache savings |
-| `4` | Drift | last week's quality metrics against the four weeks before |
-| `5` | Audit | the audit log, its chain links, overrides and approvals; `v` verifies it all |
-| `6` | SQL | read-only SQL over the traces; saved queries from `queries/` |
-| `7` | Playground | chat through the gateway with a route or model |
+| `1` | Overview | a green, amber or red tile per signal; `Enter` opens what is behind one |
+| `2` | Traffic | the live request stream; `/` filters, `Enter` opens a trace |
+| `3` | Fleet | providers, breakers, latency, errors, load, budget burn |
+| `4` | Cost | cost per resolved task per workflow, spend by route, cache savings |
+| `5` | Drift | last week's quality metrics against the four weeks before |
+| `6` | Audit | the audit log, its chain links, overrides and approvals; `v` verifies it all |
+| `7` | SQL | read-only SQL over the traces; saved queries from `queries/` |
+| `8` | Playground | chat through the gateway with a route or model |
 
 ## Keys everywhere
 
-- `1`–`7` switch panes (while typing in a text field the digit is typed: `Esc` or
+- `1`–`8` switch panes (while typing in a text field the digit is typed: `Esc` or
   `Tab` leaves the field first)
 - `ctrl+p` command palette: every pane and action
 - `F1` this help, `Esc` closes it
 - `ctrl+q` quit
 
+## Overview
+
+Arrows move between tiles; `Enter` opens what is behind one: Traffic filtered to its
+calls (the filter is in the field, to edit), or the pane that holds it. The tiles turn
+amber and red at these thresholds:
+
+{thresholds}
+
 ## Traffic
 
 Filter with `field:value` words (`status:error`, `workflow:support-triage`,
-`route:triage_ticket`, `model:local/smollm2-135m`, `provider:local`, `key:K`) and free
-text, e.g. `status:error timeout`. `Esc` clears the filter.
+`route:triage_ticket`, `model:local/smollm2-135m`, `provider:local`, `key:K`), `since:1h`
+(also `15m`, `7d`: the last stretch before now) and free text, e.g. `status:error timeout`.
+`Esc` clears the filter.
 
 ## SQL
 
@@ -60,4 +72,4 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-body", classes="dialog"):
-            yield Markdown(HELP)
+            yield Markdown(HELP.format(thresholds="\n".join(f"- {line}" for line in THRESHOLDS.lines())))
