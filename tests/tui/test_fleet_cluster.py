@@ -37,7 +37,7 @@ def test_fleet_lists_the_clusters_replicas(store: Path, tmp_path: Path, upstream
                 app = gateway_app(engine, upstream)
 
                 async def scenario(pilot: Pilot[None]) -> None:
-                    await loaded(pilot, await show(pilot, "2", "fleet"))
+                    await loaded(pilot, await show(pilot, "3", "fleet"))
                     table = app.query_one("#fleet-replicas", DataTable)
                     await until(pilot, lambda: table.row_count == 2, "both replicas in the Fleet pane")
                     rows = [[str(cell) for cell in table.get_row_at(i)] for i in range(2)]
@@ -54,7 +54,7 @@ def test_one_box_shows_no_replicas(console_engine: Engine, upstream: FakeOpenAI)
     app = gateway_app(console_engine, upstream)
 
     async def scenario(pilot: Pilot[None]) -> None:
-        await loaded(pilot, await show(pilot, "2", "fleet"))
+        await loaded(pilot, await show(pilot, "3", "fleet"))
         assert not app.query_one("#fleet-replicas", DataTable).display
 
     drive(app, scenario)
