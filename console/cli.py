@@ -386,8 +386,9 @@ def approvals_list(data_dir: DataDir = None) -> None:
     if not pending:
         typer.echo("No tool call is waiting for approval.")
     for call in pending:
+        where = f"route {call['route']}  " if call.get("route") else ""  # an MCP tool call may have none
         typer.echo(
-            f"{call['approval_id']}  {call['held_at'][:19]}  {call['tool']}  route {call['route']}  "
+            f"{call['approval_id']}  {call['held_at'][:19]}  {call['tool']}  {where}"
             f"by {call['requested_by']}  args {call['arguments'][:80]}"
         )
 
