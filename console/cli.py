@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import os
 import socket
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -180,6 +182,7 @@ def serve(
     data_dir: DataDir = None,
 ) -> None:
     """Run the gateway headless: an OpenAI-compatible API on http://HOST:PORT/v1."""
+    announce = _own_stdout()  # before any thread loads a model
     settings = load_settings(data_dir)
     try:
         chosen = policies.load_policy(policy) if policy else None
@@ -195,11 +198,28 @@ def serve(
                 "fleetdeck keys create --name app --env dev",
                 err=True,
             )
-        engine.on_listening = lambda url: typer.echo(
+        announce = _own_stdout()
+        engine.on_listening = lambda url: announce(
             f"Fleetdeck gateway on {url}/v1 (data: {settings.data_dir})"
         )
         with contextlib.suppress(KeyboardInterrupt):
             engine.serve()
+
+
+def _own_stdout() -> Callable[[str], None]:
+    """A writer to this process's stdout that survives llama-cpp-python's quiet loading, which
+    points file descriptors 1 and 2 at /dev/null while a model loads, on any thread (the
+    embedders warm up while the gateway starts): the address line must reach the caller."""
+    try:
+        stream = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1, encoding="utf-8")
+    except (OSError, ValueError, AttributeError):  # no real stdout (e.g. captured): echo as usual
+        return typer.echo
+
+    def write(line: str) -> None:
+        stream.write(line + "\n")
+        stream.flush()
+
+    return write
 
 
 @policy_app.command("check")
