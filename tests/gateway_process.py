@@ -172,3 +172,14 @@ def rows_once_there(
             assert rows, missing
             return rows
         time.sleep(0.05)
+
+
+def wait_for_held(served: Served, timeout_s: float = 30.0) -> str:
+    """The approval id of the first tool call held for a human, as `approvals list` shows it."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        listed = run_cli(served.data_dir, "approvals", "list").stdout.split()
+        if listed and listed[0].startswith("apr_"):
+            return listed[0]
+        time.sleep(0.1)  # polls the instance; each poll is a CLI child process
+    raise AssertionError("no tool call was held")

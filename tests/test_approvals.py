@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 from fakes.openai_upstream import FakeOpenAI
-from gateway_process import Served, fleetdeck_serve, rows_once_there, trace_of
+from gateway_process import Served, fleetdeck_serve, rows_once_there, trace_of, wait_for_held
 from gateway_process import run_cli as cli
 
 from console.gateway.admin import AdminEndpoint
@@ -58,16 +58,6 @@ def held_while(served: Served, name: str, decide: str) -> tuple[httpx.Response, 
     assert done.returncode == 0, done.stderr
     asking.join(timeout=60)
     return answer[0], approval_id
-
-
-def wait_for_held(served: Served) -> str:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        listed = cli(served.data_dir, "approvals", "list").stdout.split()
-        if listed and listed[0].startswith("apr_"):
-            return listed[0]
-        time.sleep(0.2)
-    raise AssertionError("no tool call was held")
 
 
 def entries(served: Served, approval_id: str) -> list[dict[str, Any]]:

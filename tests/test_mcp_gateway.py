@@ -24,7 +24,7 @@ import mcp_types as types
 import pytest
 from fakes.mcp_crm import FakeCrm
 from fakes.openai_upstream import FakeOpenAI
-from gateway_process import REPO, Served, create_key, fleetdeck_serve, rows_once_there, run_cli
+from gateway_process import REPO, Served, create_key, fleetdeck_serve, rows_once_there, run_cli, wait_for_held
 from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
@@ -294,16 +294,6 @@ async def test_servers_get_their_secrets_and_no_store_holds_them(
 
 
 # -- approvals ---------------------------------------------------------------------------
-
-
-def wait_for_held(served: Served) -> str:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        listed = run_cli(served.data_dir, "approvals", "list").stdout.split()
-        if listed and listed[0].startswith("apr_"):
-            return listed[0]
-        time.sleep(0.1)
-    raise AssertionError("no tool call was held")
 
 
 @pytest.mark.parametrize("decision", ["approve", "deny"])
