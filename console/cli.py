@@ -198,7 +198,6 @@ def serve(
                 "fleetdeck keys create --name app --env dev",
                 err=True,
             )
-        announce = _own_stdout()
         engine.on_listening = lambda url: announce(
             f"Fleetdeck gateway on {url}/v1 (data: {settings.data_dir})"
         )

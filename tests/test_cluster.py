@@ -436,11 +436,6 @@ def test_uncapped_keys_follow_the_setting_while_postgresql_is_away(
 
 
 @pytest.mark.usefixtures("pepper")
-@pytest.mark.xfail(
-    strict=False,
-    reason="open: a replica whose store served alone before sometimes serves but does not print "
-    "its address within 60 s (seen 2 runs in 3 on merged main, session 5 note); being investigated",
-)
 def test_a_single_box_joining_brings_what_it_spent_today_once(
     tmp_path: Path, policy: str, schema: str
 ) -> None:
