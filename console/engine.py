@@ -464,6 +464,7 @@ class Engine:
             "evaluator": self.evaluator.stats() if self.evaluator else None,
             "mcp": {u.name: u.listing() for u in self.mcp.upstreams.values()} if self.mcp else {},
             "otlp": self.otlp.stats() if self.otlp else None,
+            "cache": self._cache.stats() if self._cache else None,
             "budgets": [
                 {
                     "scope": b.scope,

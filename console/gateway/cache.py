@@ -228,6 +228,13 @@ class ResponseCache:
         self._pending: queue.Queue[Entry | None] = queue.Queue()
         self._writer: threading.Thread | None = None
         self._expired: list[str] = []
+        self._indexed = threading.Event()  # the stored entries' vectors are searchable
+
+    def stats(self) -> dict[str, object]:
+        """For /healthz: until `indexed`, semantic lookups of stored entries miss."""
+        with self._lock:
+            vectors = sum(len(index.entry_ids) for index in self._scopes.values())
+        return {"entries": len(self._entries), "vectors": vectors, "indexed": self._indexed.is_set()}
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -430,6 +437,7 @@ class ResponseCache:
         scopes = self._saved.load(by_scope, self._keys)
         with self._lock:
             self._scopes.update(scopes)
+        self._indexed.set()
         if loaded:
             log.info("cache: %d entries loaded, %d scopes indexed", len(loaded), len(by_scope))
 
