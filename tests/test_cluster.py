@@ -34,6 +34,7 @@ from gateway_process import Served, create_key, fleetdeck_serve, run_cli
 from postgres import PG_HOST, PG_PORT, fresh_schema, needs_postgresql, pg_url
 
 from console.clock import utc_now
+from console.cluster.schema import MIGRATIONS
 from console.gateway.admin import AdminEndpoint
 from console.gateway.budget import NANOS, period_key
 from console.secrets import PEPPER_NAME, secret_env_name
@@ -55,6 +56,7 @@ routes:
   - {{intent: other, primary: lab/mock-gpt, max_retries: 0}}
 default_route: capped
 """
+LATEST = len(MIGRATIONS)
 PROPAGATION_S = 1.0  # a revoked key or a stopped route is refused everywhere within this
 
 
@@ -307,10 +309,10 @@ def test_cluster_init_migrates_once_and_status_says_what_is_missing(schema: str,
     before = cluster_cli(schema, "status")
     assert before.returncode == 0 and "Not initialised: run `fleetdeck cluster init`" in before.stdout
     first, again = cluster_cli(schema, "init"), cluster_cli(schema, "init")
-    assert "version 1 (1 migration(s) applied)" in first.stdout, first.stderr
-    assert "version 1 (0 migration(s) applied)" in again.stdout, again.stderr
+    assert f"version {LATEST} ({LATEST} migration(s) applied)" in first.stdout, first.stderr
+    assert f"version {LATEST} (0 migration(s) applied)" in again.stdout, again.stderr
     doc = orjson.loads(cluster_cli(schema, "status", "--format", "json").stdout)
-    assert doc["version"] == doc["latest"] == 1 and doc["replicas"] == [] and doc["ledger"] == []
+    assert doc["version"] == doc["latest"] == LATEST and doc["replicas"] == [] and doc["ledger"] == []
 
     # with no replica running, key and stop changes made from the command line go to the cluster too
     data = str(tmp_path / "offline")
