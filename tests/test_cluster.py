@@ -500,3 +500,21 @@ def test_two_ledgers_reserve_all_or_none_across_caps_and_settle_once(schema: str
     spent = dict(pg(schema, "SELECT scope, spent FROM buckets"))
     assert spent["route:shared"] == 15 * 1000 and spent["key:a"] == len(held_a) * 1000
     assert spent["key:b"] == len(held_b) * 1000
+
+
+@pytest.mark.usefixtures("pepper")
+def test_300_calls_over_three_replicas_against_60_requests_a_minute(
+    tmp_path: Path, policy: str, schema: str
+) -> None:
+    """The key's rate limit is counted in PostgreSQL: 60 served across the three, not 60 each."""
+    token = create_key(tmp_path / "replica-0", "limited", rate_limits={"requests_per_minute": 60})
+    with replicas(tmp_path, policy, schema) as fleet:
+        wait_until(accepted_everywhere(fleet, token), 10, "the limited key reached every replica")
+        used = len(pg(schema, "SELECT 1 FROM rate_takes"))  # the probes of accepted_everywhere
+        responses = burst(fleet, token, 300)
+    counts = outcome_counts(responses)
+    assert counts == {"served": 60 - used, "rate_limit_exceeded": 240 + used}
+    for refused in (r for r in responses if r.status_code == 429):
+        assert refused.headers["x-ratelimit-limit-requests"] == "60"
+        assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+        assert int(refused.headers["retry-after"]) >= 1

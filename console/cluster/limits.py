@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from console.cluster.ledger import FAILURES, SETTLE_RETRY_S, where
+from console.cluster.ledger import FAILURES, POOL_SIZE, QUEUE_FACTOR, SETTLE_RETRY_S, where
 from console.gateway.limits import (
     Held,
     Limit,
@@ -24,7 +24,6 @@ from console.gateway.limits import (
     retry_headers,
 )
 
-POOL_SIZE = 4
 RELEASE_TRIES = 5  # after these the lease lapses on its own
 ADMIT = "SELECT refused, kind, requests, tokens, reset_s, retry_s FROM rate_admit(%s,%s,%s,%s,%s,%s,%s,%s,%s)"
 
@@ -47,6 +46,7 @@ class SharedLimiter:
         self._pool: AsyncConnectionPool | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._releasing: set[asyncio.Task[None]] = set()
+        self._down = False  # the last admission could not reach PostgreSQL: wait no longer than wait_s
         self.where = where(conninfo)
 
     async def acquire(self, limits: Sequence[Limit], tokens: int) -> Held | Throttled:
@@ -70,14 +70,18 @@ class SharedLimiter:
             self._lease_s,
             self.replica,
         ]
+        wait_s = self._wait_s if self._down else QUEUE_FACTOR * self._wait_s  # a burst queues for the pool
         try:
-            async with asyncio.timeout(2 * self._wait_s):
+            async with asyncio.timeout(wait_s + self._wait_s):
                 pool = await self._open()
-                async with pool.connection(timeout=self._wait_s) as conn:
+                async with pool.connection(timeout=wait_s) as conn:
                     cur = await conn.execute(ADMIT, params)
-                    return await cur.fetchall()
+                    rows = await cur.fetchall()
         except FAILURES as exc:
+            self._down = True
             raise LimitsUnavailable(self._unreachable(exc)) from None
+        self._down = False
+        return rows
 
     def _unreachable(self, exc: BaseException) -> str:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
