@@ -29,6 +29,7 @@ from console.gateway.cache import ResponseCache, embed_via
 from console.gateway.executor import Executor
 from console.gateway.injection_guard import InjectionGuard
 from console.gateway.key_admin import CONSOLE_KEY_NAME, CONSOLE_KEY_SECRET, KeyAdmin
+from console.gateway.limits import RateLimiter
 from console.gateway.oversight import FallbackNotes, Oversight, RouteStops, Stop
 from console.gateway.pipeline import Gateway
 from console.gateway.pricing import ModelPrices, PriceBook
@@ -135,6 +136,7 @@ class Engine:
             policy=self.policy,
             keys=self.key_admin.registry if self.settings.auth_required else None,
             ledger=self.cluster.ledger if self.cluster else self._ledger(),
+            limiter=self.cluster.limiter if self.cluster else RateLimiter(),
             refuse_uncapped_in_outage=self.settings.cluster_uncapped == "refuse",
             steps=self._task_steps(),
             stops=self.oversight.stops,
@@ -496,6 +498,7 @@ class Engine:
     async def _close_providers(self) -> None:
         if self.cluster is not None:
             await self.cluster.ledger.aclose()
+            await self.cluster.limiter.aclose()
         if self.evaluator is not None:
             await self.evaluator.aclose()
         for provider in self.providers.values():

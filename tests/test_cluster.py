@@ -34,6 +34,7 @@ from gateway_process import Served, create_key, fleetdeck_serve, run_cli
 from postgres import PG_HOST, PG_PORT, fresh_schema, needs_postgresql, pg_url
 
 from console.clock import utc_now
+from console.cluster.schema import MIGRATIONS
 from console.gateway.admin import AdminEndpoint
 from console.gateway.budget import NANOS, period_key
 from console.secrets import PEPPER_NAME, secret_env_name
@@ -55,6 +56,7 @@ routes:
   - {{intent: other, primary: lab/mock-gpt, max_retries: 0}}
 default_route: capped
 """
+LATEST = len(MIGRATIONS)
 PROPAGATION_S = 1.0  # a revoked key or a stopped route is refused everywhere within this
 
 
@@ -307,10 +309,10 @@ def test_cluster_init_migrates_once_and_status_says_what_is_missing(schema: str,
     before = cluster_cli(schema, "status")
     assert before.returncode == 0 and "Not initialised: run `fleetdeck cluster init`" in before.stdout
     first, again = cluster_cli(schema, "init"), cluster_cli(schema, "init")
-    assert "version 1 (1 migration(s) applied)" in first.stdout, first.stderr
-    assert "version 1 (0 migration(s) applied)" in again.stdout, again.stderr
+    assert f"version {LATEST} ({LATEST} migration(s) applied)" in first.stdout, first.stderr
+    assert f"version {LATEST} (0 migration(s) applied)" in again.stdout, again.stderr
     doc = orjson.loads(cluster_cli(schema, "status", "--format", "json").stdout)
-    assert doc["version"] == doc["latest"] == 1 and doc["replicas"] == [] and doc["ledger"] == []
+    assert doc["version"] == doc["latest"] == LATEST and doc["replicas"] == [] and doc["ledger"] == []
 
     # with no replica running, key and stop changes made from the command line go to the cluster too
     data = str(tmp_path / "offline")
@@ -493,3 +495,21 @@ def test_two_ledgers_reserve_all_or_none_across_caps_and_settle_once(schema: str
     spent = dict(pg(schema, "SELECT scope, spent FROM buckets"))
     assert spent["route:shared"] == 15 * 1000 and spent["key:a"] == len(held_a) * 1000
     assert spent["key:b"] == len(held_b) * 1000
+
+
+@pytest.mark.usefixtures("pepper")
+def test_300_calls_over_three_replicas_against_60_requests_a_minute(
+    tmp_path: Path, policy: str, schema: str
+) -> None:
+    """The key's rate limit is counted in PostgreSQL: 60 served across the three, not 60 each."""
+    token = create_key(tmp_path / "replica-0", "limited", rate_limits={"requests_per_minute": 60})
+    with replicas(tmp_path, policy, schema) as fleet:
+        wait_until(accepted_everywhere(fleet, token), 10, "the limited key reached every replica")
+        used = len(pg(schema, "SELECT 1 FROM rate_takes"))  # the probes of accepted_everywhere
+        responses = burst(fleet, token, 300)
+    counts = outcome_counts(responses)
+    assert counts == {"served": 60 - used, "rate_limit_exceeded": 240 + used}
+    for refused in (r for r in responses if r.status_code == 429):
+        assert refused.headers["x-ratelimit-limit-requests"] == "60"
+        assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+        assert int(refused.headers["retry-after"]) >= 1

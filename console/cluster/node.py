@@ -22,6 +22,7 @@ from psycopg import sql
 
 from console.cluster import schema, status
 from console.cluster.ledger import FAILURES, Outage, SharedLedger
+from console.cluster.limits import SharedLimiter
 from console.errors import Unavailable
 from console.gateway.budget import nanos_up, period_key
 from console.gateway.key_admin import virtual_key
@@ -53,6 +54,9 @@ def naive_utc(at: datetime | None) -> datetime | None:
     return at.astimezone(UTC).replace(tzinfo=None) if at is not None and at.tzinfo else at
 
 
+RATE_LEASE_S = 600.0  # a concurrency slot whose replica died lapses after this (cluster_lease_s if set)
+
+
 def aware_utc(at: datetime | None) -> datetime | None:
     return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
@@ -75,6 +79,13 @@ class Cluster:
             wait_s=settings.cluster_wait_s,
             lease_s=settings.cluster_lease_s,
             on_outage_over=self._audit_outage,
+        )
+        self.limiter = SharedLimiter(
+            self.conninfo,
+            self.schema,
+            self.replica,
+            wait_s=settings.cluster_wait_s,
+            lease_s=settings.cluster_lease_s or RATE_LEASE_S,
         )
         self._registry: KeyRegistry | None = None
         self._stops: RouteStops | None = None

@@ -122,6 +122,100 @@ MIGRATIONS: tuple[str, ...] = (
         RETURN true;
     END $$;
     """,
+    # Rate limits: one row per admitted call and scope (`rate_takes`), its window sliding over
+    # `at`; a call in flight holds its concurrency slot until `lease_until` (NULL once released),
+    # so a replica that dies frees its slots at the lease's end. `rate_admit` row-locks each
+    # scope (`rate_scopes`, in the caller's sorted order), then counts in a fresh snapshot and
+    # inserts the takes only when every limit has room: all or none, one round trip.
+    """
+    CREATE TABLE rate_scopes (scope text PRIMARY KEY);
+    CREATE TABLE rate_takes (
+        take uuid NOT NULL,
+        scope text NOT NULL,
+        at timestamptz NOT NULL,
+        tokens bigint NOT NULL,
+        replica text NOT NULL,
+        lease_until timestamptz,
+        PRIMARY KEY (take, scope)
+    );
+    CREATE INDEX rate_takes_by_scope ON rate_takes (scope, at);
+    CREATE FUNCTION rate_usage(p_scope text, p_window double precision, p_now timestamptz)
+    RETURNS TABLE (requests bigint, tokens bigint, reset_s double precision, in_flight bigint)
+    LANGUAGE sql STABLE AS $$
+        SELECT count(*) FILTER (WHERE t.at > p_now - make_interval(secs => p_window)),
+               coalesce(sum(t.tokens) FILTER (WHERE t.at > p_now - make_interval(secs => p_window)), 0),
+               coalesce(extract(epoch FROM
+                   min(t.at) FILTER (WHERE t.at > p_now - make_interval(secs => p_window))
+                   + make_interval(secs => p_window) - p_now), 0)::double precision,
+               count(*) FILTER (WHERE t.lease_until > p_now)
+        FROM rate_takes t WHERE t.scope = p_scope
+    $$;
+    CREATE FUNCTION rate_retry_s(
+        p_scope text, p_window double precision, p_now timestamptz, p_kind text, p_room bigint
+    ) RETURNS double precision
+    LANGUAGE sql STABLE AS $$
+        -- requests: when the p_room-th newest take leaves; tokens: when p_room tokens have left
+        SELECT coalesce(extract(epoch FROM min(w.at) + make_interval(secs => p_window) - p_now), p_window)
+        FROM (
+            SELECT t.at, row_number() OVER (ORDER BY t.at DESC) AS newest,
+                   sum(t.tokens) OVER (ORDER BY t.at, t.take ROWS UNBOUNDED PRECEDING) AS freed
+            FROM rate_takes t
+            WHERE t.scope = p_scope AND t.at > p_now - make_interval(secs => p_window)
+        ) w
+        WHERE (p_kind = 'requests' AND w.newest = p_room) OR (p_kind = 'tokens' AND w.freed >= p_room)
+    $$;
+    CREATE FUNCTION rate_admit(
+        p_take uuid, p_scopes text[], p_windows double precision[], p_requests bigint[],
+        p_tokens bigint[], p_concurrent bigint[], p_want bigint, p_lease_s double precision,
+        p_replica text
+    ) RETURNS TABLE (refused integer, kind text, requests bigint, tokens bigint,
+                     reset_s double precision, retry_s double precision)
+    LANGUAGE plpgsql AS $$
+    DECLARE
+        i integer;
+        v_now timestamptz;
+        u record;
+    BEGIN
+        FOR i IN 1 .. array_length(p_scopes, 1) LOOP  -- the caller sorts the scopes
+            INSERT INTO rate_scopes AS r (scope) VALUES (p_scopes[i])
+            ON CONFLICT (scope) DO UPDATE SET scope = r.scope;
+        END LOOP;
+        v_now := clock_timestamp();
+        FOR i IN 1 .. array_length(p_scopes, 1) LOOP
+            DELETE FROM rate_takes t WHERE t.scope = p_scopes[i]
+                AND t.at <= v_now - make_interval(secs => p_windows[i])
+                AND (t.lease_until IS NULL OR t.lease_until <= v_now);
+            SELECT * INTO u FROM rate_usage(p_scopes[i], p_windows[i], v_now);
+            IF p_concurrent[i] IS NOT NULL AND u.in_flight >= p_concurrent[i] THEN
+                RETURN QUERY SELECT i, 'concurrent'::text, u.requests, u.tokens, u.reset_s,
+                    1.0::double precision;
+                RETURN;
+            ELSIF p_requests[i] IS NOT NULL AND u.requests >= p_requests[i] THEN
+                RETURN QUERY SELECT i, 'requests'::text, u.requests, u.tokens, u.reset_s,
+                    rate_retry_s(p_scopes[i], p_windows[i], v_now, 'requests', p_requests[i]);
+                RETURN;
+            ELSIF p_tokens[i] IS NOT NULL AND u.tokens + p_want > p_tokens[i] THEN
+                RETURN QUERY SELECT i, 'tokens'::text, u.requests, u.tokens, u.reset_s,
+                    CASE WHEN p_want > p_tokens[i] THEN p_windows[i]
+                    ELSE rate_retry_s(p_scopes[i], p_windows[i], v_now, 'tokens',
+                                      u.tokens + p_want - p_tokens[i])
+                    END;
+                RETURN;
+            END IF;
+        END LOOP;
+        INSERT INTO rate_takes (take, scope, at, tokens, replica, lease_until)
+        SELECT p_take, s, v_now, p_want, p_replica, v_now + make_interval(secs => p_lease_s)
+        FROM unnest(p_scopes) AS s;
+        FOR i IN 1 .. array_length(p_scopes, 1) LOOP
+            RETURN QUERY SELECT 0, NULL::text, x.requests, x.tokens, x.reset_s, 0.0::double precision
+                FROM rate_usage(p_scopes[i], p_windows[i], v_now) x;
+        END LOOP;
+    END $$;
+    CREATE FUNCTION rate_release(p_take uuid, p_tokens bigint) RETURNS void
+    LANGUAGE sql AS $$
+        UPDATE rate_takes SET lease_until = NULL, tokens = coalesce(p_tokens, tokens) WHERE take = p_take
+    $$;
+    """,
 )
 
 

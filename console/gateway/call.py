@@ -27,7 +27,7 @@ from console.gateway.budget import Reservation
 from console.gateway.classifier import Classification
 from console.gateway.executor import Attempt, Served, Target
 from console.gateway.keys import VirtualKey
-from console.gateway.limits import Lease
+from console.gateway.limits import Held
 from console.gateway.openai_api import ApiError
 from console.gateway.router import Decision
 from console.gateway.services import GatewayServices
@@ -130,7 +130,7 @@ class Call:
     pii_mode: str = "redact"
     lookup: response_cache.Lookup | None = None
     reservation: Reservation | None = None
-    lease: Lease | None = None  # its share of the rate limits, given back when it ends
+    lease: Held | None = None  # its share of the rate limits, given back when it ends
     served: Served[Body] | None = None  # the upstream's answer (not for streams)
     escalated: escalation.Escalated | None = None  # the small tier's answer that failed a check
     answer: Body | None = None  # the reply, once there is one

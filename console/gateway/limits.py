@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from console.gateway.keys import VirtualKey
 from console.policy import Policy, RateLimitConfig, Route
@@ -120,6 +121,27 @@ class Throttled:
         )
 
 
+class LimitsUnavailable(Exception):
+    """A shared limiter cannot be reached: the call is refused, never admitted unlimited."""
+
+
+class Held(Protocol):
+    """An admitted call's share of its limits (what `Call.finish` gives back)."""
+
+    headers: dict[str, str]
+
+    def release(self, tokens_used: int | None) -> None: ...
+
+
+class Limiter(Protocol):
+    """Where rate limits are counted: this process (`RateLimiter`) or the cluster's PostgreSQL
+    (console/cluster/limits.py). The limit step and `Call.finish` use only this."""
+
+    async def acquire(self, limits: Sequence[Limit], tokens: int) -> Held | Throttled:
+        """Admitted under every limit or none; LimitsUnavailable when it cannot tell."""
+        ...
+
+
 class Lease:
     """An admitted call's share of its limits, released (tokens settled) when it ends."""
 
@@ -141,6 +163,9 @@ class RateLimiter:
         self._clock = clock
         self._lock = threading.Lock()  # admin threads settle too; admission must be atomic
         self._windows: dict[str, _Window] = {}
+
+    async def acquire(self, limits: Sequence[Limit], tokens: int) -> Held | Throttled:
+        return self.admit(limits, tokens)
 
     def admit(self, limits: Sequence[Limit], tokens: int) -> Lease | Throttled:
         now = self._clock()
@@ -190,32 +215,50 @@ def _refusal(limit: Limit, window: _Window, tokens: int, now: float) -> Throttle
 
 def _throttled(limit: Limit, kind: str, value: int, after_s: float, window: _Window, now: float) -> Throttled:
     after_s = max(after_s, 0.001)
-    headers = {
-        **_headers([limit], [window], now),
-        "retry-after": str(math.ceil(after_s)),
-        "retry-after-ms": str(math.ceil(after_s * 1000)),
-    }
+    headers = {**_headers([limit], [window], now), **retry_headers(after_s)}
     return Throttled(limit.scope, kind, value, after_s, headers)
 
 
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What one limit's window holds: the calls and tokens in it, and when its oldest leaves."""
+
+    limit: Limit
+    requests: int
+    tokens: int
+    reset_s: float
+
+
 def _headers(limits: Sequence[Limit], windows: Sequence[_Window], now: float) -> dict[str, str]:
+    return rate_headers(
+        [
+            Usage(limit, len(w.taken), w.tokens(), w.taken[0].at + limit.window_s - now if w.taken else 0.0)
+            for limit, w in zip(limits, windows, strict=True)
+        ]
+    )
+
+
+def rate_headers(usages: Sequence[Usage]) -> dict[str, str]:
     """OpenAI's x-ratelimit-* headers for the tightest request and token limits."""
     headers: dict[str, str] = {}
     for kind in ("requests", "tokens"):
         tightest: tuple[int, int, float] | None = None
-        for limit, window in zip(limits, windows, strict=True):
-            value = limit.requests if kind == "requests" else limit.tokens
+        for usage in usages:
+            value = usage.limit.requests if kind == "requests" else usage.limit.tokens
             if value is None:
                 continue
-            used = len(window.taken) if kind == "requests" else window.tokens()
-            reset = window.taken[0].at + limit.window_s - now if window.taken else 0.0
+            used = usage.requests if kind == "requests" else usage.tokens
             if tightest is None or value - used < tightest[1]:
-                tightest = (value, value - used, reset)
+                tightest = (value, value - used, usage.reset_s)
         if tightest is not None:
             headers[f"x-ratelimit-limit-{kind}"] = str(tightest[0])
             headers[f"x-ratelimit-remaining-{kind}"] = str(max(tightest[1], 0))
             headers[f"x-ratelimit-reset-{kind}"] = _duration(tightest[2])
     return headers
+
+
+def retry_headers(after_s: float) -> dict[str, str]:
+    return {"retry-after": str(math.ceil(after_s)), "retry-after-ms": str(math.ceil(after_s * 1000))}
 
 
 def _duration(seconds: float) -> str:

@@ -11,7 +11,7 @@ from console.gateway.cache import ResponseCache
 from console.gateway.executor import Executor
 from console.gateway.injection_guard import InjectionGuard
 from console.gateway.keys import KeyRegistry
-from console.gateway.limits import RateLimiter
+from console.gateway.limits import Limiter, RateLimiter
 from console.gateway.oversight import FallbackNotes, RouteStops
 from console.gateway.pricing import PriceBook
 from console.gateway.prompts import PromptRegistry
@@ -39,7 +39,7 @@ class GatewayServices:
     policy: Policy
     keys: KeyRegistry | None  # None: no key needed (a trusted single-user box)
     ledger: Ledger = field(default_factory=LocalLedger)
-    limiter: RateLimiter = field(default_factory=RateLimiter)
+    limiter: Limiter = field(default_factory=RateLimiter)
     steps: TaskSteps = field(default_factory=TaskSteps)
     stops: RouteStops = field(default_factory=RouteStops)
     fallbacks: FallbackNotes | None = None

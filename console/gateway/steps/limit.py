@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from console.gateway import budget
 from console.gateway.call import Call
-from console.gateway.limits import Throttled, limits_for
+from console.gateway.limits import LimitsUnavailable, Throttled, limits_for
 from console.gateway.openai_api import ApiError
 from console.policy import DEFAULT_MAX_TOKENS
 
@@ -17,7 +17,12 @@ async def apply_rate_limits(call: Call) -> None:
     if not limits:
         return
     tokens = _token_estimate(call) if any(limit.tokens is not None for limit in limits) else 0
-    admitted = call.services.limiter.admit(limits, tokens)
+    try:
+        admitted = await call.services.limiter.acquire(limits, tokens)
+    except LimitsUnavailable as exc:
+        call.trace.status, call.trace.reason_code = "error", "limits-unavailable"
+        call.trace.error_type = "limits_unavailable"
+        raise ApiError(503, str(exc), type_="api_error", code="limits_unavailable") from None
     if isinstance(admitted, Throttled):
         call.trace.status, call.trace.reason_code = "rate_limited", "rate-limited"
         raise ApiError(
