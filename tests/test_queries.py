@@ -106,14 +106,20 @@ def test_header_params_are_the_sql_params(name: str) -> None:
     assert set(declared) == dollar_names(query.sql)
 
 
+SCHEMA_QUERIES = frozenset({"sql_catalog"})
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_runs_on_an_empty_database_without_warnings(cur: duckdb.DuckDBPyConnection, name: str) -> None:
     query = queries.load(name)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert queries.run(cur, name, {}).num_rows == 0
+        rows = queries.run(cur, name, {}).num_rows
+        # sql_catalog reads the schema, not the data: an empty store still has its tables.
+        assert rows > 0 if name in SCHEMA_QUERIES else rows == 0
         given = {param.name: SAMPLE_VALUES[param.type] for param in query.params}
-        assert queries.run(cur, query, given).num_rows == 0
+        again = queries.run(cur, query, given).num_rows
+        assert again > 0 if name in SCHEMA_QUERIES else again == 0
 
 
 # --- loading and binding -------------------------------------------------------------------

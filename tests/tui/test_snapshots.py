@@ -84,6 +84,7 @@ def test_sql_pane_after_a_query(
         await until(pilot, lambda: app.ready, "the console")
         pane = await show(pilot, "7", "sql")
         assert isinstance(pane, SqlPane)
+        await until(pilot, lambda: pane.catalog is not None, "the catalog")
         pane.editor.load_text(
             "SELECT workflow_id, status, count(*) AS calls\nFROM traces\nGROUP BY ALL\nORDER BY ALL"
         )

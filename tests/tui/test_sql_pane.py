@@ -6,7 +6,7 @@ from pathlib import Path
 
 import duckdb
 from textual.pilot import Pilot
-from textual.widgets import Input, OptionList, RadioSet, Static
+from textual.widgets import Input, OptionList, RadioSet, Static, Tree
 from textual_fastdatatable import DataTable as ResultTable
 
 from console.engine import Engine
@@ -156,3 +156,109 @@ def test_export_writes_the_whole_result_as_parquet_and_csv(console_engine: Engin
             25000,
         )
         assert check.execute(f"SELECT count(*) FROM read_csv('{tmp_path / 'n.csv'}')").fetchone() == (25000,)
+
+
+# Issue 21: the catalog, completion, history and keys of the editor.
+
+
+async def sql_pane(pilot: Pilot[None]) -> SqlPane:
+    pane = await show(pilot, "7", "sql")
+    assert isinstance(pane, SqlPane)
+    await pilot.app.workers.wait_for_complete()
+    await until(pilot, lambda: pane.catalog is not None, "the catalog")
+    await pilot.pause()
+    return pane
+
+
+def test_the_catalog_lists_the_traces_table_and_its_columns(console_engine: Engine) -> None:
+    app = offline_app(console_engine)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        pane = await sql_pane(pilot)
+        tree = app.query_one("#sql-catalog", Tree)
+        traces = next(node for node in tree.root.children if node.data == "traces")
+        columns = {str(child.data): child.label.plain for child in traces.children}
+        assert "request_id" in columns and "cost_usd" in columns
+        assert "VARCHAR" in columns["request_id"] and "DOUBLE" in columns["cost_usd"]
+        traces.expand()
+        await pilot.pause()
+        leaf = next(child for child in traces.children if child.data == "route")
+        pane.editor.load_text("select  from traces")
+        pane.editor.move_cursor((0, 7))
+        tree.focus()
+        tree.move_cursor(leaf)
+        await pilot.press("enter")
+        assert pane.editor.text == "select route from traces"
+        assert pane.editor.has_focus
+
+    drive(app, scenario)
+
+
+def test_ctrl_a_then_typing_replaces_the_text(console_engine: Engine) -> None:
+    app = offline_app(console_engine)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        pane = await sql_pane(pilot)
+        pane.editor.load_text("select 1\nfrom nowhere")
+        await pilot.press("ctrl+a", "x")
+        assert pane.editor.text == "x"
+
+    drive(app, scenario)
+
+
+def test_escape_leaves_the_editor_and_a_pane_key_switches_pane(console_engine: Engine) -> None:
+    app = offline_app(console_engine)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        pane = await sql_pane(pilot)
+        assert "Esc leaves the editor" in str(pane.editor.border_subtitle)
+        await pilot.press("2")
+        assert app.active_pane.id == "sql" and pane.editor.text == "2", "a digit in the editor is text"
+        await pilot.press("escape")
+        assert not pane.editor.has_focus
+        await pilot.press("3")
+        assert app.active_pane.id == "fleet"
+
+    drive(app, scenario)
+
+
+def test_a_run_query_is_in_the_history_after_a_restart(console_engine: Engine) -> None:
+    first = offline_app(console_engine)
+
+    async def run_one(pilot: Pilot[None]) -> None:
+        await run_sql(pilot, "SELECT 41 + 1 AS answer")
+
+    drive(first, run_one)
+    again = offline_app(console_engine)
+
+    async def recall(pilot: Pilot[None]) -> None:
+        pane = await sql_pane(pilot)
+        await pilot.press("ctrl+up")
+        assert pane.editor.text == "SELECT 41 + 1 AS answer"
+        await pilot.press("ctrl+down")
+        assert pane.editor.text == ""
+
+    drive(again, recall)
+
+
+def test_completion_offers_a_column_name_after_a_prefix(console_engine: Engine) -> None:
+    app = offline_app(console_engine)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        pane = await sql_pane(pilot)
+        await pilot.press(*"select request_i")
+        assert pane.editor.suggestion == "d"
+        await pilot.press("tab")
+        assert pane.editor.text == "select request_id"
+
+    drive(app, scenario)
+
+
+def test_a_binder_error_points_at_the_catalog(console_engine: Engine) -> None:
+    app = offline_app(console_engine)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        await run_sql(pilot, "SELECT no_such_column FROM traces")
+        assert "Binder Error" in status(app) and "catalog" in status(app)
+
+    drive(app, scenario)

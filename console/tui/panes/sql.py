@@ -1,4 +1,4 @@
-"""SQL: an editor over the traces, results in a fast table, cancel, saved queries, export."""
+"""SQL: an editor with a catalog, completion and history; results, cancel, saved queries, export."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import ClassVar
 
 import duckdb
-from textual import work
+from textual import events, work
 from textual._tree_sitter import get_language
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
-from textual.widgets import OptionList, Static, TextArea
+from textual.widgets import OptionList, Static, TextArea, Tree
 from textual.widgets.option_list import Option
 from textual_fastdatatable import DataTable as ResultTable
 
@@ -24,7 +24,39 @@ from console.tui.readmodel import sql as sql_core
 from console.tui.readmodel.sql import ExportFormat, SqlResult
 from console.tui.screens.export import ExportRequest, ExportScreen
 
-PLACEHOLDER = "select count(*) from traces    -- ctrl+j runs it; saved queries are on the left"
+PLACEHOLDER = "select count(*) from traces    -- ctrl+j runs it; saved queries left, the catalog right"
+EDITOR_HINT = "Esc leaves the editor · Ctrl+Enter runs · Ctrl+↑/↓ history · Tab completes"
+CATALOG_HINT = "the catalog (right) lists the tables and their columns"
+
+
+class SqlEditor(TextArea):
+    """The query editor: Ctrl+A selects all, Escape leaves, Tab takes the completion offered."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+a", "select_all", "Select all", show=False)]
+
+    class Leave(Message):
+        """Escape: the pane moves the focus out of the editor."""
+
+    names: tuple[str, ...] = ()  # set once the catalog is loaded
+
+    def update_suggestion(self) -> None:
+        row, column = self.cursor_location
+        start, end = self.selection
+        line = self.document.get_line(row) if self.document.line_count > row else ""
+        at_word_end = column >= len(line) or not (line[column].isalnum() or line[column] == "_")
+        self.suggestion = (
+            sql_core.completion(line[:column], self.names) if start == end and at_word_end else ""
+        )
+
+    async def _on_key(self, event: events.Key) -> None:
+        if event.key == "escape":
+            event.stop()
+            event.prevent_default()
+            self.post_message(self.Leave())
+        elif event.key == "tab" and self.suggestion:
+            event.stop()
+            event.prevent_default()
+            self.insert(self.suggestion)
 
 
 def sql_language() -> str | None:
@@ -49,7 +81,14 @@ class SqlPane(Pane):
         Binding("ctrl+g", "cancel_query", "Cancel"),
         Binding("ctrl+s", "export", "Export"),
         Binding("ctrl+o", "focus_saved", "Saved queries", show=False),
+        Binding("ctrl+up", "history(-1)", "Older query", show=False),
+        Binding("ctrl+down", "history(1)", "Newer query", show=False),
     ]
+
+    class CatalogLoaded(Message):
+        def __init__(self, catalog: list[sql_core.CatalogTable] | None, error: str | None) -> None:
+            super().__init__()
+            self.catalog, self.error = catalog, error
 
     class Finished(Message):
         def __init__(self, result: SqlResult | None, error: str | None, refused: bool = False) -> None:
@@ -69,23 +108,85 @@ class SqlPane(Pane):
         self.last_sql: str | None = None
         self.result: SqlResult | None = None
         self.saved = sql_core.saved_queries()
+        self.catalog: list[sql_core.CatalogTable] | None = None
+        self.history = sql_core.QueryHistory(context.engine.settings.data_dir / sql_core.HISTORY_FILE)
+        self.recalled: int | None = None  # the index in history.entries shown in the editor
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="sql-top"):
             yield OptionList(*[Option(query.name, id=query.name) for query in self.saved], id="sql-saved")
-            yield TextArea.code_editor(
+            yield SqlEditor.code_editor(
                 "", language=sql_language(), id="sql-editor", soft_wrap=False, placeholder=PLACEHOLDER
             )
+            yield Tree("store", id="sql-catalog")
         yield Static("ctrl+j runs · ctrl+g cancels · ctrl+s exports", id="sql-status", classes="pane-status")
         yield Vertical(id="sql-results")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.editor.border_subtitle = EDITOR_HINT
+        catalog = self.query_one("#sql-catalog", Tree)
+        catalog.show_root = False
+        catalog.border_title = "catalog"
+        self._load_catalog(self.context.new_cursor())
 
     def activate(self) -> None:
         self.active = True
         self.call_after_refresh(self.focus_main)
 
+    @work(thread=True, exit_on_error=False, group="sql-catalog")
+    def _load_catalog(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        try:
+            catalog = sql_core.load_catalog(cursor)
+        except duckdb.Error as exc:
+            self.post_message(self.CatalogLoaded(None, str(exc)))
+        else:
+            self.post_message(self.CatalogLoaded(catalog, None))
+        finally:
+            self.context.release(cursor)
+
+    def on_sql_pane_catalog_loaded(self, message: SqlPane.CatalogLoaded) -> None:
+        if message.catalog is None:
+            self.status(f"the catalog did not load: {message.error}", error=True)
+            return
+        self.catalog = message.catalog
+        self.editor.names = tuple(sql_core.catalog_names(message.catalog))
+        tree = self.query_one("#sql-catalog", Tree)
+        tree.clear()
+        for table in message.catalog:
+            label = table.name if table.kind == "BASE TABLE" else f"{table.name} (view)"
+            node = tree.root.add(label, data=table.name)
+            for column, kind in table.columns:
+                node.add_leaf(f"{column} [dim]{kind}[/dim]", data=column)
+
+    def on_tree_node_selected(self, event: Tree.NodeSelected[str]) -> None:
+        event.stop()
+        if event.node.allow_expand or event.node.data is None:
+            return
+        self.editor.insert(event.node.data)
+        self.editor.focus()
+
+    def on_sql_editor_leave(self, message: SqlEditor.Leave) -> None:
+        message.stop()
+        tables = self.query("#sql-table")
+        (tables.first() if tables else self.query_one("#sql-catalog", Tree)).focus()
+
+    def action_history(self, step: int) -> None:
+        entries = self.history.entries
+        if not entries:
+            self.status("no query in the history yet")
+            return
+        at = len(entries) if self.recalled is None else self.recalled
+        at = max(0, min(len(entries), at + step))
+        self.recalled = None if at == len(entries) else at
+        self.editor.load_text("" if self.recalled is None else entries[at])
+        self.editor.move_cursor(self.editor.document.end)
+        where = "new query" if self.recalled is None else f"history {at + 1}/{len(entries)}"
+        self.status(f"{where} · ctrl+↑ older, ctrl+↓ newer")
+
     @property
-    def editor(self) -> TextArea:
-        return self.query_one("#sql-editor", TextArea)
+    def editor(self) -> SqlEditor:
+        return self.query_one("#sql-editor", SqlEditor)
 
     def status(self, text: str, error: bool = False) -> None:
         line = self.query_one("#sql-status", Static)
@@ -102,6 +203,8 @@ class SqlPane(Pane):
             return
         self.running = True
         self.last_sql = text
+        self.history.add(text)
+        self.recalled = None
         self.status("running… (ctrl+g cancels)")
         self._run(self.cursor, text)
 
@@ -113,6 +216,8 @@ class SqlPane(Pane):
             self.post_message(self.Finished(None, f"refused: {exc}", refused=True))
         except duckdb.InterruptException:
             self.post_message(self.Finished(None, "cancelled"))
+        except duckdb.BinderException as exc:
+            self.post_message(self.Finished(None, f"{exc} · {CATALOG_HINT}"))
         except duckdb.Error as exc:
             self.post_message(self.Finished(None, str(exc)))
         else:

@@ -9,7 +9,10 @@ reads the store only).
 
 from __future__ import annotations
 
+import json
+import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -90,3 +93,91 @@ def example_call(query: queries.NamedQuery) -> str:
     """The named query's SQL with its parameters bound to their defaults (NULL), ready to run."""
     sql = queries.SQL_TOKENS.sub(lambda match: "NULL" if match["param"] else match.group(0), query.sql)
     return f"-- {query.name}: {query.purpose}\n{sql}\n"
+
+
+# The catalog, completion and history (Harlequin's data catalog, autocomplete, query history).
+
+KEYWORDS = (
+    "SELECT", "FROM", "WHERE", "GROUP BY", "ORDER BY", "HAVING", "LIMIT", "OFFSET", "JOIN", "LEFT JOIN",
+    "INNER JOIN", "ON", "USING", "AS", "AND", "OR", "NOT", "NULL", "IS", "IN", "LIKE", "ILIKE", "BETWEEN",
+    "CASE", "WHEN", "THEN", "ELSE", "END", "DISTINCT", "COUNT", "SUM", "AVG", "MIN", "MAX", "WITH",
+    "UNION", "ALL", "DESC", "ASC", "COALESCE", "CAST", "FILTER", "QUALIFY", "OVER", "PARTITION BY",
+    "QUANTILE_CONT", "DESCRIBE", "SUMMARIZE",
+)  # fmt: skip
+WORD_BEFORE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+HISTORY_CAP = 200
+HISTORY_FILE = "sql_history.jsonl"
+SECRET = re.compile(r"(?i)\b(?:sk|fk|key|token)[-_][A-Za-z0-9_-]{16,}|bearer\s+\S{16,}")
+
+
+@dataclass(frozen=True)
+class CatalogTable:
+    name: str
+    kind: str  # BASE TABLE or VIEW
+    columns: tuple[tuple[str, str], ...]  # (name, DuckDB type)
+
+
+def load_catalog(cur: duckdb.DuckDBPyConnection) -> list[CatalogTable]:
+    """The store's tables and views with their columns (queries/sql_catalog.sql)."""
+    rows = queries.run(cur, "sql_catalog").to_pylist()
+    tables: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    for row in rows:
+        _, columns = tables.setdefault(row["table_name"], (row["kind"], []))
+        columns.append((row["column_name"], row["data_type"]))
+    return [CatalogTable(name, kind, tuple(columns)) for name, (kind, columns) in tables.items()]
+
+
+def catalog_names(catalog: list[CatalogTable]) -> list[str]:
+    """Table names, then column names, each once, for completion."""
+    names = [table.name for table in catalog]
+    names += [column for table in catalog for column, _ in table.columns]
+    return list(dict.fromkeys(names))
+
+
+def completion(line_before_cursor: str, names: Sequence[str]) -> str:
+    """What completes the word before the cursor: a catalog name first, else a keyword; '' for none."""
+    match = WORD_BEFORE.search(line_before_cursor)
+    if match is None or len(match.group(0)) < 2:
+        return ""
+    prefix = match.group(0)
+    for name in names:
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return name[len(prefix) :]
+    for keyword in KEYWORDS:
+        if keyword.lower().startswith(prefix.lower()) and len(keyword) > len(prefix):
+            rest = keyword[len(prefix) :]
+            return rest.lower() if prefix.islower() else rest
+    return ""
+
+
+class QueryHistory:
+    """The queries run, oldest first, in a JSON-lines file of the data dir, capped; never secrets."""
+
+    def __init__(self, path: Path, cap: int = HISTORY_CAP) -> None:
+        self.path, self.cap = path, cap
+        self.entries: list[str] = self._read()
+
+    def _read(self) -> list[str]:
+        try:
+            lines = self.path.read_text("utf-8").splitlines()
+        except OSError:
+            return []
+        entries = []
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(entry, dict) and isinstance(entry.get("sql"), str):
+                entries.append(entry["sql"])
+        return entries[-self.cap :]
+
+    def add(self, sql: str) -> bool:
+        """Keep `sql` (not twice in a row, never one that holds a key or token); True if kept."""
+        if SECRET.search(sql) or (self.entries and self.entries[-1] == sql):
+            return False
+        self.entries = [*self.entries, sql][-self.cap :]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        text = "".join(json.dumps({"sql": entry}) + "\n" for entry in self.entries)
+        self.path.write_text(text, "utf-8")
+        return True
