@@ -1,0 +1,1 @@
+"""The Parquet lake: each replica's traces, evals, outcomes and audit log as hive-partitioned Parquet."""
