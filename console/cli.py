@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import IO, Annotated, Any, NoReturn
 
 import duckdb
 import pyarrow as pa
@@ -65,7 +65,11 @@ DataDir = Annotated[
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"fleetdeck: {message}", err=True)
+    if sys.stderr is sys.__stderr__ and _STDERR is not None:  # not captured: the process's own fd 2
+        _STDERR.write(f"fleetdeck: {message}\n")
+        _STDERR.flush()
+    else:
+        typer.echo(f"fleetdeck: {message}", err=True)
     raise typer.Exit(code)
 
 
@@ -209,9 +213,8 @@ def _own_stdout() -> Callable[[str], None]:
     """A writer to this process's stdout that survives llama-cpp-python's quiet loading, which
     points file descriptors 1 and 2 at /dev/null while a model loads, on any thread (the
     embedders warm up while the gateway starts): the address line must reach the caller."""
-    try:
-        stream = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1, encoding="utf-8")
-    except (OSError, ValueError, AttributeError):  # no real stdout (e.g. captured): echo as usual
+    stream = _copy_of(sys.stdout)
+    if stream is None:  # no real stdout (e.g. captured): echo as usual
         return typer.echo
 
     def write(line: str) -> None:
@@ -219,6 +222,18 @@ def _own_stdout() -> Callable[[str], None]:
         stream.flush()
 
     return write
+
+
+def _copy_of(stream: IO[str] | None) -> IO[str] | None:
+    try:
+        return os.fdopen(os.dup(stream.fileno()), "w", buffering=1, encoding="utf-8")  # type: ignore[union-attr]
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+# Made at import, before any model loads, so that an error raised while one loads on another
+# thread (fd 2 then points at /dev/null) still reaches the caller.
+_STDERR = _copy_of(sys.stderr)
 
 
 @policy_app.command("check")

@@ -431,7 +431,8 @@ def test_the_cost_per_outcome_counts_the_priced_tool_calls(served: Served, keys:
     deadline = time.monotonic() + 10
     while True:
         rows = endpoint.query({"name": "cost_per_outcome", "params": {"workflow": "notes-agent"}}).to_pylist()
-        if (rows and rows[0]["resolved_tasks"]) or time.monotonic() > deadline:
+        # the outcome and the priced tool calls' traces land in separate flushes: wait for both
+        if (rows and rows[0]["resolved_tasks"] and rows[0]["total_cost_usd"]) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     (row,) = rows
