@@ -25,10 +25,10 @@ from datetime import datetime
 
 import psycopg
 from psycopg import conninfo as pg_conninfo
-from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from console.clock import utc_now
+from console.cluster.pool import open_schema_pool
 from console.gateway.budget import (
     Burn,
     Cap,
@@ -44,7 +44,7 @@ from console.gateway.budget import (
 
 log = logging.getLogger("fleetdeck.cluster")
 LEASE_MARGIN_S = 30.0  # a hold outlives its call's deadline by this much
-POOL_SIZE = 8
+
 # While PostgreSQL answers, a call may queue this many times `cluster_wait_s` for one of the
 # pool's connections (a burst outnumbers them); once it is known unreachable, only one.
 QUEUE_FACTOR = 5
@@ -207,26 +207,14 @@ class SharedLedger:
     async def _open(self) -> AsyncConnectionPool:
         if self._pool is None:
             self._loop = asyncio.get_running_loop()
-            pool = AsyncConnectionPool(
-                self._conninfo,
-                min_size=2,
-                max_size=POOL_SIZE,
-                open=False,
-                timeout=self._wait_s,
-                reconnect_timeout=max(self._wait_s, 1.0),
-                kwargs={"autocommit": True, "connect_timeout": max(round(self._wait_s), 1)},
-                configure=self._configure,
-                name=f"fleetdeck-ledger-{self.replica}",
+            pool = await open_schema_pool(
+                self._conninfo, self._schema, self._wait_s, f"fleetdeck-ledger-{self.replica}", min_size=2
             )
-            await pool.open(wait=False)
             if self._pool is None:
                 self._pool = pool
             else:
                 await pool.close()
         return self._pool
-
-    async def _configure(self, conn: psycopg.AsyncConnection) -> None:
-        await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self._schema)))
 
     def _start_settling(self, reservation: Reservation, cost: int) -> None:
         task = asyncio.get_running_loop().create_task(self._settle(reservation, cost))

@@ -9,11 +9,10 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 
-import psycopg
-from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from console.cluster.ledger import FAILURES, POOL_SIZE, QUEUE_FACTOR, SETTLE_RETRY_S, where
+from console.cluster.ledger import FAILURES, QUEUE_FACTOR, SETTLE_RETRY_S, where
+from console.cluster.pool import open_schema_pool
 from console.gateway.limits import (
     Held,
     Limit,
@@ -128,26 +127,14 @@ class SharedLimiter:
     async def _open(self) -> AsyncConnectionPool:
         if self._pool is None:
             self._loop = asyncio.get_running_loop()
-            pool = AsyncConnectionPool(
-                self._conninfo,
-                min_size=1,
-                max_size=POOL_SIZE,
-                open=False,
-                timeout=self._wait_s,
-                reconnect_timeout=max(self._wait_s, 1.0),
-                kwargs={"autocommit": True, "connect_timeout": max(round(self._wait_s), 1)},
-                configure=self._configure,
-                name=f"fleetdeck-limits-{self.replica}",
+            pool = await open_schema_pool(
+                self._conninfo, self._schema, self._wait_s, f"fleetdeck-limits-{self.replica}", min_size=1
             )
-            await pool.open(wait=False)
             if self._pool is None:
                 self._pool = pool
             else:
                 await pool.close()
         return self._pool
-
-    async def _configure(self, conn: psycopg.AsyncConnection) -> None:
-        await conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self._schema)))
 
 
 def _throttled(limit: Limit, row: tuple) -> Throttled:  # type: ignore[type-arg]
