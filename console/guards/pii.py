@@ -168,6 +168,7 @@ _PEM = re.compile(
 # (name, pattern); each pattern starts with a literal so the regex engine can skip ahead fast.
 _TOKEN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("openai_key", re.compile(r"sk-(?:proj-|ant-(?:api\d\d-)?|svcacct-|admin-)?[A-Za-z0-9_\-]{20,}")),
+    ("fleetdeck_key", re.compile(r"fd-[a-z0-9_]{1,32}-[A-Za-z0-9_\-]{40,}")),  # fd-<env>-<secret>
     ("aws_access_key", re.compile(r"(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}(?![0-9A-Za-z])")),
     ("github_token", re.compile(r"gh[pousr]_[A-Za-z0-9]{36,255}")),
     ("github_token", re.compile(r"github_pat_[A-Za-z0-9_]{40,255}")),

@@ -12,6 +12,7 @@ from textual_fastdatatable import DataTable as ResultTable
 from console.engine import Engine
 from console.tui.app import FleetdeckApp
 from console.tui.panes.sql import SqlPane
+from console.tui.readmodel.sql import QueryHistory
 from console.tui.screens.export import ExportScreen
 
 from .conftest import drive, loaded, offline_app, show, until
@@ -262,3 +263,14 @@ def test_a_binder_error_points_at_the_catalog(console_engine: Engine) -> None:
         assert "Binder Error" in status(app) and "catalog" in status(app)
 
     drive(app, scenario)
+
+
+def test_a_query_holding_a_virtual_key_is_never_kept_in_the_history(
+    console_engine: Engine, tmp_path: Path
+) -> None:
+    _, token = console_engine.key_admin.create("history-probe", "dev")
+    history = QueryHistory(tmp_path / "sql_history.jsonl")
+    assert not history.add(f"SELECT * FROM traces WHERE note = '{token}'")
+    assert history.add("SELECT count(*) FROM traces")
+    assert token not in (tmp_path / "sql_history.jsonl").read_text()
+    assert QueryHistory(tmp_path / "sql_history.jsonl").entries == ["SELECT count(*) FROM traces"]

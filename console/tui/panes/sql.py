@@ -203,13 +203,13 @@ class SqlPane(Pane):
             return
         self.running = True
         self.last_sql = text
-        self.history.add(text)
         self.recalled = None
         self.status("running… (ctrl+g cancels)")
         self._run(self.cursor, text)
 
     @work(thread=True, exit_on_error=False, group="sql")
     def _run(self, cursor: duckdb.DuckDBPyConnection, text: str) -> None:
+        self.history.add(text)  # a file write: here, off the UI thread
         try:
             result = sql_core.run_capped(cursor, text)
         except adhoc.QueryRefused as exc:

@@ -21,6 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from console import formats
+from console.guards import pii
 from console.store import adhoc, queries
 
 ROW_CAP = 10_000
@@ -107,7 +108,6 @@ KEYWORDS = (
 WORD_BEFORE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
 HISTORY_CAP = 200
 HISTORY_FILE = "sql_history.jsonl"
-SECRET = re.compile(r"(?i)\b(?:sk|fk|key|token)[-_][A-Za-z0-9_-]{16,}|bearer\s+\S{16,}")
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ class QueryHistory:
 
     def add(self, sql: str) -> bool:
         """Keep `sql` (not twice in a row, never one that holds a key or token); True if kept."""
-        if SECRET.search(sql) or (self.entries and self.entries[-1] == sql):
+        if (self.entries and self.entries[-1] == sql) or any(f.kind == "secret" for f in pii.scan(sql)):
             return False
         self.entries = [*self.entries, sql][-self.cap :]
         self.path.parent.mkdir(parents=True, exist_ok=True)
