@@ -62,6 +62,20 @@ DataDir = Annotated[
         file_okay=False,
     ),
 ]
+Lake = Annotated[
+    Path | None,
+    typer.Option(
+        "--lake",
+        help="Read every replica's rows from this Parquet lake, read-only (env FLEETDECK_LAKE_ATTACH).",
+        file_okay=False,
+    ),
+]
+
+
+def _settings(data_dir: Path | None, lake: Path | None = None) -> Settings:
+    """The settings with `--data-dir` and, when given, `--lake` applied."""
+    settings = load_settings(data_dir)
+    return settings.model_copy(update={"lake_attach": lake}) if lake is not None else settings
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -142,6 +156,7 @@ def query(
     out: Annotated[Path | None, typer.Option("--out", help="Write to FILE instead of stdout.")] = None,
     list_: Annotated[bool, typer.Option("--list", help="List the named queries and exit.")] = False,
     data_dir: DataDir = None,
+    lake: Lake = None,
 ) -> None:
     """Run read-only SQL, or a named query, over the traces."""
     if list_:
@@ -150,7 +165,7 @@ def query(
         return
     if (sql is None) == (name is None):
         fail('give either "SQL" or --name NAME (see --list)', code=2)
-    settings = load_settings(data_dir)
+    settings = _settings(data_dir, lake)
     request: dict[str, object] = (
         {"name": name, "params": _params(param or [])} if name is not None else {"sql": sql}
     )
@@ -342,9 +357,9 @@ def keys_set_secret(
 
 
 @audit_app.command("verify")
-def audit_verify(data_dir: DataDir = None) -> None:
+def audit_verify(data_dir: DataDir = None, lake: Lake = None) -> None:
     """Check the audit chain and its signed checkpoints; exit 1 naming the first bad entry."""
-    found = instance.ask(load_settings(data_dir), "audit_verify", {}, timeout_s=600)
+    found = instance.ask(_settings(data_dir, lake), "audit_verify", {}, timeout_s=600)
     ok, report = found["problem"] is None, str(found["report"])
     typer.echo(report, err=not ok)
     if not ok:
@@ -359,6 +374,7 @@ def audit_export(
         str | None, typer.Option("--to", help="End (UTC date or time), exclusive; default now.")
     ] = None,
     data_dir: DataDir = None,
+    lake: Lake = None,
 ) -> None:
     """The evidence pack of a window (default: the last six months): Parquet, checkpoints, SUMMARY.md."""
     from console.reports import evidence, period
@@ -367,7 +383,7 @@ def audit_export(
         window = period.resolve(None if start else "183d", start, end)
     except period.PeriodError as exc:
         fail(str(exc), code=2)
-    settings = load_settings(data_dir)
+    settings = _settings(data_dir, lake)
     try:
         with instance.opened(settings) as fleetdeck:
             written = evidence.export(fleetdeck, settings, window, out)
@@ -618,13 +634,14 @@ def scorecard(
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write to FILE instead of stdout.")] = None,
     data_dir: DataDir = None,
+    lake: Lake = None,
 ) -> None:
     """The executive AI scorecard, per workflow and overall, against the previous period."""
     from console.commands import reports as scorecards
 
     try:
         text = scorecards.make(
-            load_settings(data_dir),
+            _settings(data_dir, lake),
             scorecards.Request(
                 period=period,
                 start=from_,
@@ -710,6 +727,7 @@ def drift(
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
     data_dir: DataDir = None,
+    lake: Lake = None,
 ) -> None:
     """Drift per workflow: the 7 days before --as-of against the 28 before; new alerts are stored."""
     from console.commands import drift as drift_command
@@ -722,7 +740,7 @@ def drift(
         fail(f"--format {fmt!r}: expected table or json", code=2)
     except DomainError as exc:
         fail(exc.message, code=2)
-    settings, request = load_settings(data_dir), drift_command.request(as_of, workflow)
+    settings, request = _settings(data_dir, lake), drift_command.request(as_of, workflow)
     doc = _ask(settings, "drift", request)
     typer.echo(drift_command.render(doc, chosen), nl=False)
     if doc["webhook_error"]:
@@ -772,6 +790,59 @@ def _params(pairs: list[str]) -> dict[str, str]:
             fail(f"--param {pair!r}: expected key=value", code=2)
         params[key.strip()] = value
     return params
+
+
+# -- lake ----------------------------------------------------------------------------------
+
+lake_app = typer.Typer(
+    help="The Parquet lake: every replica's traces, evals, outcomes and audit log.", rich_markup_mode=None
+)
+app.add_typer(lake_app, name="lake")
+
+
+@lake_app.command("attach")
+def lake_attach(
+    path: Annotated[
+        Path, typer.Argument(help="The lake (the folder of table=… partitions).", file_okay=False)
+    ],
+    data_dir: DataDir = None,
+) -> None:
+    """Open the console read-only over the whole lake. Without a terminal: print a summary."""
+    from console.lake import attach as lake_store
+
+    settings = _settings(data_dir, path)
+    with instance.attached(settings) as lake:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            replicas = lake_store.replicas(lake.engine.db)
+            typer.echo(f"Lake {path}: {len(replicas)} replica(s) {', '.join(replicas)}")
+            typer.echo(seed.summary(lake.engine.db.cursor(), path))
+            return
+        from console.tui.app import ConsoleOptions, run_console
+
+        run_console(lake.engine, ConsoleOptions(seed=False, gateway=False, source=f"lake {path} (read-only)"))
+
+
+@lake_app.command("export")
+def lake_export(
+    to: Annotated[
+        Path | None, typer.Option("--to", help="The lake (default: the lake setting, FLEETDECK_LAKE).")
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Copy what this data dir recorded into the lake now (a serving instance does it every 30 s)."""
+    from console.lake import layout
+    from console.lake.export import export
+
+    settings = load_settings(data_dir).model_copy(update={"lake_attach": None})
+    lake = to or settings.lake
+    if lake is None:
+        fail("no lake: pass --to PATH or set FLEETDECK_LAKE", code=2)
+    with instance.opened(settings) as fleetdeck:
+        if not isinstance(fleetdeck, instance.LocalEngine):
+            fail("an instance serves this data dir and exports to its lake itself; stop it to export here")
+        written = export(fleetdeck.engine.db, lake, layout.replica_id(settings.data_dir))
+    for table, rows in written.items():
+        typer.echo(f"{table}: {rows} rows")
 
 
 # -- cluster -------------------------------------------------------------------------------
@@ -838,3 +909,6 @@ def main() -> None:
         problems = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
         typer.echo(f"fleetdeck: bad setting: {problems}", err=True)
         raise SystemExit(2) from None
+    except DomainError as exc:  # refused before a command could say so itself (a lake that is not there)
+        typer.echo(f"fleetdeck: {exc.message}", err=True)
+        raise SystemExit(2 if isinstance(exc, Invalid) else 1) from None

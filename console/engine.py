@@ -36,6 +36,7 @@ from console.gateway.pricing import ModelPrices, PriceBook
 from console.gateway.prompts import PromptRegistry
 from console.gateway.router import Router
 from console.gateway.server import AdminHandler, GatewayServer, build_app
+from console.lake.shipping import LakeShipping
 from console.mcp.access import Access
 from console.mcp.endpoint import McpEndpoint
 from console.mcp.pipeline import McpGateway
@@ -108,6 +109,7 @@ class Engine:
         self.mcp: McpGateway | None = None  # the MCP gateway, when the policy names MCP servers
         self.otlp: OtlpExport | None = None  # the OTLP export, when an endpoint is configured
         self.cluster: Cluster | None = None  # the replicas' shared state, with `cluster:` set
+        self.lake: LakeShipping | None = None  # the export to the lake, while serving with `lake:` set
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -202,16 +204,22 @@ class Engine:
     def serve(self) -> None:
         """Run the gateway in this thread until interrupted (`fleetdeck serve`)."""
         assert self._server is not None, "open_gateway() first"
-        self.drift.schedule.start(self.settings.drift_interval_s)
-        self.retention.schedule.start(self.settings.retention_interval_s)
+        self._start_schedules()
         self._server.serve()
 
     def start(self) -> None:
         """Run the gateway on its own thread (the console, tests)."""
         assert self._server is not None, "open_gateway() first"
+        self._start_schedules()
+        self._server.start()
+
+    def _start_schedules(self) -> None:
+        """Drift, retention and, with `lake:` set, the export to the lake, while serving."""
         self.drift.schedule.start(self.settings.drift_interval_s)
         self.retention.schedule.start(self.settings.retention_interval_s)
-        self._server.start()
+        if self.settings.lake is not None and self.lake is None:
+            self.lake = LakeShipping(self.db, self.settings.lake, self.settings.data_dir)
+            self.lake.schedule.start(self.settings.lake_export_interval_s)
 
     @property
     def url(self) -> str:
@@ -240,6 +248,9 @@ class Engine:
         if self._recording:
             self.recorder.stop()
             self._recording = False
+        if self.lake is not None:
+            self.lake.stop()
+            self.lake = None
         self.db.close()
 
     def __enter__(self) -> Engine:

@@ -74,6 +74,15 @@ class Settings(BaseSettings):
     # While serving, drift runs this often (seconds); 0 turns the monitor off.
     drift_interval_s: float = Field(default=3600.0, ge=0)
 
+    # The Parquet lake (console/lake/, docs/lake.md): with a path (FLEETDECK_LAKE), this instance
+    # copies its traces, evals, outcomes and audit log there this often (seconds) while it
+    # serves, and once more when it stops. None: no lake.
+    lake: Path | None = None
+    lake_export_interval_s: float = Field(default=30.0, gt=0)
+    # Read commands and the console over a lake instead of this data dir, read-only
+    # (FLEETDECK_LAKE_ATTACH, or `fleetdeck lake attach PATH` / `--lake PATH`).
+    lake_attach: Path | None = None
+
     # Cluster mode (console/cluster/): replicas share keys, route stops and the budget
     # ledger through this PostgreSQL (FLEETDECK_CLUSTER=postgresql://host/db); None: one box.
     cluster: str | None = None

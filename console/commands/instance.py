@@ -11,17 +11,22 @@ QueryRefused or duckdb.Error from the store.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import secrets
+import tempfile
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from console.engine import Engine
+from console.errors import Invalid
 from console.gateway.admin import AdminEndpoint
 from console.gateway.errors_http import domain_error_from
 from console.gateway.key_admin import CONSOLE_KEY_SECRET
 from console.gateway.openai_api import ApiError
+from console.lake import attach as lake_store
 from console.policy import Policy
 from console.secrets import read_local_secret, store_local_secret
 from console.settings import Settings
@@ -109,6 +114,35 @@ class LocalEngine:
         return self.engine.console_key()[0] if self.engine.settings.auth_required else None
 
 
+class AttachedLake(LocalEngine):
+    """Every replica's rows, read from the lake: reads answer as on one store, changes are refused."""
+
+    READS = frozenset({"drift", "audit_verify"})
+
+    def __init__(self, engine: Engine, lake: Path) -> None:
+        super().__init__(engine)
+        self.lake = lake
+
+    def ask(
+        self, action: str, request: Mapping[str, Any], timeout_s: float = ASK_TIMEOUT_S
+    ) -> dict[str, Any]:
+        if action not in self.READS:
+            raise Invalid(
+                f"the lake {self.lake} is attached read-only, and {action!r} changes a store: "
+                "run it against a replica (--data-dir, or the instance that serves it)"
+            )
+        if action == "audit_verify":
+            verification = lake_store.verify(self.engine.db)
+            return {**dataclasses.asdict(verification), "report": verification.report()}
+        return self.engine.answer(action, request)
+
+    def gateway(self, policy: Policy | None) -> str:
+        raise Invalid(f"the lake {self.lake} is attached read-only: no gateway serves over it")
+
+    def gateway_key(self, actor: str) -> str | None:
+        return None
+
+
 Fleetdeck = RunningInstance | LocalEngine
 
 
@@ -119,8 +153,40 @@ def running(settings: Settings) -> RunningInstance | None:
 
 
 @contextlib.contextmanager
+def attached(settings: Settings) -> Iterator[AttachedLake]:
+    """The lake at `settings.lake_attach` as one store, copied into a temp dir for the block's length.
+
+    The copy is a DuckDB file the store's own migrations made, so every named query, the
+    scorecard, drift and the console run on it unchanged; nothing is ever written to the lake.
+    """
+    lake = settings.lake_attach
+    assert lake is not None, "attached() needs settings.lake_attach"
+    with tempfile.TemporaryDirectory(prefix="fleetdeck-lake-") as scratch:
+        copy = settings.model_copy(
+            update={
+                "data_dir": Path(scratch),
+                "lake": None,
+                "lake_attach": None,
+                "cluster": None,
+                "drift_webhook_url": None,
+            }
+        )
+        try:
+            lake_store.attach(lake, copy.db_path).close()
+        except FileNotFoundError as exc:
+            raise Invalid(str(exc)) from None
+        with Engine(copy) as engine:
+            yield AttachedLake(engine, lake)
+
+
+@contextlib.contextmanager
 def opened(settings: Settings) -> Iterator[Fleetdeck]:
-    """The running instance, else an Engine opened on the data dir for as long as the block runs."""
+    """The running instance, else an Engine opened on the data dir for as long as the block runs;
+    with `lake_attach` set, the lake read-only instead."""
+    if settings.lake_attach is not None:
+        with attached(settings) as lake:
+            yield lake
+        return
     instance = running(settings)
     if instance is not None:
         yield instance

@@ -19,23 +19,29 @@ from console.lake import layout
 from console.lake.export import write_segment
 
 SMALL_BYTES = 8 * 1024 * 1024
+# A partition still being written (today's) is merged once it holds this many small segments:
+# a minutely export then leaves at most this many files a day per table and replica.
+OPEN_PARTITION_SEGMENTS = 32
 
 
-def compact(lake: Path, before_date: str | None = None) -> int:
-    """Segments merged away; a partition dated `before_date` or later (still open) is left alone."""
+def compact(lake: Path, replica: str | None = None, open_date: str | None = None) -> int:
+    """Segments merged away, in `replica`'s partitions (None: every replica's, for a lake no
+    replica writes to). Partitions dated `open_date` or later are merged only once they hold
+    OPEN_PARTITION_SEGMENTS small segments; closed ones whenever they hold two."""
     merged = 0
     for table in layout.TABLES:
-        for partition in sorted({p.parent for p in layout.segments(lake, table)}):
-            date = partition.parent.name.removeprefix("date=")
-            if before_date is not None and date >= before_date:
+        partitions = {p.parent for p in layout.segments(lake, table)}
+        for partition in sorted(partitions):
+            if replica is not None and partition.name != f"replica={replica}":
                 continue
-            merged += _compact_partition(partition)
+            still_open = open_date is not None and partition.parent.name.removeprefix("date=") >= open_date
+            merged += _compact_partition(partition, OPEN_PARTITION_SEGMENTS if still_open else 2)
     return merged
 
 
-def _compact_partition(partition: Path) -> int:
+def _compact_partition(partition: Path, at_least: int) -> int:
     small = [p for p in sorted(partition.glob("*.parquet")) if p.stat().st_size < SMALL_BYTES]
-    if len(small) < 2:
+    if len(small) < at_least:
         return 0
     rows = pa.concat_tables([pq.read_table(p) for p in small], promote_options="default")
     write_segment(rows, partition, f"merged-{new_request_id()}")

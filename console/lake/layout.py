@@ -6,11 +6,14 @@ import hashlib
 import socket
 from pathlib import Path
 
-# table -> (the date column, the columns that identify one recorded version of a row)
+# table -> (the date column, the columns that identify one recorded version of a row). The
+# signed checkpoints go before the audit log: every checkpoint exported then signs entries
+# the same export carries, so the lake's chain verifies against them at every moment.
 TABLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "traces": ("ts_start", ("request_id",)),
     "evals": ("ts", ("eval_id", "ts")),
     "outcomes": ("ts", ("task_id", "ts")),
+    "audit_checkpoints": ("ts", ("seq",)),
     "audit_log": ("ts", ("seq",)),
 }
 # The row a reader keeps when a key was exported more than once (an outcome reported late): latest ts.
@@ -18,8 +21,11 @@ READ_KEYS: dict[str, tuple[str, ...]] = {
     "traces": ("request_id",),
     "evals": ("eval_id",),
     "outcomes": ("task_id",),
+    "audit_checkpoints": ("replica", "seq"),
     "audit_log": ("replica", "seq"),
 }
+# Tables whose rows are per replica (a chain each): kept whole, with their `replica` column.
+PER_REPLICA = ("audit_checkpoints", "audit_log")
 PARTITIONS = ("date", "replica")
 
 
@@ -39,3 +45,8 @@ def partition_dir(lake: Path, table: str, date: str, replica: str) -> Path:
 
 def segments(lake: Path, table: str) -> list[Path]:
     return sorted(table_dir(lake, table).glob("date=*/replica=*/*.parquet"))
+
+
+def date_of(segment: Path) -> str:
+    """The date partition a segment is in (YYYY-MM-DD)."""
+    return segment.parent.parent.name.removeprefix("date=")

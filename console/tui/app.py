@@ -52,6 +52,8 @@ class ConsoleOptions:
     policy: Any = None  # a console.policy.Policy; None: the settings' policy file or the default
     port: int | None = None
     clock: Clock = SYSTEM_CLOCK
+    # What the console reads when it serves nothing (e.g. "lake PATH (read-only)"); None: its store.
+    source: str | None = None
     # Called on the setup thread after each step of the first-run import (tests hold it there).
     on_setup: Callable[[importer.ImportProgress], None] | None = None
 
@@ -193,7 +195,7 @@ class FleetdeckApp(App[None]):
     def _gateway_line(self) -> str:
         url = self.context.gateway_url
         if url is None:
-            return "gateway off"
+            return self.options.source or "gateway off"
         key = self.context.dev_key
         line = f"gateway {url}/v1"
         return f"{line} · key {key}" if key else line
