@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from console import policy as policy_file
-from console.cluster.node import Cluster
 from console.gateway.admin import AdminEndpoint, answer_query
 from console.gateway.approvals import ApprovalQueue
 from console.gateway.breaker import Breaker, Breakers
@@ -36,11 +35,6 @@ from console.gateway.pricing import ModelPrices, PriceBook
 from console.gateway.prompts import PromptRegistry
 from console.gateway.router import Router
 from console.gateway.server import AdminHandler, GatewayServer, build_app
-from console.lake.shipping import LakeShipping
-from console.mcp.access import Access
-from console.mcp.endpoint import McpEndpoint
-from console.mcp.pipeline import McpGateway
-from console.mcp.upstream import Upstream
 from console.otel import start_export
 from console.policy import Policy
 from console.providers.base import Provider
@@ -66,6 +60,9 @@ from console.store.recorder import Recorder
 from console.store.responses import StoredResponses
 
 if TYPE_CHECKING:
+    from console.cluster.node import Cluster
+    from console.lake.shipping import LakeShipping
+    from console.mcp.pipeline import McpGateway
     from console.otel.exporter import OtlpExport
 
 log = logging.getLogger("fleetdeck.engine")
@@ -171,7 +168,11 @@ class Engine:
         self._admin_token = secrets.token_urlsafe(32)
         handlers = self._admin_handlers()
         self.mcp = mcp_gateway(self.policy, gateway, self.settings.data_dir / "mcp")
-        endpoint = McpEndpoint(self.mcp, self._host) if self.mcp is not None else None
+        endpoint = None
+        if self.mcp is not None:  # the MCP SDK is imported only by a policy that names servers
+            from console.mcp.endpoint import McpEndpoint
+
+            endpoint = McpEndpoint(self.mcp, self._host)
         app = build_app(gateway, self.health, self._admin_token, handlers, endpoint)
         self._server = GatewayServer(
             app,
@@ -185,6 +186,8 @@ class Engine:
         """This Engine's part in the cluster (with `cluster:` set), made once; it connects only
         when used: key and stop changes made here go to PostgreSQL even with no gateway open."""
         if self.settings.cluster and self.cluster is None:
+            from console.cluster.node import Cluster  # psycopg, only in cluster mode
+
             self.cluster = Cluster(self.settings, self.db, self.recorder)
         return self.cluster
 
@@ -218,6 +221,8 @@ class Engine:
         self.drift.schedule.start(self.settings.drift_interval_s)
         self.retention.schedule.start(self.settings.retention_interval_s)
         if self.settings.lake is not None and self.lake is None:
+            from console.lake.shipping import LakeShipping  # pyarrow.dataset, only with a lake
+
             self.lake = LakeShipping(self.db, self.settings.lake, self.settings.data_dir)
             self.lake.schedule.start(self.settings.lake_export_interval_s)
 
@@ -397,6 +402,8 @@ class Engine:
             servers = [upstream.listing() for upstream in self.mcp.upstreams.values()]
             return {"running": True, "servers": servers, "tools": tools}
         policy = self.policy or self._load_policy()
+        from console.mcp.upstream import Upstream
+
         idle = [Upstream(name, config).listing() for name, config in policy.mcp_servers.items()]
         return {"running": False, "servers": [{**s, "status": "not running"} for s in idle], "tools": tools}
 
@@ -559,9 +566,14 @@ def _either(policy_value: int | None, setting: int | None) -> int | None:
 
 def mcp_gateway(policy: Policy, gateway: Gateway, log_dir: Path) -> McpGateway | None:
     """The MCP gateway over the policy's MCP servers (None without any), sharing the model
-    gateway's keys, recorder and approvals queue; stdio servers' stderr goes to `log_dir`."""
+    gateway's keys, recorder and approvals queue; stdio servers' stderr goes to `log_dir`.
+    The MCP SDK (a second to import) is imported only when there are servers."""
     if not policy.mcp_servers:
         return None
+    from console.mcp.access import Access
+    from console.mcp.pipeline import McpGateway
+    from console.mcp.upstream import Upstream
+
     return McpGateway(
         upstreams={name: Upstream(name, config, log_dir) for name, config in policy.mcp_servers.items()},
         access=Access(policy.mcp_access),

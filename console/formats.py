@@ -9,14 +9,16 @@ import sys
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import duckdb
 import orjson
-import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import polars as pl
 
 CHUNK_ROWS = 65_536  # rows per Parquet row group and per CSV write when streaming
 
@@ -98,6 +100,8 @@ def _write_text(result: pa.Table, fmt: Format, stream: IO[str]) -> None:
 
 
 def _frame(result: pa.Table) -> pl.DataFrame:
+    import polars as pl  # only the table format needs it: half a second off every command's start
+
     frame = pl.from_arrow(result)
     assert isinstance(frame, pl.DataFrame)
     return frame

@@ -49,15 +49,16 @@ def test_a_saved_index_reconciled_with_the_store_answers_as_a_rebuilt_one(tmp_pa
     saved = SavedIndexes(tmp_path / "cache-index")
     saved.save(saved.load(stored, itertools.count(1)))  # the last run: built, then saved at stop
 
-    # Since then: entries expired or purged, new ones stored (e.g. by a run that crashed).
-    now = {scope: found[200:] + entries(rng, scope, 5000, 300) for scope, found in stored.items()}
+    # Since then: entries expired or purged (fewer than a tenth), new ones stored (e.g. by a
+    # run that crashed).
+    now = {scope: found[100:] + entries(rng, scope, 5000, 200) for scope, found in stored.items()}
     restarted = SavedIndexes(tmp_path / "cache-index")
     assert restarted.highest_key() == 3000
     loaded = restarted.load(now, itertools.count(restarted.highest_key() + 1))
     rebuilt = SavedIndexes(None).load(now, itertools.count(1))
 
     for scope in SCOPES:
-        assert len(loaded[scope]) == len(rebuilt[scope]) == 1600
+        assert len(loaded[scope]) == len(rebuilt[scope]) == 1600  # 1500 - 100 + 200
         assert set(loaded[scope].keys) == {entry.entry_id for entry in now[scope]}
     asked = {scope: near(rng, now[scope]) for scope in SCOPES}
     queries = {scope: vectors for scope, (vectors, _) in asked.items()}
@@ -67,7 +68,7 @@ def test_a_saved_index_reconciled_with_the_store_answers_as_a_rebuilt_one(tmp_pa
         again = sum(hit == source for hit, source in zip(rebuilt_hits[scope], sources, strict=True))
         # HNSW is approximate: both find the paraphrased entry (recall@1 ≥ 0.97), as often as each other
         assert right >= 97 and abs(right - again) <= 2, (scope, right, again)
-    gone = {entry.entry_id for scope in SCOPES for entry in stored[scope][:200]}
+    gone = {entry.entry_id for scope in SCOPES for entry in stored[scope][:100]}
     assert not gone & {hit for found in hits.values() for hit in found}
     new_keys = [
         key
@@ -76,6 +77,21 @@ def test_a_saved_index_reconciled_with_the_store_answers_as_a_rebuilt_one(tmp_pa
         if int(found.split("-")[-1]) >= 5000
     ]
     assert min(new_keys) > 3000  # new entries never reuse a saved key
+    kept_keys = [key for index in loaded.values() for key in index.entry_ids if key <= 3000]
+    assert len(kept_keys) == 2 * 1400  # reconciled: the saved entries kept their keys
+
+
+def test_a_saved_index_that_lost_more_than_a_tenth_is_rebuilt(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    stored = {scope: entries(rng, scope, 0, 1000) for scope in SCOPES}
+    saved = SavedIndexes(tmp_path / "cache-index")
+    saved.save(saved.load(stored, itertools.count(1)))
+    now = {scope: found[300:] for scope, found in stored.items()}
+    restarted = SavedIndexes(tmp_path / "cache-index")
+    loaded = restarted.load(now, itertools.count(restarted.highest_key() + 1))
+    for scope in SCOPES:
+        assert set(loaded[scope].keys) == {entry.entry_id for entry in now[scope]}
+        assert min(loaded[scope].entry_ids) > 2000  # every entry under a new key: built afresh
 
 
 def test_an_unreadable_saved_index_is_rebuilt(tmp_path: Path) -> None:

@@ -422,21 +422,28 @@ async def test_a_server_that_keeps_failing_opens_its_breaker_and_tools_list_says
     assert "breaker open" in run_cli(served.data_dir, "mcp", "list").stdout
 
 
-def test_the_cost_per_outcome_counts_the_priced_tool_calls(served: Served, keys: dict[str, str]) -> None:
-    body = {"task_id": "task-allowed", "status": "resolved", "workflow_id": "notes-agent"}
+async def test_the_cost_per_outcome_counts_the_priced_tool_calls(
+    served: Served, keys: dict[str, str]
+) -> None:
+    headers = {"X-Fleetdeck-Task": "task-priced", "X-Fleetdeck-Workflow": "priced-agent"}
+    async with mcp_client(served, keys["agent"], headers) as client:
+        for _ in range(2):
+            assert not (await client.call_tool("notes__read_note", {"title": "groceries"})).is_error
+    traces_of(served, "task_id = 'task-priced'", count=2)  # both priced calls stored
+    body = {"task_id": "task-priced", "status": "resolved", "workflow_id": "priced-agent"}
     posted = httpx.post(f"{served.base_url}/outcomes", json=body, headers=served.auth, timeout=10)
     assert posted.status_code == 200, posted.text
     endpoint = AdminEndpoint.find(served.data_dir)
     assert endpoint is not None
     deadline = time.monotonic() + 10
-    while True:
-        rows = endpoint.query({"name": "cost_per_outcome", "params": {"workflow": "notes-agent"}}).to_pylist()
-        # the outcome and the priced tool calls' traces land in separate flushes: wait for both
-        if (rows and rows[0]["resolved_tasks"] and rows[0]["total_cost_usd"]) or time.monotonic() > deadline:
+    while True:  # the outcome lands in a flush of its own: wait for it
+        asked = {"name": "cost_per_outcome", "params": {"workflow": "priced-agent"}}
+        rows = endpoint.query(asked).to_pylist()
+        if (rows and rows[0]["resolved_tasks"]) or time.monotonic() > deadline:
             break
         time.sleep(0.05)
     (row,) = rows
-    assert (row["resolved_tasks"], row["total_cost_usd"], row["cost_per_outcome_usd"]) == (1, 0.25, 0.25)
+    assert (row["resolved_tasks"], row["total_cost_usd"], row["cost_per_outcome_usd"]) == (1, 0.5, 0.5)
 
 
 def test_malformed_json_rpc_is_refused_in_json_rpc_and_traced(served: Served, keys: dict[str, str]) -> None:

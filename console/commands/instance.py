@@ -26,7 +26,6 @@ from console.gateway.admin import AdminEndpoint
 from console.gateway.errors_http import domain_error_from
 from console.gateway.key_admin import CONSOLE_KEY_SECRET
 from console.gateway.openai_api import ApiError
-from console.lake import attach as lake_store
 from console.policy import Policy
 from console.secrets import read_local_secret, store_local_secret
 from console.settings import Settings
@@ -132,6 +131,8 @@ class AttachedLake(LocalEngine):
                 "run it against a replica (--data-dir, or the instance that serves it)"
             )
         if action == "audit_verify":
+            from console.lake import attach as lake_store
+
             verification = lake_store.verify(self.engine.db)
             return {**dataclasses.asdict(verification), "report": verification.report()}
         return self.engine.answer(action, request)
@@ -171,6 +172,8 @@ def attached(settings: Settings) -> Iterator[AttachedLake]:
                 "drift_webhook_url": None,
             }
         )
+        from console.lake import attach as lake_store  # pyarrow.dataset, only over a lake
+
         try:
             lake_store.attach(lake, copy.db_path).close()
         except FileNotFoundError as exc:

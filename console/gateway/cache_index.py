@@ -4,7 +4,8 @@ database so that a start loads them instead of rebuilding them from every stored
 A saved index is a hint, never the truth: at start it is reconciled with the entries the
 store still holds (entries gone since it was saved are removed, entries it never saw are
 added), so an index saved before a crash, a purge or an expiry still answers exactly as a
-rebuilt one would. A scope with no saved index, or one that cannot be read, is rebuilt.
+rebuilt one would. A scope with no saved index, or one that cannot be read, is rebuilt; so
+is one that lost more than a tenth of its entries (removals cost an HNSW graph recall).
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from console.gateway.embedders import Vector
 log = logging.getLogger("fleetdeck.cache")
 
 SEARCH_LIST = 24  # HNSW expansion_search (usearch's default: 64)
+# Removals leave holes in an HNSW graph that cost recall; a saved index that lost more than
+# this share of its entries since it was saved is rebuilt instead of reconciled.
+REBUILD_AFTER_REMOVED = 0.1
 
 
 class ScopeIndex:
@@ -137,8 +141,11 @@ class SavedIndexes:
 
 def _reconciled(index: ScopeIndex, entries: Sequence[Entry], keys: Iterator[int]) -> ScopeIndex:
     live = {entry.entry_id for entry in entries}
-    for gone in [entry_id for entry_id in index.keys if entry_id not in live]:
-        index.remove(gone)
+    gone = [entry_id for entry_id in index.keys if entry_id not in live]
+    if len(gone) > REBUILD_AFTER_REMOVED * len(index):
+        return _built(entries, keys)
+    for entry_id in gone:
+        index.remove(entry_id)
     new = [entry for entry in entries if entry.entry_id not in index.keys]
     if new:
         _add(index, new, keys)

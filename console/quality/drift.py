@@ -51,10 +51,10 @@ from typing import Any
 
 import duckdb
 import numpy as np
-from scipy import stats
-from scipy.spatial import distance
 
 from console.store import queries
+
+# scipy is imported inside the statistics that use it: a second at every start otherwise.
 
 WINDOW_DAYS = 7
 BASELINE_DAYS = 28
@@ -367,6 +367,8 @@ def _cost_statistics(rows: list[dict[str, Any]]) -> Iterable[Statistic]:
 
 
 def verdict_mix(workflow: str, baseline: Mapping[str, int], current: Mapping[str, int]) -> Statistic:
+    from scipy.spatial import distance
+
     base_n, cur_n = sum(baseline.values()), sum(current.values())
     base_score = _mean_score(baseline)
     cur_score = _mean_score(current)
@@ -389,6 +391,8 @@ def verdict_mix(workflow: str, baseline: Mapping[str, int], current: Mapping[str
 
 
 def _chi_square_p(baseline: Mapping[str, int], current: Mapping[str, int]) -> float:
+    from scipy import stats
+
     seen = [v for v in VERDICTS if baseline[v] + current[v] > 0]
     if len(seen) < 2:
         return 1.0
@@ -421,6 +425,8 @@ def rate_change(
     worse_when_higher: bool,
 ) -> Statistic:
     """(hits, total) in each window; alerts when the rate moved > 10 % for the worse, significantly."""
+    from scipy import stats
+
     (base_hits, base_n), (cur_hits, cur_n) = baseline, current
     base_rate = base_hits / base_n if base_n else None
     cur_rate = cur_hits / cur_n if cur_n else None
@@ -445,6 +451,8 @@ def distribution_shift(
     *,
     either_way: bool,
 ) -> Statistic:
+    from scipy import stats
+
     base_n, cur_n = len(baseline), len(current)
     base_median = float(np.median(baseline)) if base_n else None
     cur_median = float(np.median(current)) if cur_n else None
@@ -468,6 +476,8 @@ def cost_change(
     workflow: str, baseline_days: Sequence[Mapping[str, Any]], current_days: Sequence[Mapping[str, Any]]
 ) -> Statistic:
     """The median day's cost per resolved task in each window; alerts when it rose more than 10 %."""
+    from scipy import stats
+
     base_n = sum(int(day["resolved_tasks"]) for day in baseline_days)
     cur_n = sum(int(day["resolved_tasks"]) for day in current_days)
     base_cost, cur_cost = _median_day(baseline_days), _median_day(current_days)
