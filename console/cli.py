@@ -79,12 +79,20 @@ def _settings(data_dir: Path | None, lake: Path | None = None) -> Settings:
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    if sys.stderr is sys.__stderr__ and _STDERR is not None:  # not captured: the process's own fd 2
+    say_error(message)
+    raise typer.Exit(code)
+
+
+def say_error(message: str) -> None:
+    """`fleetdeck: message` on the caller's stderr, even while a model loads on another thread:
+    llama-cpp-python then points fd 2 and sys.stderr at /dev/null, so the copy made at import
+    is written to, unless stderr is captured (a test's CliRunner)."""
+    quieted = getattr(sys.stderr, "name", None) == os.devnull
+    if _STDERR is not None and (sys.stderr is sys.__stderr__ or quieted):
         _STDERR.write(f"fleetdeck: {message}\n")
         _STDERR.flush()
     else:
         typer.echo(f"fleetdeck: {message}", err=True)
-    raise typer.Exit(code)
 
 
 def refused(error: DomainError) -> NoReturn:
@@ -907,8 +915,8 @@ def main() -> None:
         app()
     except ValidationError as exc:  # a setting from the environment that cannot be used
         problems = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
-        typer.echo(f"fleetdeck: bad setting: {problems}", err=True)
+        say_error(f"bad setting: {problems}")
         raise SystemExit(2) from None
     except DomainError as exc:  # refused before a command could say so itself (a lake that is not there)
-        typer.echo(f"fleetdeck: {exc.message}", err=True)
+        say_error(exc.message)
         raise SystemExit(2 if isinstance(exc, Invalid) else 1) from None

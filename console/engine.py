@@ -26,6 +26,7 @@ from console.gateway.breaker import Breaker, Breakers
 from console.gateway.budget import Ledger, LocalLedger, TaskSteps
 from console.gateway.cache import ResponseCache, embed_via
 from console.gateway.executor import Executor
+from console.gateway.handoffs import Handoffs
 from console.gateway.injection_guard import InjectionGuard
 from console.gateway.key_admin import CONSOLE_KEY_NAME, CONSOLE_KEY_SECRET, KeyAdmin
 from console.gateway.limits import RateLimiter
@@ -160,6 +161,7 @@ class Engine:
         if self.cluster is not None:
             self._join_cluster(self.cluster)
         self.evaluator = self._evaluator(gateway)
+        gateway.handoffs = self._handoffs(gateway)
         self.otlp = start_export(self.policy.otlp, self.providers)
         gateway.export_trace = self.otlp.offer if self.otlp is not None else None
         if self.otlp is not None and self.evaluator is not None:
@@ -308,6 +310,20 @@ class Engine:
         evaluator = judge.Evaluator(config, model, gateway.handle, self.recorder, key)
         gateway.after_trace = evaluator.offer
         return evaluator
+
+    def _handoffs(self, gateway: Gateway) -> Handoffs | None:
+        """The policy's handoff contracts; judge gates ask through the gateway with the judge's key."""
+        assert self.policy is not None
+        if not self.policy.handoffs:
+            return None
+        handoffs = Handoffs(self.policy.handoffs, self.db, self.recorder, gateway.approvals)
+        handoffs.judge_model = judge.judge_model(self.policy)
+        if any(contract.gate.kind == "judge" for contract in self.policy.handoffs.values()):
+            key = None
+            if self.settings.auth_required:
+                key, _ = self._own_key(judge.EVALUATOR_KEY_SECRET, judge.EVALUATOR_KEY_NAME, "prod", "engine")
+            handoffs.ask_judge = judge.payload_judge(gateway.handle, key)
+        return handoffs
 
     def verify_audit(self, cursor: duckdb.DuckDBPyConnection | None = None) -> audit.Verification:
         """The audit chain against its signed checkpoints, with this instance's public key."""

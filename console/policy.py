@@ -602,6 +602,39 @@ class OtlpConfig(_Schema):
     metrics_interval_s: PositiveFloat = 60.0
 
 
+class HandoffGateConfig(_Schema):
+    """What a handoff passes before its consumer may cite it (console/gateway/handoffs.py)."""
+
+    kind: Literal["none", "judge", "approval"] = "none"
+    rubric: str | None = None  # judge: what a good payload is; the judge answers correct or not
+    judge: str | None = None  # judge: provider/model or route:<intent>; None: the policy's judge
+    deadline_s: PositiveFloat = 3600.0  # approval: refused (by the system) when nobody decided
+
+    @model_validator(mode="after")
+    def _rubric_for_a_judge(self) -> HandoffGateConfig:
+        if self.kind == "judge" and not (self.rubric or "").strip():
+            raise ValueError("a judge gate needs a rubric: what makes a payload good enough to hand on")
+        return self
+
+
+class HandoffContract(_Schema):
+    """A named contract between two agents: who hands what to whom, and what it must show."""
+
+    producer: str | None = None  # the producing workflow (or workflow/step); None: any
+    consumer: str | None = None  # the consuming workflow; a call citing the handoff must be it
+    payload_schema: dict[str, Any] = Field(alias="schema")  # JSON Schema of the payload
+    provenance: list[str] = Field(default_factory=list)  # top-level fields that must name source traces
+    gate: HandoffGateConfig = Field(default_factory=HandoffGateConfig)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("payload_schema")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_schema(value)
+        return value
+
+
 class Policy(_Schema):
     providers: dict[Name, ProviderConfig] = Field(min_length=1)
     routes: list[Route] = Field(default_factory=list)
@@ -615,6 +648,7 @@ class Policy(_Schema):
     mcp_servers: dict[McpServerName, McpServerConfig] = Field(default_factory=dict)  # behind /mcp
     mcp_access: list[McpAccessRule] = Field(default_factory=list)  # who may call which MCP tools
     otlp: OtlpConfig = Field(default_factory=OtlpConfig)
+    handoffs: dict[Name, HandoffContract] = Field(default_factory=dict)  # contracts between agents
 
     _hash: str | None = PrivateAttr(default=None)
 

@@ -123,7 +123,7 @@ def test_an_undecided_call_expires_at_the_deadline(upstream: FakeOpenAI, tmp_pat
     assert [row["action"] for row in audit] == ["approval.requested", "approval.denied"]
     assert (audit[1]["actor"], audit[1]["actor_kind"]) == ("gateway", "system")
     expired = orjson.loads(audit[1]["payload"])
-    assert expired["expired"] is True and 0 < expired["waited_s"] <= 2
+    assert expired["expired"] is True and 0 <= expired["waited_s"] <= 2  # 0: the upstream took it all
 
 
 def test_deciding_without_an_instance_says_so(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from console.gateway.steps.cache_lookup import look_up_cache
 from console.gateway.steps.count_tokens import count_tokens
 from console.gateway.steps.escalate import escalate
 from console.gateway.steps.execute import execute
+from console.gateway.steps.handoff import check_handoff
 from console.gateway.steps.keep import keep
 from console.gateway.steps.limit import apply_rate_limits
 from console.gateway.steps.police_tools import police_tools
@@ -39,6 +40,7 @@ Step = Callable[[Call], Awaitable[None]]
 # Until the call has an answer: a token count answers at 4b, a cache hit at 5, a stream at 7.
 BEFORE_ANSWER: tuple[Step, ...] = (
     context.read_context,  # Fleetdeck's context: workflow, task, step, tier, prompt
+    check_handoff,  # the handoff it consumes is accepted
     apply_prompt,  # 2 the registry's template (X-Fleetdeck-Prompt)
     choose_route,  # 3 route, plan and reason code; stops, access, fan-out
     apply_rate_limits,  # requests, tokens and calls in flight per key, environment, route
@@ -108,10 +110,11 @@ class Gateway(GatewayServices):
         call.finish()
         return call.refusal_headers()
 
-    def authenticate(self, headers: Mapping[str, str]) -> None:
-        """Raise the 401 ApiError when keys are required and the request has no valid one."""
-        if self.keys is not None:
-            self.keys.authenticate(headers)
+    def authenticate(self, headers: Mapping[str, str]) -> str:
+        """The key's name; the 401 ApiError when keys are required and the request has no valid one."""
+        if self.keys is None:
+            return "anonymous"
+        return self.keys.authenticate(headers).name
 
 
 async def _run(call: Call) -> None:

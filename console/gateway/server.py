@@ -31,6 +31,7 @@ from starlette.types import Receive, Scope, Send
 
 from console.errors import DomainError
 from console.gateway.errors_http import api_error_from
+from console.gateway.handoffs import Handoff
 from console.gateway.ingress import ADAPTERS, Ingress, Reply
 from console.gateway.ingress import responses as stored_responses
 from console.gateway.ingress.messages import MESSAGES
@@ -137,6 +138,8 @@ def build_app(
         Route("/v1/responses/{response_id}/input_items", stored_response(gateway), methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/outcomes", outcomes, methods=["POST"]),
+        Route("/v1/handoffs", handoffs_endpoint(gateway), methods=["POST"]),
+        Route("/v1/handoffs/{handoff_id}", handoffs_endpoint(gateway), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/_admin/{action}", admin, methods=["POST"]),
     ]
@@ -147,6 +150,38 @@ def build_app(
         exception_handlers={HTTPException: http_error, Exception: _crash},
         lifespan=(lambda app: mcp.running()) if mcp is not None else None,
     )
+
+
+def handoffs_endpoint(gateway: Gateway) -> Callable[[Request], Awaitable[Response]]:
+    """Submit a handoff under a contract (POST), or read its state (GET); one trace each.
+    A submission that fails its contract is 422 `handoff_refused`, naming the problem (and the
+    handoff, recorded as refused); one held by its gate is 202."""
+
+    async def endpoint(request: Request) -> Response:
+        operation = "handoff" if request.method == "POST" else "handoff_get"
+        try:
+            found = await _handoff(gateway, request)
+        except ApiError as error:
+            return _error(error, gateway.record_request(operation, request.headers, error))
+        traced = gateway.record_request(operation, request.headers, task_id=found.task_id)
+        if found.state == "refused" and request.method == "POST":
+            refused = ApiError(422, found.problem or "refused", code="handoff_refused")
+            body = orjson.loads(refused.envelope())
+            body["error"]["handoff"] = found.doc()
+            return _json(body, 422, headers=traced)
+        return _json(found.doc(), 202 if found.state == "held" else 200, headers=traced)
+
+    return endpoint
+
+
+async def _handoff(gateway: Gateway, request: Request) -> Handoff:
+    submitter = gateway.authenticate(request.headers)
+    if gateway.handoffs is None:
+        raise ApiError(404, "this gateway's policy has no `handoffs:` contracts", code="unknown_contract")
+    if request.method == "GET":
+        return gateway.handoffs.read(request.path_params["handoff_id"])
+    doc = parse_body(await _read_body(request))
+    return await gateway.handoffs.submit(doc, submitter, request.headers.get("x-fleetdeck-task"))
 
 
 def stored_response(gateway: Gateway) -> Callable[[Request], Awaitable[Response]]:

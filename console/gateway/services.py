@@ -9,6 +9,7 @@ from console.gateway.approvals import ApprovalQueue
 from console.gateway.budget import Ledger, LocalLedger, TaskSteps
 from console.gateway.cache import ResponseCache
 from console.gateway.executor import Executor
+from console.gateway.handoffs import Handoffs
 from console.gateway.injection_guard import InjectionGuard
 from console.gateway.keys import KeyRegistry
 from console.gateway.limits import Limiter, RateLimiter
@@ -52,3 +53,4 @@ class GatewayServices:
     refuse_uncapped_in_outage: bool = False  # cluster_uncapped = refuse: no call while the ledger is away
     stream_keep_alive_s: float = 15.0  # how often a stream waiting for an approval says it is alive
     injection: InjectionGuard | None = None  # None: the injection patterns score alone
+    handoffs: Handoffs | None = None  # the policy's handoff contracts, when it has any

@@ -86,6 +86,11 @@ def check_output(text: str | None, schema: dict[str, Any]) -> SchemaVerdict:
         document = orjson.loads(text)
     except orjson.JSONDecodeError as error:
         return SchemaVerdict(False, f"not JSON: {error}")
+    return check_document(document, schema)
+
+
+def check_document(document: Any, schema: dict[str, Any]) -> SchemaVerdict:
+    """The verdict on a parsed JSON document against `schema`, naming where it fails."""
     validator = jsonschema.validators.validator_for(schema)(schema)
     problem = jsonschema.exceptions.best_match(validator.iter_errors(document))
     if problem is None:

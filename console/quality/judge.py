@@ -432,3 +432,53 @@ def _reply_text(body: bytes) -> str | None:
 
 async def _never_disconnected() -> None:
     await asyncio.Event().wait()
+
+
+# --------------------------------------------------------------------------- handoff gates
+
+HANDOFF_PROMPT = (
+    "You review a payload one agent hands to the next. Judge it against the rubric only. Answer "
+    'with JSON: {"verdict": "correct" | "partial" | "incorrect", "rationale": "<one sentence>"}. '
+    "correct: it meets the rubric; partial or incorrect: it does not."
+)
+
+
+def payload_judge(
+    handle: Handler, key: str | None
+) -> Callable[[str, str, str, str], Awaitable[tuple[str, str] | None]]:
+    """A handoff gate's judge (console.gateway.handoffs): (model, rubric, payload, task) →
+    (verdict, rationale), or None when the judge call fails or answers no verdict. The call goes
+    through the gateway like any other (keyed, priced, traced), under the judge's workflow."""
+
+    async def ask(model: str, rubric: str, payload: str, task: str) -> tuple[str, str] | None:
+        body = {
+            "model": model,
+            "messages": [
+                {"role": "system", "content": HANDOFF_PROMPT},
+                {
+                    "role": "user",
+                    "content": f"Rubric:\n{rubric}\n\nPayload:\n{_clip_middle(payload, REQUEST_CHARS)}",
+                },
+            ],
+            "max_tokens": 200,
+            "temperature": 0,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "verdict", "schema": VERDICT_SCHEMA},
+            },
+        }
+        headers = {
+            "x-fleetdeck-workflow": JUDGE_WORKFLOW,
+            "x-fleetdeck-intent": JUDGE_INTENT,
+            "x-fleetdeck-task": task,
+        }
+        if key is not None:
+            headers["authorization"] = f"Bearer {key}"
+        reply = await handle(CHAT, orjson.dumps(body), headers, _never_disconnected)
+        if reply.status != 200:
+            log.warning("the handoff judge answered %d: %s", reply.status, reply.body[:300])
+            return None
+        verdict = parse_verdict(_reply_text(reply.body))
+        return None if verdict.verdict == UNPARSEABLE else (verdict.verdict, verdict.rationale)
+
+    return ask

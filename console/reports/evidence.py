@@ -42,6 +42,7 @@ def export(source: RecordSource, settings: Settings, window: Window, out: Path) 
     out.mkdir(parents=True, exist_ok=True)
     params = {"from": window.start.isoformat(), "to": window.end.isoformat()}
     tables = {name: source.named(f"evidence_{name}", params) for name in TABLES}
+    tables["handoffs"] = source.named("handoffs", params)
     written = [_parquet(table, out / f"{name}.parquet") for name, table in tables.items()]
     verification = source.ask("audit_verify", {}, timeout_s=600)
     written.append(_json(verification, out / "verification.json"))
@@ -87,6 +88,14 @@ def _versions(traces: pa.Table) -> dict[str, Any]:
     return {"packages": packages, "models_that_answered": dict(sorted(models.items()))}
 
 
+def _handoff_counts(handoffs: pa.Table) -> str:
+    if not handoffs.num_rows:
+        return "none"
+    statuses = Counter(str(s) for s in handoffs.column("status").to_pylist())
+    gates = Counter(str(g) for g in handoffs.column("gate").to_pylist())
+    return f"{handoffs.num_rows:,} ({_counts(statuses)}; gates: {_counts(gates)})"
+
+
 def render_summary(
     settings: Settings,
     window: Window,
@@ -116,6 +125,8 @@ def render_summary(
         "## Art. 14 — human oversight",
         *[f"- {action}: {actions.get(action, 0)}" for action in OVERSIGHT],
         f"- Human verdicts in `evals.parquet`: {_human_verdicts(tables['evals'])}.",
+        f"- Handoffs between agents (`handoffs.parquet`, each with the traces its fields came from): "
+        f"{_handoff_counts(tables['handoffs'])}.",
         "",
         "## Art. 19 — log retention",
         f"- Retention in force: traces (with their evals and outcomes) {settings.trace_retention_days} "

@@ -1,5 +1,5 @@
 """Fleetdeck's own context of a call (workflow, intent, task, session, step, tier, prompt,
-trace ids), from `X-Fleetdeck-*` headers or the request's `metadata`; headers win.
+the handoff it consumes, trace ids), from `X-Fleetdeck-*` headers or the request's `metadata`; headers win.
 
 The call's OpenTelemetry span joins a client's W3C `traceparent` (console.tracecontext);
 its trace id is the trace's `trace_id` unless X-Fleetdeck-Trace names one, and every
@@ -25,6 +25,7 @@ CONTEXT_HEADERS = {
     "x-fleetdeck-step": "step",
     "x-fleetdeck-tier": "tier",
     "x-fleetdeck-prompt": "prompt",
+    "x-fleetdeck-handoff": "handoff",
 }
 CONTEXT_KEYS = frozenset(CONTEXT_HEADERS.values())
 CONVERSATION_KEYS = ("session_id", "conversation_id", "gen_ai.conversation.id")
@@ -44,6 +45,7 @@ def read(call: Call, body: Body) -> None:
     trace.task_id = context.get("task")
     trace.session_id = _session(context.get("session"))
     trace.tier = context.get("tier")
+    call.handoff = context.get("handoff")
     _trace_ids(call)
     if "step" in context:
         trace.step = _step(context["step"])
