@@ -127,6 +127,7 @@ class TraceDetail:
     request: Any
     response: Any
     session: list[dict[str, Any]] = field(default_factory=list)  # the session's calls, in order
+    handoffs: list[dict[str, Any]] = field(default_factory=list)  # the task's handoffs, oldest first
 
 
 def detail(cur: duckdb.DuckDBPyConnection, request_id: str) -> TraceDetail | None:
@@ -142,7 +143,19 @@ def detail(cur: duckdb.DuckDBPyConnection, request_id: str) -> TraceDetail | Non
         request=_json(row.pop("payload_request", None)),
         response=_json(row.pop("payload_response", None)),
         session=session_timeline(cur, row.get("session_id")),
+        handoffs=task_handoffs(cur, row.get("task_id")),
     )
+
+
+def task_handoffs(cur: duckdb.DuckDBPyConnection, task_id: str | None) -> list[dict[str, Any]]:
+    """The handoffs of the trace's task (queries/handoffs.sql), their provenance parsed."""
+    if not task_id:
+        return []
+    found = queries.run(cur, "handoffs", {"task": task_id, "from": "2000-01-01"}).to_pylist()
+    for handoff in found:
+        provenance = _json(handoff.get("provenance"))
+        handoff["provenance"] = provenance if isinstance(provenance, dict) else {}
+    return found
 
 
 def session_timeline(cur: duckdb.DuckDBPyConnection, session_id: str | None) -> list[dict[str, Any]]:

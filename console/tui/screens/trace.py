@@ -6,6 +6,7 @@ import json
 from typing import Any, ClassVar
 
 import duckdb
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -85,6 +86,23 @@ def session_text(calls: list[dict[str, Any]], current: str) -> str:
     return "\n".join(lines)
 
 
+def handoffs_text(handoffs: list[dict[str, Any]], current: str) -> str:
+    """The task's handoffs as chains: the fields' source calls → the payload → its gate → consumers."""
+    if not handoffs:
+        return "no handoff in this task"
+    lines = []
+    for handoff in handoffs:
+        verdict = handoff["status"] + (f" ({handoff['problem']})" if handoff.get("problem") else "")
+        lines.append(
+            f"{handoff['handoff_id']}  {handoff['contract']}  gate {handoff['gate'] or 'none'} → {verdict}"
+            f"  by {handoff['decided_by']}  → consumed by {handoff['consumed_by_calls']} call(s)"
+        )
+        for name, sources in handoff["provenance"].items():
+            marked = ", ".join(f"▶{s}" if s == current else str(s) for s in sources)
+            lines.append(f"    {name} ← {marked}")
+    return escape("\n".join(lines))  # payload problems quote JSON: brackets are not markup
+
+
 def pretty(value: Any, absent: str) -> str:
     if value is None:
         return absent
@@ -118,6 +136,8 @@ class TraceScreen(ModalScreen[None]):
             yield Static("loading…", id="trace-summary")
             yield Static("Session", classes="section-title")
             yield Static("", id="trace-session")
+            yield Static("Handoffs", classes="section-title")
+            yield Static("", id="trace-handoffs")
             yield Static("Attempts", classes="section-title")
             yield Static("", id="trace-attempts")
             yield Static("Guard results", classes="section-title")
@@ -148,6 +168,7 @@ class TraceScreen(ModalScreen[None]):
         self.detail = detail = message.found
         summary.update(summary_text(detail.row))
         self.query_one("#trace-session", Static).update(session_text(detail.session, self.request_id))
+        self.query_one("#trace-handoffs", Static).update(handoffs_text(detail.handoffs, self.request_id))
         self.query_one("#trace-attempts", Static).update(attempts_text(detail.attempts))
         self.query_one("#trace-guards", Static).update(pretty(detail.guards, "no guard ran"))
         self.query_one("#trace-request", Static).update(pretty(detail.request, "no payload kept"))
