@@ -151,7 +151,9 @@ def task_handoffs(cur: duckdb.DuckDBPyConnection, task_id: str | None) -> list[d
     """The handoffs of the trace's task (queries/handoffs.sql), their provenance parsed."""
     if not task_id:
         return []
-    found = queries.run(cur, "handoffs", {"task": task_id, "from": "2000-01-01"}).to_pylist()
+    found: list[dict[str, Any]] = queries.run(
+        cur, "handoffs", {"task": task_id, "from": "2000-01-01"}
+    ).to_pylist()
     for handoff in found:
         provenance = _json(handoff.get("provenance"))
         handoff["provenance"] = provenance if isinstance(provenance, dict) else {}
