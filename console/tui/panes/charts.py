@@ -56,9 +56,7 @@ def colour_names(roles: Sequence[Role]) -> list[str]:
 def legend(data: ChartData) -> str:
     """The series' names, each after a square of its colour (markup with theme variables), and the unit."""
     names = colour_names([series.role for series in data.series])
-    keys = [
-        f"[${name}]■[/] {escape(series.name)}" for series, name in zip(data.series, names, strict=True)
-    ]
+    keys = [f"[${name}]■[/] {escape(series.name)}" for series, name in zip(data.series, names, strict=True)]
     if data.kind == "hbars":
         keys = []
     return "  ".join([*keys, *([escape(data.ylabel)] if data.ylabel else [])])
@@ -127,7 +125,8 @@ def draw(plt: Plot, data: ChartData, colours: Sequence[RGB], width: int, height:
         for series, colour in zip(data.series, colours, strict=True):
             if series.values:  # a series may have no point at all (no call sent this hour)
                 plt.plot(data.x if series.x is None else series.x, series.values, color=colour, marker="hd")
-        plt.xlim(min(data.x), max(data.x))
+        if len(data.x) > 1:
+            plt.xlim(min(data.x), max(data.x))
     ticks = value_ticks(top, min(6, height // 2), data.unit)
     plt.ylim(0, top)
     plt.yticks([position for position, _ in ticks], [label for _, label in ticks])

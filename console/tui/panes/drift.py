@@ -105,7 +105,9 @@ class DriftPane(Pane):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="drift-headline", classes="pane-status")
-        yield ChartRow(Chart(id="drift-distribution-chart"), Chart(id="drift-verdicts-chart"), id="drift-charts")
+        yield ChartRow(
+            Chart(id="drift-distribution-chart"), Chart(id="drift-verdicts-chart"), id="drift-charts"
+        )
         yield DataTable(id="drift-table", cursor_type="row")
         yield Static("Latest drift alerts", classes="section-title")
         yield DataTable(id="drift-alerts", cursor_type="row")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import ClassVar
-
 from datetime import datetime
+from typing import ClassVar
 
 import duckdb
 from textual.app import ComposeResult
@@ -63,7 +62,9 @@ class TrafficPane(Pane):
         rows = traffic.recent(cursor, flt, traffic.STREAM_CAP, now)
         return TrafficData(rows, self._charts(cursor, flt, now))
 
-    def _charts(self, cursor: duckdb.DuckDBPyConnection, flt: TrafficFilter, now: datetime) -> TrafficCharts | None:
+    def _charts(
+        self, cursor: duckdb.DuckDBPyConnection, flt: TrafficFilter, now: datetime
+    ) -> TrafficCharts | None:
         """The hour's charts, when the filter changed or CHARTS_REFRESH_S have passed (in the worker)."""
         moment = time.monotonic()
         if self._charted is not None:

@@ -63,7 +63,9 @@ class ChartData:
     def top(self) -> float:
         """The largest value the value axis must reach (a stack's sum for stacked bars)."""
         if self.kind == "stacked":
-            return max((sum(column) for column in zip(*(s.values for s in self.series), strict=True)), default=0)
+            return max(
+                (sum(column) for column in zip(*(s.values for s in self.series), strict=True)), default=0
+            )
         return max((value for series in self.series for value in series.values), default=0.0)
 
 
@@ -133,7 +135,9 @@ def minutes_of(now: datetime, minutes: int = TIMELINE_MINUTES) -> list[datetime]
 
 
 def _minute_ticks(minutes: Sequence[datetime]) -> list[tuple[float, str]]:
-    return [(float(i), minute.strftime("%H:%M")) for i, minute in enumerate(minutes) if minute.minute % 5 == 0]
+    return [
+        (float(i), minute.strftime("%H:%M")) for i, minute in enumerate(minutes) if minute.minute % 5 == 0
+    ]
 
 
 def _per_minute(
@@ -148,7 +152,9 @@ def _measured(
 ) -> Series:
     """A line through the minutes that have a value only (a minute without calls has no latency)."""
     index = {minute: i for i, minute in enumerate(minutes)}
-    points = sorted((index[r["minute"]], float(r[column])) for r in rows if r["minute"] in index and r[column] is not None)
+    points = sorted(
+        (index[r["minute"]], float(r[column])) for r in rows if r["minute"] in index and r[column] is not None
+    )
     return Series(name, [v for _, v in points], role, x=[float(i) for i, _ in points])
 
 
@@ -190,7 +196,9 @@ def traffic_charts(rows: Sequence[Mapping[str, Any]], now: datetime, described: 
     return TrafficCharts(load, latency)
 
 
-def traffic_timeline(cur: duckdb.DuckDBPyConnection, params: Mapping[str, object], now: datetime) -> list[Any]:
+def traffic_timeline(
+    cur: duckdb.DuckDBPyConnection, params: Mapping[str, object], now: datetime
+) -> list[Any]:
     """The rows of `traffic_per_minute` for the hour before `now`, with the stream's filter fields."""
     window = {"from": now - timedelta(minutes=TIMELINE_MINUTES), "to": now}
     keep = {name: value for name, value in params.items() if name not in ("limit", "since")}
@@ -216,7 +224,9 @@ def fleet_charts(rows: Sequence[Mapping[str, Any]], now: datetime) -> FleetChart
 
     def chart(title: str, column: str, ylabel: str) -> ChartData:
         series = [Series(p, _per_minute(by_provider[p], minutes, column)) for p in sorted(ranked)]
-        return ChartData(title, "lines", x, series, ticks, ylabel=ylabel, empty="no provider called this hour")
+        return ChartData(
+            title, "lines", x, series, ticks, ylabel=ylabel, empty="no provider called this hour"
+        )
 
     return FleetCharts(
         tokens=chart("Output tokens/s per provider · last hour", "tokens_per_second", "tok/s"),
@@ -263,7 +273,10 @@ def verdict_mix(title: str, counts: Mapping[str, Mapping[str, int]], windows: tu
     series = [
         Series(
             verdict,
-            [counts.get(p, {}).get(verdict, 0) / total * 100 if total else 0.0 for p, total in zip(periods, totals, strict=True)],
+            [
+                counts.get(p, {}).get(verdict, 0) / total * 100 if total else 0.0
+                for p, total in zip(periods, totals, strict=True)
+            ],
             role,
         )
         for verdict, role in VERDICT_ROLES.items()
