@@ -1,4 +1,4 @@
-"""The panes' charts: what they plot from known rows, and that they draw at 80x24 and 250x70 on the sample store."""
+"""The panes' charts: what they plot from known rows; drawn at 80x24 and 250x70 on the sample store."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def test_the_verdict_mix_is_two_stacks_of_shares() -> None:
 def test_a_distribution_is_each_windows_share_per_shared_bin() -> None:
     baseline = np.array([100.0] * 50 + [200.0] * 50)
     current = np.array([200.0] * 30 + [300.0] * 10)
-    chart = charts.distribution("latency", baseline, current, ("base", "recent"), "latency (ms)")
+    chart = charts.distribution("latency", baseline, current, ("base", "recent"), "latency", "ms")
     base, recent = chart.series
     assert sum(base.values) == pytest.approx(100.0) and sum(recent.values) == pytest.approx(100.0)
     assert base.values[0] == pytest.approx(50.0)  # the lowest bin holds half of the baseline

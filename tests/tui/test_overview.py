@@ -124,7 +124,9 @@ def test_the_spend_tile_turns_amber_near_a_cap_and_red_past_it(
 
 def sum_of_routes(engine: Engine) -> float:
     rows = queries.run(engine.db.cursor(), "spend_to_date", {"as_of": FROZEN_NOW}).to_pylist()
-    return sum(float(r["spend_usd"]) for r in rows if r["scope"].startswith("route:") and r["period"] == "day")
+    return sum(
+        float(r["spend_usd"]) for r in rows if r["scope"].startswith("route:") and r["period"] == "day"
+    )
 
 
 def test_enter_on_each_tile_opens_the_pane_behind_it(console_engine: Engine) -> None:

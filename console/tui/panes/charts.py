@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 from rich.text import Text
 from textual.app import RenderResult
 from textual.binding import Binding
@@ -115,12 +116,11 @@ def draw(plt: Plot, data: ChartData, colours: Sequence[RGB], width: int, height:
         plt.xticks(positions, labels)
         return
     elif data.kind == "stacked":
-        plt.stacked_bar(
-            data.x,
-            [series.values for series in data.series],
-            color=list(colours),  # type: ignore[arg-type]
-            width=0.7,
-        )
+        # The stack as bars of its running sums, the tallest first, each drawn over the one before:
+        # every bar has the same columns (plotext's own stacked_bar rounds each layer apart).
+        sums = np.cumsum([series.values for series in data.series], axis=0)
+        for layer in range(len(data.series) - 1, -1, -1):
+            plt.bar(data.x, [float(v) for v in sums[layer]], color=colours[layer], width=0.5)
     else:
         for series, colour in zip(data.series, colours, strict=True):
             if series.values:  # a series may have no point at all (no call sent this hour)

@@ -20,6 +20,7 @@ import numpy as np
 
 from console.store import queries
 from console.tui import humanize
+from console.tui.readmodel.cost import RouteSpend, WorkflowCost
 
 ChartKind = Literal["lines", "stacked", "hbars"]
 Unit = Literal["", "ms", "usd", "%"]  # how the value axis's ticks read
@@ -89,7 +90,7 @@ def value_ticks(top: float, count: int, unit: Unit) -> list[tuple[float, str]]:
 # -- Cost ------------------------------------------------------------------------------
 
 
-def spend_per_day(routes: Sequence[Any], days: Sequence[date]) -> ChartData:
+def spend_per_day(routes: Sequence[RouteSpend], days: Sequence[date]) -> ChartData:
     """Spend per UTC day, a stack per route (the largest MAX_SERIES, then "other")."""
     ranked = sorted(routes, key=lambda r: -float(r.cost_usd))
     shown, rest = ranked[:MAX_SERIES], ranked[MAX_SERIES:]
@@ -109,16 +110,22 @@ def spend_per_day(routes: Sequence[Any], days: Sequence[date]) -> ChartData:
     )
 
 
-def cost_per_outcome(workflows: Sequence[Any], window_days: int) -> ChartData:
+def cost_per_outcome(workflows: Sequence[WorkflowCost], window_days: int) -> ChartData:
     """Cost per resolved task of each workflow over the window, a bar each (the dearest first)."""
-    priced = [w for w in workflows if w.cost_per_outcome_usd is not None]
-    priced.sort(key=lambda w: -float(w.cost_per_outcome_usd))
+    priced = sorted(
+        (
+            (w.workflow_id or "(no workflow)", float(w.cost_per_outcome_usd))
+            for w in workflows
+            if w.cost_per_outcome_usd is not None
+        ),
+        key=lambda item: -item[1],
+    )
     return ChartData(
         title=f"Cost per outcome by workflow · {window_days} d",
         kind="hbars",
         x=[float(i) for i in range(len(priced))],
-        series=[Series("USD per resolved task", [float(w.cost_per_outcome_usd) for w in priced])],
-        labels=[w.workflow_id or "(no workflow)" for w in priced],
+        series=[Series("USD per resolved task", [cost for _, cost in priced])],
+        labels=[name for name, _ in priced],
         ylabel="USD per resolved task",
         empty="no resolved tasks",
         unit="usd",
@@ -247,7 +254,12 @@ FloatArray = np.ndarray[Any, np.dtype[np.float64]]
 
 
 def distribution(
-    title: str, baseline: FloatArray, current: FloatArray, windows: tuple[str, str], unit: str
+    title: str,
+    baseline: FloatArray,
+    current: FloatArray,
+    windows: tuple[str, str],
+    unit: str,
+    tick_unit: Unit = "",
 ) -> ChartData:
     """The share of each window's calls per bin, the bins shared by both (up to HISTOGRAM_TOP)."""
     both = np.concatenate([baseline, current])
@@ -257,12 +269,16 @@ def distribution(
     low = float(both.min())
     edges = np.linspace(low, top if top > low else low + 1.0, HISTOGRAM_BINS + 1)
     centres = [float(v) for v in (edges[:-1] + edges[1:]) / 2]
+    both_windows: tuple[tuple[str, FloatArray, Role], ...] = (
+        (windows[0], baseline, "muted"),
+        (windows[1], current, ""),
+    )
     series = []
-    for name, values, role in ((windows[0], baseline, "muted"), (windows[1], current, "")):
+    for name, values, role in both_windows:
         counts, _ = np.histogram(np.clip(values, low, edges[-1]), bins=edges)
         shares = counts / values.size * 100 if values.size else np.zeros(HISTOGRAM_BINS)
-        series.append(Series(f"{name} ({values.size:,})", [float(v) for v in shares], role))  # type: ignore[arg-type]
-    ticks = [(centre, value_label(centre, "ms" if unit.startswith("latency") else "")) for centre in centres]
+        series.append(Series(f"{name} ({values.size:,})", [float(v) for v in shares], role))
+    ticks = [(centre, value_label(centre, tick_unit)) for centre in centres]
     return ChartData(title, "lines", centres, series, ticks, ylabel=f"% of calls by {unit}", unit="%")
 
 
@@ -317,7 +333,8 @@ def drift_charts(
                 base.get("latency_ms", empty),
                 cur.get("latency_ms", empty),
                 windows,
-                "latency (ms)",
+                "latency",
+                "ms",
             ),
             output_tokens=distribution(
                 f"Output tokens · {workflow}",
