@@ -73,6 +73,9 @@ class Chart(PlotextPlot):
         super().__init__(id=id, classes="chart")
         self.data: ChartData | None = None
         self.draws = 0  # plotext figures built, for tests
+        self._drawn: tuple[tuple[int, int, int, str], RenderResult] | None = (
+            None  # the last figure, by its key
+        )
 
     def show(self, data: ChartData) -> None:
         if data == self.data:
@@ -91,11 +94,16 @@ class Chart(PlotextPlot):
             return Text(data.empty, style="dim", justify="center")
         if width < MIN_WIDTH or height < MIN_HEIGHT:
             return Text(data.title, style="dim")
+        key = (id(data), width, height, self.app.theme)
+        if self._drawn is not None and self._drawn[0] == key:
+            return self._drawn[1]  # a refresh for another reason (focus, a border): the same figure
         self.plt.clear_figure()
         names = colour_names([series.role for series in data.series])
         draw(self.plt, data, [self.theme_colour(name) for name in names], width, height)
         self.draws += 1
-        return super().render()
+        figure = super().render()
+        self._drawn = (key, figure)
+        return figure
 
     def theme_colour(self, name: str) -> RGB:
         variables = self.app.theme_variables
