@@ -229,3 +229,23 @@ def test_the_drift_charts_show_the_highlighted_workflow_and_m_switches_the_distr
         assert distribution.data.title == f"Output tokens · {pane.charted}"
 
     play(app, (180, 48), scenario)
+
+
+def test_the_hours_charts_count_what_the_store_holds(console_engine: Engine) -> None:
+    cur = console_engine.db.cursor()
+    hour = [FROZEN_NOW - timedelta(hours=1), FROZEN_NOW]
+    sql = (
+        "SELECT count(*),"
+        " sum(output_tokens) FILTER (WHERE status IN ('ok', 'partial') AND provider IS NOT NULL),"
+        " sum(latency_ms) FILTER (WHERE provider IS NOT NULL)"
+        " FROM traces WHERE ts_start >= ? AND ts_start < ?"
+    )
+    ((calls, tokens, busy_ms),) = console_engine.db.cursor().execute(sql, hour).fetchall()
+    assert calls == 5  # as the Overview's requests tile counts the sample's last hour
+
+    traffic = charts.traffic_charts(charts.traffic_timeline(cur, {}, FROZEN_NOW), FROZEN_NOW, "all traffic")
+    assert sum(traffic.load.series[0].values) * 60 == pytest.approx(calls)
+    fleet = charts.fleet_charts(charts.provider_minutes(cur, FROZEN_NOW), FROZEN_NOW)
+    assert sum(v for s in fleet.tokens.series for v in s.values) * 60 == pytest.approx(tokens)
+    assert sum(v for s in fleet.in_flight.series for v in s.values) * 60_000 == pytest.approx(busy_ms)
+    assert {s.name for s in fleet.tokens.series} == {"anthropic", "openai"}
