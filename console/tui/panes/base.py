@@ -118,5 +118,10 @@ class Pane(Vertical):
     def show(self, data: Any) -> None:
         raise NotImplementedError
 
+    def action_toggle_charts(self) -> None:
+        """Hide the pane's charts (more room for its tables), or show them again."""
+        for row in self.query(".chart-row"):
+            row.toggle_class("-hidden")
+
     def show_error(self, error: str) -> None:
         self.notify(error, title=f"{self.TITLE}: could not refresh", severity="error", timeout=6)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import duckdb
 from textual.app import ComposeResult
+from textual.binding import BindingType
 from textual.widgets import DataTable, Static
 
 from console.tui import humanize
 from console.tui.context import ConsoleContext
 from console.tui.panes.base import Pane
+from console.tui.panes.charts import TOGGLE, Chart, ChartRow
 from console.tui.panes.tables import Cell, fill, right
-from console.tui.readmodel import cost
+from console.tui.readmodel import charts, cost
 from console.tui.readmodel.cost import CostView, RouteSpend, WorkflowCost
 
 WORKFLOW_COLUMNS = (
@@ -58,12 +62,14 @@ class CostPane(Pane):
     TITLE = "Cost"
     REFRESH_S = 5.0
     FOCUS = "#cost-workflows"
+    BINDINGS: ClassVar[list[BindingType]] = [TOGGLE]
 
     def __init__(self, context: ConsoleContext, *, id: str = "cost") -> None:
         super().__init__(context, id=id)
 
     def compose(self) -> ComposeResult:
         yield Static("", id="cost-headline", classes="pane-status")
+        yield ChartRow(Chart(id="cost-spend-chart"), Chart(id="cost-outcome-chart"), id="cost-charts")
         yield Static("Cost per resolved task, per workflow", classes="section-title")
         yield DataTable(id="cost-workflows", cursor_type="row", zebra_stripes=True)
         yield Static("Spend by route", classes="section-title")
@@ -74,6 +80,9 @@ class CostPane(Pane):
 
     def show(self, data: CostView) -> None:
         self.query_one("#cost-headline", Static).update(headline(data))
+        self.query_one("#cost-spend-chart", Chart).show(charts.spend_per_day(data.routes, data.days))
+        outcome = charts.cost_per_outcome(data.workflows, data.window_days)
+        self.query_one("#cost-outcome-chart", Chart).show(outcome)
         workflows: DataTable[Cell] = self.query_one("#cost-workflows", DataTable)
         fill(workflows, WORKFLOW_COLUMNS, [workflow_row(item) for item in data.workflows])
         routes: DataTable[Cell] = self.query_one("#cost-routes", DataTable)

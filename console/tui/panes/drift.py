@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import duckdb
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
 from console.quality.drift import Level, Statistic, value_text
 from console.tui import humanize
 from console.tui.context import ConsoleContext
 from console.tui.panes.base import Pane
+from console.tui.panes.charts import TOGGLE, Chart, ChartRow
 from console.tui.panes.tables import Cell, fill, right
 from console.tui.readmodel import drift
 from console.tui.readmodel.drift import DriftView
@@ -88,12 +92,22 @@ class DriftPane(Pane):
     TITLE = "Drift"
     REFRESH_S = 30.0
     FOCUS = "#drift-table"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("m", "switch_metric", "Latency/tokens"),
+        TOGGLE,
+    ]
 
     def __init__(self, context: ConsoleContext, *, id: str = "drift") -> None:
         super().__init__(context, id=id)
+        self.view: DriftView | None = None
+        self.charted: str | None = None  # the workflow the charts show: the highlighted row's
+        self.distribution = "latency"  # or "output_tokens": `m` switches
 
     def compose(self) -> ComposeResult:
         yield Static("", id="drift-headline", classes="pane-status")
+        yield ChartRow(
+            Chart(id="drift-distribution-chart"), Chart(id="drift-verdicts-chart"), id="drift-charts"
+        )
         yield DataTable(id="drift-table", cursor_type="row")
         yield Static("Latest drift alerts", classes="section-title")
         yield DataTable(id="drift-alerts", cursor_type="row")
@@ -109,3 +123,33 @@ class DriftPane(Pane):
         fill(table, COLUMNS, rows(data))
         alerts: DataTable[Cell] = self.query_one("#drift-alerts", DataTable)
         fill(alerts, ALERT_COLUMNS, alert_rows(data))
+        self.view = data
+        self.chart(self._highlighted())
+
+    def _highlighted(self) -> str | None:
+        """The workflow of the drift table's highlighted row (the first one's before any)."""
+        statistics = self.view.report.statistics if self.view else []
+        if not statistics:
+            return None
+        row = self.query_one("#drift-table", DataTable).cursor_row
+        return statistics[min(max(row, 0), len(statistics) - 1)].workflow_id
+
+    def chart(self, workflow: str | None) -> None:
+        """Both windows of one workflow: a distribution (latency or output tokens) and the verdict mix."""
+        found = self.view.charts.get(workflow) if self.view and workflow else None
+        if found is None and self.view and self.view.charts:
+            workflow, found = next(iter(self.view.charts.items()))
+        if found is None:
+            return
+        self.charted = workflow
+        shown = found.latency if self.distribution == "latency" else found.output_tokens
+        self.query_one("#drift-distribution-chart", Chart).show(shown)
+        self.query_one("#drift-verdicts-chart", Chart).show(found.verdicts)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "drift-table" and self.view is not None:
+            self.chart(self._highlighted())
+
+    def action_switch_metric(self) -> None:
+        self.distribution = "output_tokens" if self.distribution == "latency" else "latency"
+        self.chart(self.charted)

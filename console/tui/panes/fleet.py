@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import duckdb
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.binding import BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import DataTable, Label, ProgressBar, Static
 
 from console.tui import humanize
 from console.tui.context import ConsoleContext
 from console.tui.panes.base import Pane
+from console.tui.panes.charts import TOGGLE, Chart, ChartRow
 from console.tui.panes.tables import Cell, fill, right
 from console.tui.readmodel import fleet
 from console.tui.readmodel.fleet import (
@@ -166,6 +170,7 @@ class FleetPane(Pane):
     TITLE = "Fleet"
     REFRESH_S = 2.0
     FOCUS = "#fleet-models"
+    BINDINGS: ClassVar[list[BindingType]] = [TOGGLE]
 
     def __init__(self, context: ConsoleContext, *, id: str = "fleet") -> None:
         super().__init__(context, id=id)
@@ -173,6 +178,7 @@ class FleetPane(Pane):
 
     def compose(self) -> ComposeResult:
         yield Static("", id="fleet-gateway", classes="pane-status")
+        yield ChartRow(Chart(id="fleet-tokens-chart"), Chart(id="fleet-flight-chart"), id="fleet-charts")
         yield Static("Replicas", id="fleet-replicas-title", classes="section-title")
         yield DataTable(id="fleet-replicas", cursor_type="row", zebra_stripes=True)
         yield Static("Providers", classes="section-title")
@@ -195,6 +201,9 @@ class FleetPane(Pane):
         self.query_one("#fleet-gateway", Static).update(
             f"gateway {url}/v1" if url else "gateway not running: providers and breakers appear when it is"
         )
+        if data.charts is not None:
+            self.query_one("#fleet-tokens-chart", Chart).show(data.charts.tokens)
+            self.query_one("#fleet-flight-chart", Chart).show(data.charts.in_flight)
         self._show_replicas(data)
         providers: DataTable[Cell] = self.query_one("#fleet-providers", DataTable)
         fill(providers, PROVIDER_COLUMNS, [provider_row(state) for state in data.providers])

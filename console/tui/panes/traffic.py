@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+from datetime import datetime
 from typing import ClassVar
 
 import duckdb
@@ -12,10 +15,20 @@ from textual.widgets import Input, Static
 from console.tui import humanize
 from console.tui.context import ConsoleContext
 from console.tui.panes.base import Pane
+from console.tui.panes.charts import TOGGLE, Chart, ChartRow
 from console.tui.panes.stream import TraceStream
-from console.tui.readmodel import traffic
+from console.tui.readmodel import charts, traffic
+from console.tui.readmodel.charts import TrafficCharts
 from console.tui.readmodel.traffic import FilterError, StreamRow, TrafficFilter
 from console.tui.screens.trace import TraceScreen
+
+CHARTS_REFRESH_S = 5.0  # the stream refreshes every REFRESH_S; the charts of the hour this often
+
+
+@dataclass(frozen=True)
+class TrafficData:
+    rows: list[StreamRow]
+    charts: TrafficCharts | None  # None: not charted this time (the last ones stand)
 
 
 class TrafficPane(Pane):
@@ -25,26 +38,50 @@ class TrafficPane(Pane):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "focus_filter", "Filter"),
         Binding("escape", "clear_filter", "Clear filter", show=False),
+        TOGGLE,
     ]
 
     def __init__(self, context: ConsoleContext, *, id: str = "traffic") -> None:
         super().__init__(context, id=id)
         self.filter = TrafficFilter()
         self.filter_problem: str | None = None
+        self._charted: tuple[TrafficFilter, float] | None = None  # the filter charted, and when
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder=f"filter: {traffic.FILTER_HELP}", id="traffic-filter")
         yield Static("", id="traffic-summary", classes="pane-status")
+        yield ChartRow(Chart(id="traffic-load-chart"), Chart(id="traffic-latency-chart"), id="traffic-charts")
         yield TraceStream(id="traffic-stream")
 
     @property
     def stream(self) -> TraceStream:
         return self.query_one(TraceStream)
 
-    def fetch(self, cursor: duckdb.DuckDBPyConnection) -> list[StreamRow]:
-        return traffic.recent(cursor, self.filter, traffic.STREAM_CAP, self.context.clock())
+    def fetch(self, cursor: duckdb.DuckDBPyConnection) -> TrafficData:
+        flt, now = self.filter, self.context.clock()
+        rows = traffic.recent(cursor, flt, traffic.STREAM_CAP, now)
+        return TrafficData(rows, self._charts(cursor, flt, now))
 
-    def show(self, data: list[StreamRow]) -> None:
+    def _charts(
+        self, cursor: duckdb.DuckDBPyConnection, flt: TrafficFilter, now: datetime
+    ) -> TrafficCharts | None:
+        """The hour's charts, when the filter changed or CHARTS_REFRESH_S have passed (in the worker)."""
+        moment = time.monotonic()
+        if self._charted is not None:
+            charted, at = self._charted
+            if charted == flt and moment - at < CHARTS_REFRESH_S:
+                return None
+        self._charted = (flt, moment)
+        timeline = charts.traffic_timeline(cursor, flt.params(traffic.STREAM_CAP), now)
+        return charts.traffic_charts(timeline, now, flt.describe())
+
+    def show(self, data: TrafficData) -> None:
+        if data.charts is not None:
+            self.query_one("#traffic-load-chart", Chart).show(data.charts.load)
+            self.query_one("#traffic-latency-chart", Chart).show(data.charts.latency)
+        self.show_rows(data.rows)
+
+    def show_rows(self, data: list[StreamRow]) -> None:
         self.stream.set_rows(data)
         errors = sum(row.status in ("error", "partial") for row in data)
         cost = sum(row.cost_usd or 0 for row in data)

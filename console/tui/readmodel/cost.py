@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 
 import duckdb
 
@@ -40,6 +40,7 @@ class CostView:
     small_or_local_share: float | None
     cache_hits: int
     cache_saved_usd: float | None
+    days: list[date] = field(default_factory=list)  # the trend's UTC days, oldest first
 
 
 def snapshot(cur: duckdb.DuckDBPyConnection, now: datetime) -> CostView:
@@ -54,10 +55,11 @@ def snapshot(cur: duckdb.DuckDBPyConnection, now: datetime) -> CostView:
         small_or_local_share=_small_share(cur, window),
         cache_hits=hits,
         cache_saved_usd=saved,
+        days=_days(now),
     )
 
 
-def _days(now: datetime) -> list[object]:
+def _days(now: datetime) -> list[date]:
     today = now.date()
     return [today - timedelta(days=back) for back in range(TREND_DAYS - 1, -1, -1)]
 
@@ -66,7 +68,7 @@ def _workflows(
     cur: duckdb.DuckDBPyConnection, now: datetime, window: dict[str, object]
 ) -> list[WorkflowCost]:
     trend_window: dict[str, object] = {"from": now - timedelta(days=TREND_DAYS), "to": now}
-    daily: dict[str | None, dict[object, float]] = {}
+    daily: dict[str | None, dict[date, float]] = {}
     for row in queries.run(cur, "cost_per_outcome_trend", trend_window).to_pylist():
         daily.setdefault(row["workflow_id"], {})[row["day"]] = row["cost_per_outcome_usd"] or 0.0
     days = _days(now)
@@ -89,7 +91,7 @@ def _workflows(
 def _routes(cur: duckdb.DuckDBPyConnection, now: datetime, window: dict[str, object]) -> list[RouteSpend]:
     days = _days(now)
     totals: dict[str | None, list[float]] = {}
-    daily: dict[str | None, dict[object, float]] = {}
+    daily: dict[str | None, dict[date, float]] = {}
     for row in queries.run(cur, "spend_by_route_daily", window).to_pylist():
         calls_cost = totals.setdefault(row["route"], [0, 0.0])
         calls_cost[0] += row["calls"]

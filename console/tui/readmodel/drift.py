@@ -6,7 +6,7 @@ clock); storing, auditing and posting alerts is the Engine's drift monitor's job
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +14,8 @@ import duckdb
 
 from console.quality import drift
 from console.store import queries
+from console.tui.readmodel import charts
+from console.tui.readmodel.charts import WorkflowCharts
 
 RECENT_ALERTS = 20
 
@@ -22,6 +24,7 @@ RECENT_ALERTS = 20
 class DriftView:
     report: drift.DriftReport
     recent_alerts: list[dict[str, Any]]
+    charts: dict[str, WorkflowCharts] = field(default_factory=dict)  # per workflow: both windows
 
     @property
     def raised(self) -> list[drift.Statistic]:
@@ -29,6 +32,8 @@ class DriftView:
 
 
 def snapshot(cur: duckdb.DuckDBPyConnection, now: datetime) -> DriftView:
-    report = drift.compute(cur, drift.Windows(now))
+    windows = drift.Windows(now)
+    inputs = drift.load(cur, windows)
     recent = queries.run(cur, "drift_alerts", {"to": now, "limit": RECENT_ALERTS}).to_pylist()
-    return DriftView(report, recent)
+    found = charts.drift_charts(inputs.call_samples, inputs.verdicts, windows.days, windows.baseline_days)
+    return DriftView(drift.assess(inputs, windows), recent, found)

@@ -10,6 +10,8 @@ from typing import Any
 import duckdb
 
 from console.store import queries
+from console.tui.readmodel import charts
+from console.tui.readmodel.charts import FleetCharts
 
 WINDOW_MINUTES = 60.0
 MCP_WINDOW_DAYS = 30
@@ -111,6 +113,7 @@ class FleetView:
     mcp_servers: list[McpServerState] = field(default_factory=list)
     replicas: list[ReplicaState] = field(default_factory=list)  # empty on one box
     cluster_outage: str | None = None  # why the cluster's PostgreSQL cannot be reached, if it cannot
+    charts: FleetCharts | None = None  # tokens/s and calls in flight per provider, the last hour
 
 
 def deployments_from_health(health: Mapping[str, Any] | None) -> list[DeploymentState]:
@@ -289,4 +292,5 @@ def snapshot(
         mcp_servers=mcp_servers(cur, now, health, policy),
         replicas=replicas_from_health(health),
         cluster_outage=((health or {}).get("cluster") or {}).get("outage"),
+        charts=charts.fleet_charts(charts.provider_minutes(cur, now), now),
     )

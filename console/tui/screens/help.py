@@ -21,10 +21,10 @@ recorded as a trace. The panes read those traces; each refreshes only while it i
 | key | pane | what it shows |
 | --- | --- | --- |
 | `1` | Overview | a green, amber or red tile per signal; `Enter` opens what is behind one |
-| `2` | Traffic | the live request stream; `/` filters, `Enter` opens a trace |
-| `3` | Fleet | providers, breakers, latency, errors, load, budget burn |
-| `4` | Cost | cost per resolved task per workflow, spend by route, cache savings |
-| `5` | Drift | last week's quality metrics against the four weeks before |
+| `2` | Traffic | the live request stream and the last hour's charts; `/` filters, `Enter` opens a trace |
+| `3` | Fleet | providers, breakers, latency, errors, load (charts: tokens/s, calls in flight), budget burn |
+| `4` | Cost | charts of spend per day by route and cost per outcome; the tables per workflow and route |
+| `5` | Drift | last week's quality metrics against the four weeks before, charted per workflow |
 | `6` | Audit | the audit log, its chain links, overrides and approvals; `v` verifies it all |
 | `7` | SQL | read-only SQL over the traces; saved queries from `queries/` |
 | `8` | Playground | chat through the gateway with a route or model |
@@ -44,6 +44,19 @@ calls (the filter is in the field, to edit), or the pane that holds it. The tile
 amber and red at these thresholds:
 
 {thresholds}
+
+## Charts
+
+Traffic, Fleet, Cost and Drift open with a row of charts; `c` hides them (more room for
+the tables) and shows them again. They redraw at the terminal's size and in the theme's
+colours; the legend and the unit are on each chart's bottom border.
+
+- Traffic: requests/s and errors/s, p50 and p95 latency, per minute of the last hour,
+  for the traffic the filter shows.
+- Fleet: output tokens/s and calls in flight (mean) per provider, per minute of the last hour.
+- Cost: spend per UTC day stacked by route (14 days), cost per resolved task per workflow (30 days).
+- Drift: the highlighted row's workflow, baseline against the last 7 days: its latency
+  distribution (`m` switches to output tokens) and its verdict mix.
 
 ## Traffic
 
