@@ -297,7 +297,9 @@ class Recorder:
         except BATCH_ERRORS:
             return self._insert_rows(cur, table, spooled, segment)
 
-    def _insert_rows(self, cur: duckdb.DuckDBPyConnection, table: str, spooled: Spooled, segment: str) -> pa.Table:
+    def _insert_rows(
+        self, cur: duckdb.DuckDBPyConnection, table: str, spooled: Spooled, segment: str
+    ) -> pa.Table:
         columns = self._columns[table]
         stored = []
         for row in spooled.rows:

@@ -141,7 +141,9 @@ class _Reader:
         for table, objects in self._objects.items():
             names = self._layouts.get(table) or self._legacy_names.get(table)
             if names is None:
-                segment.refused.extend((table, record, f"no table {table!r} to store it in") for record in objects)
+                segment.refused.extend(
+                    (table, record, f"no table {table!r} to store it in") for record in objects
+                )
                 continue
             spooled = segment.tables.setdefault(table, Spooled(names))
             spooled.rows.extend([table, *(record.get(name) for name in names)] for record in objects)
