@@ -11,8 +11,8 @@ replaying a segment twice changes nothing.
 A segment is loaded column by column: its lines (one JSON array each, console/store/spool.py)
 are decoded once and come apart into columns; each column becomes one Arrow array (a
 timestamp column is parsed by one Arrow cast), and each table gets one Arrow table and one
-INSERT. The writer holds the GIL only to decode and to build the arrays; DuckDB's insert
-runs without it.
+INSERT. The writer's Python work is the decode and the arrays, per column rather than per
+value; the insert itself is DuckDB's.
 
 A row DuckDB refuses is never dropped: it is written to `spool/rejected/` with the
 reason, and the rest of its batch is stored.
@@ -248,7 +248,7 @@ class Recorder:
         for table in KEYS:
             spooled = segment.tables.get(table)
             if spooled:
-                self._insert(cur, table, spooled, path.name, live)
+                self._insert(cur, table, spooled, path.name, live)  # returns the rows stored, as Arrow
         events = segment.tables.get(AUDIT)
         if events:
             self._append_audit(cur, events.records(), path.name)
