@@ -7,7 +7,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import orjson
@@ -139,3 +139,96 @@ def test_a_later_outcome_of_a_task_replaces_the_earlier(engine: Engine) -> None:
     assert engine.recorder.flush()
     stored = engine.db.cursor().execute("SELECT task_id, status, value FROM outcomes ORDER BY 1").fetchall()
     assert stored == [("t-1", "abandoned", None), ("t-2", "resolved", 12.5)]
+
+
+def test_a_batch_keeps_its_good_rows_when_arrow_or_duckdb_refuse_others(engine: Engine) -> None:
+    good = [Trace(workflow_id="good", step=n) for n in range(3)]
+    engine.recorder.record(good[0])
+    engine.recorder.record(Trace(workflow_id="not-an-int", step="three"))  # type: ignore[arg-type]
+    engine.recorder.record(good[1])
+    engine.recorder.record(Trace(workflow_id="no-status", status=None))  # type: ignore[arg-type]
+    engine.recorder.record(good[2])
+    assert engine.recorder.flush()
+
+    cur = engine.db.cursor()
+    stored = cur.execute("SELECT request_id, step FROM traces ORDER BY step").fetchall()
+    assert stored == [(t.request_id, t.step) for t in good]
+    rejected = (engine.settings.spool_dir / "rejected" / "traces.jsonl").read_bytes().splitlines()
+    entries = {orjson.loads(line)["row"]["workflow_id"]: orjson.loads(line) for line in rejected}
+    assert set(entries) == {"not-an-int", "no-status"}
+    assert entries["not-an-int"]["row"]["step"] == "three"
+    assert "status" in entries["no-status"]["error"]
+
+
+def test_timestamps_round_trip_exactly_and_missing_values_are_null(engine: Engine) -> None:
+    with_micros = datetime(2026, 11, 1, 12, 30, 15, 250001)
+    whole_second = datetime(2026, 11, 1, 23, 59, 59)  # spooled without a fraction
+    first = Trace(ts_start=with_micros, ts_end=whole_second)
+    second = Trace(ts_start=whole_second)  # ts_end, and every other optional field, None
+    engine.recorder.record(first, Payload(payload_ref="p", request_id=first.request_id, ts=whole_second))
+    engine.recorder.record(second)
+    engine.recorder.record_outcome(Outcome(task_id="t", status="resolved", ts=with_micros))
+    assert engine.recorder.flush()
+
+    cur = engine.db.cursor()
+    rows = cur.execute(
+        "SELECT ts_start, ts_end, workflow_id, step, attempt_log, finish_reasons, schema_valid "
+        "FROM traces WHERE request_id IN (?, ?) ORDER BY ts_start",
+        [first.request_id, second.request_id],
+    ).fetchall()
+    assert rows == [
+        (with_micros, whole_second, None, None, None, None, None),
+        (whole_second, None, None, None, None, None, None),
+    ]
+    assert cur.execute("SELECT ts FROM payloads").fetchall() == [(whole_second,)]
+    assert cur.execute("SELECT ts FROM outcomes").fetchall() == [(with_micros,)]
+
+
+def test_an_offset_timestamp_is_stored_as_its_utc_time(engine: Engine) -> None:
+    aware = datetime(2026, 11, 1, 14, 0, 0, 5, tzinfo=timezone(timedelta(hours=2)))
+    trace = Trace(ts_start=aware)
+    engine.recorder.record(trace)
+    assert engine.recorder.flush()
+    stored = engine.db.cursor().execute("SELECT ts_start FROM traces").fetchall()
+    assert stored == [(datetime(2026, 11, 1, 12, 0, 0, 5),)]
+
+
+def _segment(layouts: dict[str, list[str]], *rows: list[object]) -> bytes:
+    lines = [orjson.dumps({"spool": 2, "layouts": layouts})] + [orjson.dumps(row) for row in rows]
+    return b"\n".join(lines) + b"\n"
+
+
+def test_a_segment_replays_by_the_field_names_of_its_own_header(settings: Settings) -> None:
+    # Written by another version: fields in another order, one missing, one this version lacks.
+    layouts = {"traces": ["status", "workflow_id", "request_id", "ts_start", "retired_field"]}
+    settings.spool_dir.mkdir(parents=True)
+    (settings.spool_dir / "000000000001.jsonl").write_bytes(
+        _segment(
+            layouts,
+            ["traces", "error", "older", "01OLDER0000000000000000001", "2026-10-01T08:00:00.5", 7],
+            ["traces", "ok", "older", "01OLDER0000000000000000002"],  # one value short: refused
+        )
+    )
+    with Engine(settings) as engine:
+        stored = engine.db.cursor().execute(
+            "SELECT request_id, status, workflow_id, ts_start, step FROM traces"
+        )
+        assert stored.fetchall() == [
+            ("01OLDER0000000000000000001", "error", "older", datetime(2026, 10, 1, 8, 0, 0, 500000), None)
+        ]
+    rejected = orjson.loads((settings.spool_dir / "rejected" / "traces.jsonl").read_bytes())
+    assert rejected["row"]["values"] == ["ok", "older", "01OLDER0000000000000000002"]
+    assert "expected 5 values" in rejected["error"]
+    assert not list(settings.spool_dir.glob("*.jsonl"))
+
+
+def test_spooled_lines_hold_values_in_the_headers_order(engine: Engine) -> None:
+    trace = Trace(workflow_id="positional", attempt_log=[{"provider": "local"}])
+    engine.recorder.record(trace)
+    segment = sorted(engine.settings.spool_dir.glob("*.jsonl"))[-1].read_bytes().splitlines()
+    header, line = orjson.loads(segment[0]), orjson.loads(segment[-1])
+    fields = dict(zip(header["layouts"]["traces"], line[1:], strict=True))
+    assert line[0] == "traces"
+    assert fields["request_id"] == trace.request_id
+    assert fields["attempt_log"] == [{"provider": "local"}]
+    assert engine.recorder.flush()

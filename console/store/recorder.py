@@ -8,6 +8,12 @@ one transaction, and deletes it only after the commit. At start, segments left b
 a crashed process are replayed first; inserts ignore request_ids already stored, so
 replaying a segment twice changes nothing.
 
+A segment is loaded column by column: its lines (one JSON array each, console/store/spool.py)
+are decoded once and come apart into columns; each column becomes one Arrow array (a
+timestamp column is parsed by one Arrow cast), and each table gets one Arrow table and one
+INSERT. The writer's Python work is the decode and the arrays, per column rather than per
+value; the insert itself is DuckDB's.
+
 A row DuckDB refuses is never dropped: it is written to `spool/rejected/` with the
 reason, and the rest of its batch is stored.
 
@@ -23,7 +29,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,9 +37,11 @@ from typing import Any
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from console.store import audit
 from console.store.db import Database
+from console.store.spool import AUDIT, HEADER, LAYOUTS, Spooled, read_segment, spool_line
 from console.store.trace import Eval, Outcome, Payload, StoredResponse, Trace
 
 log = logging.getLogger("fleetdeck.recorder")
@@ -54,7 +62,6 @@ ON_CONFLICT = {
     "evals": "IGNORE",
     "stored_responses": "IGNORE",
 }
-AUDIT = "audit"
 SEGMENT_SUFFIX = ".jsonl"
 BATCH_ERRORS = (duckdb.Error, pa.ArrowException, ValueError, TypeError)
 
@@ -139,26 +146,26 @@ class Recorder:
 
     def record(self, trace: Trace, payload: Payload | None = None) -> None:
         """Acknowledge a trace (and its payload) once it is on the spool."""
-        line = _spool_line("traces", trace)
+        line = spool_line("traces", trace)
         if payload is not None:
-            line += _spool_line("payloads", payload)
+            line += spool_line("payloads", payload)
         self._append(line)
 
     def record_outcome(self, outcome: Outcome) -> None:
         """Acknowledge a task's outcome once it is on the spool."""
-        self._append(_spool_line("outcomes", outcome))
+        self._append(spool_line("outcomes", outcome))
 
     def record_eval(self, verdict: Eval) -> None:
         """Acknowledge a verdict once it is on the spool."""
-        self._append(_spool_line("evals", verdict))
+        self._append(spool_line("evals", verdict))
 
     def record_response(self, stored: StoredResponse) -> None:
         """Acknowledge a stored Responses API response once it is on the spool."""
-        self._append(_spool_line("stored_responses", stored))
+        self._append(spool_line("stored_responses", stored))
 
     def record_audit(self, event: audit.AuditEvent) -> None:
         """Acknowledge an audit event once it is on the spool; the writer chains it."""
-        self._append(_spool_line(AUDIT, event))
+        self._append(spool_line(AUDIT, event))
 
     def _append(self, line: bytes) -> None:
         with self._lock:
@@ -224,6 +231,7 @@ class Recorder:
         self._segment_seq += 1
         path = self._segment_path(self._segment_seq)
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.write(self._fd, HEADER)  # the names of the records' values, before any record
 
     def _segment_path(self, seq: int) -> Path:
         return self._spool_dir / f"{seq:012d}{SEGMENT_SUFFIX}"
@@ -232,18 +240,26 @@ class Recorder:
         return sorted(self._spool_dir.glob(f"*{SEGMENT_SUFFIX}"), key=_segment_number)
 
     def _store_segment(self, path: Path, live: bool = False) -> int:
-        """Load one closed segment into DuckDB, then delete it. Returns its records."""
-        rows: dict[str, list[dict[str, Any]]] = {table: [] for table in (*KEYS, AUDIT)}
-        for table, row in _read_segment(path):
-            rows[table].append(row)
+        """Load one closed segment into DuckDB, then delete it. Returns its traces."""
+        segment = read_segment(path, self._legacy_names)
+        for table, record, reason in segment.refused:
+            self._reject(table, record, path.name, reason)
         cur = self._db.cursor()
         for table in KEYS:
-            if rows[table]:
-                self._insert(cur, table, rows[table], path.name, live)
-        if rows[AUDIT]:
-            self._append_audit(cur, rows[AUDIT], path.name)
+            spooled = segment.tables.get(table)
+            if spooled:
+                self._insert(cur, table, spooled, path.name, live)  # returns the rows stored, as Arrow
+        events = segment.tables.get(AUDIT)
+        if events:
+            self._append_audit(cur, events.records(), path.name)
         path.unlink()
-        return len(rows["traces"])
+        traces = segment.tables.get("traces")
+        return len(traces) if traces else 0
+
+    @property
+    def _legacy_names(self) -> dict[str, tuple[str, ...]]:
+        """The fields kept of a record spooled as an object (the earlier format): its table's columns."""
+        return {**{table: tuple(c.schema.names) for table, c in self._columns.items()}, AUDIT: LAYOUTS[AUDIT]}
 
     def _append_audit(self, cur: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], segment: str) -> None:
         """Chain the spooled events after the log's head; a malformed one is kept in rejected/."""
@@ -254,36 +270,52 @@ class Recorder:
                 audit.chain(event, 0, audit.GENESIS_HASH)  # one that cannot be hashed must not block the rest
                 events.append(event)
             except (TypeError, ValueError, KeyError) as exc:
-                self._reject(AUDIT, row, segment, exc)
+                self._reject(AUDIT, row, segment, str(exc))
         audit.append(cur, events)
         self._checkpoint(cur)
 
     def _insert(
-        self, cur: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]], segment: str, live: bool
-    ) -> None:
+        self, cur: duckdb.DuckDBPyConnection, table: str, spooled: Spooled, segment: str, live: bool
+    ) -> pa.Table:
+        """Store one table's records of a segment: one Arrow table, one INSERT; the rows stored.
+
+        A batch DuckDB (or Arrow) refuses is stored row by row, so only the refused rows
+        are set aside.
+        """
         columns = self._columns[table]
         if ON_CONFLICT[table] == "REPLACE":  # one statement may not replace a row twice: last wins
-            rows = list({row.get(KEYS[table]): row for row in rows}.values())
-        batch = columns.arrow(rows)
-        if live and ON_CONFLICT[table] == "IGNORE":
-            # A fresh segment holds new keys only: a plain INSERT costs half of INSERT OR IGNORE.
-            with contextlib.suppress(*BATCH_ERRORS):
-                _insert_batch(cur, table, batch, plain=True)
-                return
+            spooled = spooled.last_per_key(KEYS[table])
         try:
+            batch = columns.arrow(spooled)
+            if live and ON_CONFLICT[table] == "IGNORE":
+                # A fresh segment holds new keys only: a plain INSERT costs half of INSERT OR IGNORE.
+                with contextlib.suppress(*BATCH_ERRORS):
+                    _insert_batch(cur, table, batch, plain=True)
+                    return batch
             _insert_batch(cur, table, batch)
+            return batch
         except BATCH_ERRORS:
-            for row in rows:
-                try:
-                    _insert_batch(cur, table, columns.arrow([row]))
-                except BATCH_ERRORS as exc:
-                    self._reject(table, row, segment, exc)
+            return self._insert_rows(cur, table, spooled, segment)
 
-    def _reject(self, table: str, row: dict[str, Any], segment: str, exc: Exception) -> None:
+    def _insert_rows(
+        self, cur: duckdb.DuckDBPyConnection, table: str, spooled: Spooled, segment: str
+    ) -> pa.Table:
+        columns = self._columns[table]
+        stored = []
+        for row in spooled.rows:
+            try:
+                batch = columns.arrow(spooled.only([row]))
+                _insert_batch(cur, table, batch)
+                stored.append(batch)
+            except BATCH_ERRORS as exc:
+                self._reject(table, spooled.record(row), segment, str(exc))
+        return pa.concat_tables(stored) if stored else columns.schema.empty_table()
+
+    def _reject(self, table: str, row: dict[str, Any], segment: str, reason: str) -> None:
         self._rejected_dir.mkdir(exist_ok=True)
         key = row.get(KEYS.get(table, "event_id"))
-        log.error("DuckDB refused %s row %s from spool segment %s: %s", table, key, segment, exc)
-        entry = {"table": table, "row": row, "segment": segment, "error": str(exc)}
+        log.error("DuckDB refused %s row %s from spool segment %s: %s", table, key, segment, reason)
+        entry = {"table": table, "row": row, "segment": segment, "error": reason}
         with (self._rejected_dir / f"{table}.jsonl").open("ab") as f:
             f.write(orjson.dumps(entry, default=str) + b"\n")
 
@@ -300,26 +332,6 @@ def _insert_batch(cur: duckdb.DuckDBPyConnection, table: str, batch: pa.Table, p
 
 def _audit_event(row: dict[str, Any]) -> audit.AuditEvent:
     return audit.AuditEvent(**{**row, "ts": datetime.fromisoformat(row["ts"])})
-
-
-def _spool_line(
-    table: str, record: Trace | Payload | Outcome | Eval | StoredResponse | audit.AuditEvent
-) -> bytes:
-    return orjson.dumps({"t": table, "r": record}, option=orjson.OPT_APPEND_NEWLINE)
-
-
-def _read_segment(path: Path) -> Iterable[tuple[str, dict[str, Any]]]:
-    """Decode a segment's lines; a torn last line (killed mid-write) was never acknowledged."""
-    lines = path.read_bytes().split(b"\n")
-    for number, line in enumerate(lines, start=1):
-        if not line:
-            continue
-        try:
-            entry = orjson.loads(line)
-            yield entry["t"], entry["r"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            if number < len(lines) - 1:
-                log.error("spool segment %s: line %d is corrupt and was skipped", path.name, number)
 
 
 def _segment_number(path: Path) -> int:
@@ -347,17 +359,31 @@ class _Columns:
         }
         return cls(schema, json_columns)
 
-    def arrow(self, rows: list[dict[str, Any]]) -> pa.Table:
-        return pa.Table.from_pylist([self._prepare(row) for row in rows], schema=self.schema)
+    def arrow(self, spooled: Spooled) -> pa.Table:
+        """The records as one Arrow table of this table's schema: one array per column."""
+        values = spooled.columns()
+        rows = len(spooled)
+        return pa.Table.from_arrays(
+            [self._array(f, values.get(f.name), rows) for f in self.schema], schema=self.schema
+        )
 
-    def _prepare(self, row: dict[str, Any]) -> dict[str, Any]:
-        prepared = dict(row)
-        for name in self.timestamps:
-            value = prepared.get(name)
-            if isinstance(value, str):
-                prepared[name] = datetime.fromisoformat(value)
-        for name in self.json:
-            value = prepared.get(name)
-            if value is not None:
-                prepared[name] = orjson.dumps(value).decode()
-        return prepared
+    def _array(self, column: pa.Field, values: Sequence[Any] | None, rows: int) -> pa.Array:
+        if values is None:  # a field the records do not have
+            return pa.nulls(rows, column.type)
+        if column.name in self.timestamps:
+            return _timestamps(values, column.type)
+        if column.name in self.json:
+            return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], column.type)
+        return pa.array(values, column.type)
+
+
+def _timestamps(values: Sequence[Any], type_: pa.DataType) -> pa.Array:
+    """ISO 8601 strings (naive UTC, as the records hold them) parsed by one Arrow cast.
+
+    A column Arrow cannot cast (one with a UTC offset) is parsed value by value, as
+    `datetime.fromisoformat` reads it; Arrow takes an aware datetime as its UTC time.
+    """
+    try:
+        return pc.cast(pa.array(values, pa.string()), type_)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([datetime.fromisoformat(v) if isinstance(v, str) else v for v in values], type_)
