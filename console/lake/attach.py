@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from console.lake import layout
+from console.store import rollups
 from console.store.db import Database
 
 
@@ -54,4 +55,5 @@ def attach(lake: Path) -> Database:
         else:
             cur.execute(f"INSERT INTO {table} BY NAME {latest}")
         cur.unregister("lake_rows")
+    rollups.rebuild(cur)
     return db
