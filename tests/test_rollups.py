@@ -107,9 +107,10 @@ def sample(tmp_path: Path) -> Iterator[Database]:
 
 def test_the_panes_equal_the_naive_queries_on_the_sample_traces(sample: Database) -> None:
     cur = sample.cursor()
-    assert cur.execute("SELECT sum(calls) FROM rollup_hourly").fetchall() == cur.execute(
-        "SELECT count(*) FROM traces"
-    ).fetchall()
+    assert (
+        cur.execute("SELECT sum(calls) FROM rollup_hourly").fetchall()
+        == cur.execute("SELECT count(*) FROM traces").fetchall()
+    )
     assert assert_panes_match(cur, *span(cur)) > 100
 
 
@@ -188,9 +189,10 @@ def test_generated_traffic_with_late_outcomes_replays_and_purges(tmp_path: Path)
         clock = START + timedelta(days=31, hours=13, minutes=7, seconds=11)  # cuts an hour in two
         run = Retention(engine.db, engine.recorder, Windows(1, 30, 365), clock=lambda: clock).apply()
         assert 0 < run.rows["traces"] < 3000 and run.rows["outcomes"] > 0
-        assert cur.execute("SELECT sum(calls) FROM rollup_hourly").fetchall() == cur.execute(
-            "SELECT count(*) FROM traces"
-        ).fetchall()
+        assert (
+            cur.execute("SELECT sum(calls) FROM rollup_hourly").fetchall()
+            == cur.execute("SELECT count(*) FROM traces").fetchall()
+        )
         assert assert_panes_match(cur, START, START + timedelta(days=3)) > 100
 
 
@@ -245,12 +247,15 @@ def test_a_store_made_before_the_rollups_is_backfilled_when_opened(tmp_path: Pat
     database = Database(path)
     cur = database.cursor()
     cur.execute(
-        "INSERT INTO traces (request_id, ts_start, status, route, task_id, workflow_id, cost_usd, latency_ms) "
-        "SELECT 'r' || i, TIMESTAMP '2026-06-01' + i * INTERVAL 7 MINUTE, "
-        "['ok', 'error', 'blocked'][i % 3 + 1], 'route-' || (i % 2), 'task-' || (i // 4), 'wf', i / 100, i * 3.5 "
+        "INSERT INTO traces (request_id, ts_start, status, route, task_id, workflow_id, cost_usd, "
+        "latency_ms) SELECT 'r' || i, TIMESTAMP '2026-06-01' + i * INTERVAL 7 MINUTE, "
+        "['ok', 'error', 'blocked'][i % 3 + 1], 'route-' || (i % 2), 'task-' || (i // 4), 'wf', "
+        "i / 100, i * 3.5 "
         "FROM range(500) t(i)"
     )
-    cur.execute("INSERT INTO outcomes VALUES ('task-1', NULL, 'resolved', NULL, TIMESTAMP '2026-06-02', 'app')")
+    cur.execute(
+        "INSERT INTO outcomes VALUES ('task-1', NULL, 'resolved', NULL, TIMESTAMP '2026-06-02', 'app')"
+    )
     for table in ("rollup_hourly", "rollup_latency_hourly", "rollup_tasks"):
         cur.execute(f"DROP TABLE {table}")
     cur.execute("DROP MACRO latency_bucket")

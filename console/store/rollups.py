@@ -139,7 +139,11 @@ def _merge_hourly(source: str) -> str:
 
 
 def _merge_latency(source: str) -> str:
-    updates = ["calls = t.calls + d.calls", "lowest = least(t.lowest, d.lowest)", "highest = greatest(t.highest, d.highest)"]
+    updates = [
+        "calls = t.calls + d.calls",
+        "lowest = least(t.lowest, d.lowest)",
+        "highest = greatest(t.highest, d.highest)",
+    ]
     return _merge("rollup_latency_hourly", latency_rows(source), LATENCY_DIMS, updates)
 
 
@@ -267,9 +271,7 @@ def after_purge(cur: duckdb.DuckDBPyConnection, traces_before: datetime) -> None
             f"UPDATE rollup_tasks SET {EMPTY_TASK} WHERE task_id IN (SELECT task_id FROM rollup_purged_tasks)"
         )
         cur.execute(
-            _upsert_tasks(
-                "(SELECT * FROM traces WHERE task_id IN (SELECT task_id FROM rollup_purged_tasks))"
-            )
+            _upsert_tasks("(SELECT * FROM traces WHERE task_id IN (SELECT task_id FROM rollup_purged_tasks))")
         )
     finally:
         cur.execute("DROP TABLE IF EXISTS rollup_purged_tasks")
