@@ -212,7 +212,8 @@ def test_latency_is_the_slowest_route_against_the_default_slo(
     for workflow in card.workflows:
         figure = card.figure(workflow, "latency_p95_ms")
         # latency_slo reads its percentiles from histogram buckets at most 10 % wide
-        assert figure.value == approx(expected_worst_p95(parquet["traces"], CURRENT, workflow), rel=0.10)
+        expected = expected_worst_p95(parquet["traces"], CURRENT, workflow)
+        assert figure.value == pytest.approx(expected, rel=0.10)
         assert figure.detail["slo_ms"] == 2000
         assert figure.status == (
             "green" if figure.value <= 2000 else "amber" if figure.value <= 2500 else "red"
