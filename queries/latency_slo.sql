@@ -154,13 +154,18 @@ split_slo AS (
     SELECT route FROM slo_bucket WHERE lowest <= slo_ms AND highest > slo_ms
 ),
 
+-- the window, when some route has such a bucket: else no row, and traces is not read
+split_window AS (
+    SELECT bounds.* FROM bounds WHERE EXISTS (SELECT 1 FROM split_slo)
+),
+
 split_over_slo AS (
     SELECT traces.route, count(*) AS n
     FROM traces
-    CROSS JOIN bounds
-    WHERE traces.ts_start >= bounds.window_start
-      AND traces.ts_start < bounds.window_end
-      AND traces.status IN ('ok', 'partial', 'error')
+    JOIN split_window AS bounds
+        ON traces.ts_start >= bounds.window_start
+       AND traces.ts_start < bounds.window_end
+    WHERE traces.status IN ('ok', 'partial', 'error')
       AND traces.latency_ms > bounds.slo_ms
       AND traces.latency_ms <= latency_bucket(bounds.slo_ms)
       AND EXISTS (SELECT 1 FROM split_slo WHERE split_slo.route IS NOT DISTINCT FROM traces.route)
