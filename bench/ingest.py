@@ -6,8 +6,10 @@
    crash safety) and one INSERT per trace (what the recorder avoids).
 2. Queries: p50/p95 latency of the panes' named queries (`cost_per_outcome`,
    `spend_by_route_daily`, `latency_slo`, `error_rate`) over stores of 1 M and 10 M
-   generated traces. Each query runs `--runs` times, or fewer (at least 5) once
-   `--query-budget-s` is spent, so a slow query cannot blow the bench's time budget.
+   generated traces, read from the rollups (console/store/rollups.py, rebuilt after the
+   generation as after an import), side by side with the naive queries (queries/naive/).
+   Each query runs `--runs` times, or fewer (at least 5) once `--query-budget-s` is spent,
+   so a slow query cannot blow the bench's time budget.
 
 Prints a table and writes bench/out/ingest.json; never asserts a time.
 Run: `make bench` or `.venv/bin/python bench/ingest.py [--sizes 1000000 10000000]`.
@@ -31,7 +33,7 @@ import pyarrow as pa
 
 from console.engine import Engine
 from console.settings import Settings
-from console.store import queries
+from console.store import queries, rollups
 from console.store.db import Database
 from console.store.trace import Trace
 
@@ -211,7 +213,8 @@ FROM traces GROUP BY task_id
 """
 
 
-def build_store(path: Path, size: int) -> float:
+def build_store(path: Path, size: int) -> tuple[float, float]:
+    """Generate the traces and outcomes, then their rollups (as an import does); the seconds of each."""
     db = Database(path)
     cur = db.cursor()
     start = time.perf_counter()
@@ -219,22 +222,32 @@ def build_store(path: Path, size: int) -> float:
     for first in range(0, size, step):
         cur.execute(GENERATE, {"n": size, "first": first, "last": min(size, first + step)})
     cur.execute(OUTCOMES)
+    generated = time.perf_counter()
+    rollups.rebuild(cur)
     cur.execute("CHECKPOINT")
     db.close()
-    return time.perf_counter() - start
+    return generated - start, time.perf_counter() - generated
 
 
 PANE_QUERIES = ("cost_per_outcome", "spend_by_route_daily", "latency_slo", "error_rate")
 MIN_RUNS = 5
 
 
-def time_query(cur: duckdb.DuckDBPyConnection, name: str, runs: int, budget_s: float) -> dict[str, float]:
-    queries.run(cur, name, {})  # warm: the plan and the file's pages
+def naive_query(name: str) -> queries.NamedQuery:
+    """The query as it read before the rollups: `traces` and `outcomes` only (queries/naive/)."""
+    path = queries.queries_dir() / "naive" / f"{name}.sql"
+    return queries.parse(name, path.read_text("utf-8"), source=str(path))
+
+
+def time_query(
+    cur: duckdb.DuckDBPyConnection, query: str | queries.NamedQuery, runs: int, budget_s: float
+) -> dict[str, float]:
+    queries.run(cur, query, {})  # warm: the plan and the file's pages
     samples: list[float] = []
     started = time.perf_counter()
     while len(samples) < runs and (len(samples) < MIN_RUNS or time.perf_counter() - started < budget_s):
         t0 = time.perf_counter()
-        queries.run(cur, name, {})
+        queries.run(cur, query, {})
         samples.append((time.perf_counter() - t0) * 1000)
     return {"p50_ms": statistics.median(samples), "p95_ms": percentile(samples, 0.95), "runs": len(samples)}
 
@@ -245,13 +258,18 @@ def bench_queries(sizes: list[int], runs: int, budget_s: float = 15.0) -> dict[i
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "bench.duckdb"
             print(f"  generating {size:,} traces …", flush=True)
-            built = build_store(path, size)
+            built, rolled_up = build_store(path, size)
             db = Database(path)
             cur = db.cursor()
             results[size] = {
                 "build_s": built,
+                "rollups_build_s": rolled_up,
                 "file_mb": path.stat().st_size / 1e6,
                 **{name: time_query(cur, name, runs, budget_s) for name in PANE_QUERIES},
+                **{
+                    f"naive_{name}": time_query(cur, naive_query(name), runs, budget_s)
+                    for name in PANE_QUERIES
+                },
             }
             db.close()
     return results
@@ -320,16 +338,20 @@ def main() -> None:
             f"{name:<24}{acked:>12}{r['queryable_per_s']:>14,.0f}{ratio:>10.2f}{vs_append:>10.2f}{p50:>12}{p99:>9}"
         )
 
-    print("\nNamed queries (default window: last 30 days)")
-    print(f"{'traces':>12}{'query':>24}{'p50 ms':>10}{'p95 ms':>10}{'× smallest':>12}")
+    print("\nNamed queries (default window: last 30 days): on the rollups, and naive (traces only)")
+    header = f"{'traces':>12}{'query':>24}{'p50 ms':>10}{'p95 ms':>10}{'naive p50':>11}{'naive p95':>11}"
+    print(f"{header}{'× naive p95':>13}{'× smallest':>12}")
     for size, r in query_results.items():
         smallest = query_results[min(query_results)]
         for name in PANE_QUERIES:
-            q = r[name]
-            base = smallest[name]
-            assert isinstance(q, dict) and isinstance(base, dict)
+            q, was, base = r[name], r[f"naive_{name}"], smallest[name]
+            assert isinstance(q, dict) and isinstance(was, dict) and isinstance(base, dict)
             scale = q["p50_ms"] / base["p50_ms"]
-            print(f"{size:>12,}{name:>24}{q['p50_ms']:>10.1f}{q['p95_ms']:>10.1f}{scale:>12.1f}")
+            print(
+                f"{size:>12,}{name:>24}{q['p50_ms']:>10.1f}{q['p95_ms']:>10.1f}{was['p50_ms']:>11.1f}"
+                f"{was['p95_ms']:>11.1f}{q['p95_ms'] / was['p95_ms']:>13.3f}{scale:>12.1f}"
+            )
+        print(f"{size:>12,}{'(rollups built in)':>24}{r['rollups_build_s']:>10.1f} s")
 
     report = {
         "date": time.strftime("%Y-%m-%d"),

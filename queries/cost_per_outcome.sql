@@ -17,6 +17,8 @@
 -- param from: TIMESTAMP = `to` - 30 days | start of the window, inclusive (UTC)
 -- param to: TIMESTAMP = now | end of the window, exclusive (UTC)
 -- param workflow: VARCHAR = all | only this workflow_id
+-- Reads rollup_tasks (one row per task, its outcome kept in step with outcomes); equal
+-- to queries/naive/cost_per_outcome.sql, which reads traces and outcomes.
 -- users: cost pane, scorecard, fleetdeck query --name cost_per_outcome
 WITH bounds AS (
     SELECT
@@ -24,31 +26,18 @@ WITH bounds AS (
         coalesce($from::TIMESTAMP, window_end - INTERVAL 30 DAY) AS window_start
 ),
 
-task_calls AS (
-    SELECT
-        task_id,
-        min(ts_start) AS first_call_at,
-        count(*) AS calls,
-        count(*) FILTER (WHERE workflow_id = 'fleetdeck-judge') AS judge_calls,
-        coalesce(sum(cost_usd), 0) AS cost_usd,
-        coalesce(sum(cost_usd) FILTER (WHERE workflow_id = 'fleetdeck-judge'), 0) AS judge_cost_usd,
-        arg_min(workflow_id, (ts_start, request_id))
-            FILTER (WHERE workflow_id IS NOT NULL AND workflow_id <> 'fleetdeck-judge') AS first_workflow_id
-    FROM traces
-    WHERE task_id IS NOT NULL
-    GROUP BY task_id
-),
-
 cohort AS (
     SELECT
-        task_calls.*,
-        coalesce(outcomes.workflow_id, task_calls.first_workflow_id) AS workflow_id,
-        outcomes.status AS outcome
-    FROM task_calls
+        rollup_tasks.calls,
+        rollup_tasks.judge_calls,
+        rollup_tasks.cost_usd,
+        rollup_tasks.judge_cost_usd,
+        coalesce(rollup_tasks.outcome_workflow_id, rollup_tasks.first_workflow_id) AS workflow_id,
+        rollup_tasks.outcome_status AS outcome
+    FROM rollup_tasks
     CROSS JOIN bounds
-    LEFT JOIN outcomes USING (task_id)
-    WHERE task_calls.first_call_at >= bounds.window_start
-      AND task_calls.first_call_at < bounds.window_end
+    WHERE rollup_tasks.first_call_at >= bounds.window_start
+      AND rollup_tasks.first_call_at < bounds.window_end
 )
 
 SELECT

@@ -11,7 +11,7 @@ import duckdb
 import polars as pl
 import pytest
 
-from console.store import queries
+from console.store import queries, rollups
 from console.store.db import Database
 from console.store.importer import import_files
 from console.store.seed import sample_traces_dir
@@ -63,6 +63,7 @@ def add_traces(cur: duckdb.DuckDBPyConnection, *traces: dict[str, object]) -> No
         columns = ", ".join(values)
         marks = ", ".join("?" for _ in values)
         cur.execute(f"INSERT INTO traces ({columns}) VALUES ({marks})", list(values.values()))
+    rollups.rebuild(cur)  # rows written past the recorder: the rollups are made again
 
 
 def add_outcomes(cur: duckdb.DuckDBPyConnection, *outcomes: tuple[str, str | None, str]) -> None:
@@ -70,6 +71,7 @@ def add_outcomes(cur: duckdb.DuckDBPyConnection, *outcomes: tuple[str, str | Non
         "INSERT INTO outcomes (task_id, workflow_id, status, ts) VALUES (?, ?, ?, TIMESTAMP '2026-03-10')",
         [list(outcome) for outcome in outcomes],
     )
+    rollups.rebuild(cur)
 
 
 # --- the files in queries/ ---------------------------------------------------------------

@@ -24,7 +24,7 @@ from console.policy import Policy, load_policy
 from console.reports import render_csv, render_html, render_json, render_md
 from console.reports import scorecard as sc
 from console.reports.period import Window, resolve
-from console.store import queries
+from console.store import queries, rollups
 from console.store.db import Database
 from console.store.importer import import_files
 from console.store.seed import sample_traces_dir
@@ -211,7 +211,9 @@ def test_latency_is_the_slowest_route_against_the_default_slo(
 ) -> None:
     for workflow in card.workflows:
         figure = card.figure(workflow, "latency_p95_ms")
-        assert figure.value == approx(expected_worst_p95(parquet["traces"], CURRENT, workflow))
+        # latency_slo reads its percentiles from histogram buckets at most 10 % wide
+        expected = expected_worst_p95(parquet["traces"], CURRENT, workflow)
+        assert figure.value == pytest.approx(expected, rel=0.10)
         assert figure.detail["slo_ms"] == 2000
         assert figure.status == (
             "green" if figure.value <= 2000 else "amber" if figure.value <= 2500 else "red"
@@ -310,6 +312,7 @@ def test_key_caps_are_budgets(tmp_path: Path) -> None:
         "INSERT INTO traces (request_id, ts_start, status, key_id, cost_usd, workflow_id) "
         "VALUES ('r1', TIMESTAMP '2026-03-02 08:00', 'ok', 'k1', 9.5, 'w')"
     )
+    rollups.rebuild(cur)  # rows written past the recorder
     window = Window(datetime(2026, 3, 1), datetime(2026, 3, 4))
     card = sc.build(runner_of(database), sc.Options(window), now=window.end)
     database.close()
@@ -333,6 +336,7 @@ def test_missing_and_incomplete_traces_lower_completeness(tmp_path: Path) -> Non
             "VALUES (?, ?, TIMESTAMP '2026-03-02 08:00', ?, 'ok', 200, 5, 'p', ?, 'p/m', 0.1, 'w')",
             [request_id, parent, ts_end, log],
         )
+    rollups.rebuild(cur)
     window = Window(datetime(2026, 3, 1), datetime(2026, 3, 4))
     card = sc.build(runner_of(database), sc.Options(window), now=window.end)
     database.close()

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from console.lake import layout
-from console.store import audit
+from console.store import audit, rollups
 from console.store.db import Database
 
 
@@ -59,6 +59,7 @@ def attach(lake: Path, into: Path = Path(":memory:")) -> Database:
         else:
             cur.execute(f"INSERT INTO {table} BY NAME {latest}")
         cur.unregister("lake_rows")
+    rollups.rebuild(cur)
     return db
 
 

@@ -22,7 +22,7 @@ import orjson
 import pyarrow as pa
 
 from console.clock import utc_now
-from console.store import audit
+from console.store import audit, rollups
 from console.store.db import first_row
 
 KEYS = {
@@ -146,6 +146,8 @@ def _insert_all(
             for number, stage in enumerate(staged, start=1):
                 done.append(_insert(cur, stage, shift))
                 inserted(number, stage.path)
+            if any(stage.table in rollups.KEPT for stage in staged):
+                rollups.rebuild(cur)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")

@@ -39,7 +39,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from console.store import audit
+from console.store import audit, rollups
 from console.store.db import Database
 from console.store.spool import AUDIT, HEADER, LAYOUTS, Spooled, read_segment, spool_line
 from console.store.trace import Eval, Outcome, Payload, StoredResponse, Trace
@@ -325,7 +325,7 @@ def _insert_batch(cur: duckdb.DuckDBPyConnection, table: str, batch: pa.Table, p
     verb = "INSERT" if plain else f"INSERT OR {ON_CONFLICT[table]}"
     cur.register("spool_batch", batch)
     try:
-        cur.execute(f"{verb} INTO {table} BY NAME SELECT * FROM spool_batch")
+        rollups.insert(cur, table, f"{verb} INTO {table} BY NAME SELECT * FROM spool_batch")
     finally:
         cur.unregister("spool_batch")
 

@@ -33,7 +33,7 @@ import duckdb
 
 from console.clock import utc_now
 from console.periodic import Periodic
-from console.store import audit
+from console.store import audit, rollups
 from console.store.db import Database
 from console.store.recorder import Recorder
 
@@ -140,6 +140,7 @@ def purge(cur: duckdb.DuckDBPyConnection, cutoffs: Mapping[str, datetime]) -> di
     try:
         for step in PURGES:
             rows[step.name] = _scalar(cur, step.apply_sql(), cutoffs)
+        rollups.after_purge(cur, cutoffs["traces_before"])
         rows[AUDIT_PAYLOADS] = audit.clear_payloads(cur, cutoffs["audit_before"])
         cur.execute("COMMIT")
     except BaseException:

@@ -1,0 +1,283 @@
+"""Rollups of the traces, kept by the writer as rows land, read by the panes' named queries.
+
+Three tables (migration 013):
+
+- `rollup_hourly`: per UTC hour of ts_start and per environment, key, workflow, route,
+  provider, requested model, status and error type: calls, spend, tokens, and the calls
+  that have a latency and a time to first token;
+- `rollup_latency_hourly`: per hour, route, provider and requested model, histograms of
+  latency_ms and ttft_ms over the calls sent to a model (status ok, partial or error), in
+  fixed buckets of two significant digits (the `latency_bucket` macro): a bucket's count,
+  least and greatest value merge by sum, min and max;
+- `rollup_tasks`: per task, its calls, judge calls, cost, judge cost, first call, first
+  workflow, and its outcome (a later outcome replaces the earlier one, as in `outcomes`).
+
+Counts, tokens and spend are sums, so the rows of a flush are merged into the stored ones
+(MERGE for the hourly tables, ON CONFLICT for tasks). `insert` runs a writer's INSERT and
+the rollup update in one transaction, from the rows the INSERT really stored (RETURNING),
+so a replayed segment adds nothing twice. A retention purge deletes whole hours before its
+cutoff and recomputes the cutoff's own hour and the tasks that lost calls (`after_purge`);
+a bulk import, or a store filled by other means, calls `rebuild`.
+
+Queries read whole hours from the rollups and the partial hours at either end of their
+window from `traces` itself, so their answers equal the naive queries' (queries/naive/).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from datetime import datetime
+
+import duckdb
+import pyarrow as pa
+
+KEPT = ("traces", "outcomes")
+JUDGE = "'fleetdeck-judge'"
+SERVED = "('ok', 'partial', 'error')"
+# The columns of a stored row the rollups read.
+COLUMNS = {
+    "traces": (
+        "request_id, ts_start, environment, key_id, workflow_id, task_id, route, provider, request_model, "
+        "status, error_type, cost_usd, input_tokens, output_tokens, cache_read_tokens, reasoning_tokens, "
+        "latency_ms, ttft_ms"
+    ),
+    "outcomes": "task_id, workflow_id, status",
+}
+HOURLY_DIMS = (
+    "hour",
+    "environment",
+    "key_id",
+    "workflow_id",
+    "route",
+    "provider",
+    "request_model",
+    "status",
+    "error_type",
+)
+HOURLY_SUMS = (
+    "calls",
+    "cost_usd",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "reasoning_tokens",
+    "latency_calls",
+    "streamed_calls",
+)
+LATENCY_DIMS = ("hour", "route", "provider", "request_model", "metric", "bucket")
+TASK_SUMS = ("calls", "judge_calls", "cost_usd", "judge_cost_usd")
+FIRST_WORKFLOW = ("first_workflow_at", "first_workflow_request", "first_workflow_id")
+EMPTY_TASK = (
+    "first_call_at = NULL, calls = 0, judge_calls = 0, cost_usd = 0, judge_cost_usd = 0, "
+    "first_workflow_at = NULL, first_workflow_request = NULL, first_workflow_id = NULL"
+)
+
+
+def hourly_rows(source: str) -> str:
+    return f"""
+        SELECT
+            date_trunc('hour', ts_start) AS hour,
+            environment, key_id, workflow_id, route, provider, request_model, status, error_type,
+            count(*) AS calls,
+            coalesce(sum(cost_usd), 0) AS cost_usd,
+            coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
+            coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
+            coalesce(sum(cache_read_tokens), 0)::BIGINT AS cache_read_tokens,
+            coalesce(sum(reasoning_tokens), 0)::BIGINT AS reasoning_tokens,
+            count(latency_ms) AS latency_calls,
+            count(ttft_ms) AS streamed_calls
+        FROM {source}
+        GROUP BY ALL"""
+
+
+def latency_rows(source: str) -> str:
+    return f"""
+        SELECT hour, route, provider, request_model, metric, latency_bucket(value) AS bucket,
+               count(*) AS calls, min(value) AS lowest, max(value) AS highest
+        FROM (
+            SELECT date_trunc('hour', ts_start) AS hour, route, provider, request_model,
+                   'latency_ms' AS metric, latency_ms AS value
+            FROM {source} WHERE status IN {SERVED} AND latency_ms IS NOT NULL
+            UNION ALL
+            SELECT date_trunc('hour', ts_start), route, provider, request_model, 'ttft_ms', ttft_ms
+            FROM {source} WHERE status IN {SERVED} AND ttft_ms IS NOT NULL
+        )
+        GROUP BY ALL"""
+
+
+def task_rows(source: str) -> str:
+    named = f"workflow_id IS NOT NULL AND workflow_id <> {JUDGE}"
+    return f"""
+        SELECT
+            task_id,
+            min(ts_start) AS first_call_at,
+            count(*) AS calls,
+            count(*) FILTER (WHERE workflow_id = {JUDGE}) AS judge_calls,
+            coalesce(sum(cost_usd), 0) AS cost_usd,
+            coalesce(sum(cost_usd) FILTER (WHERE workflow_id = {JUDGE}), 0) AS judge_cost_usd,
+            min(ts_start) FILTER (WHERE {named}) AS first_workflow_at,
+            arg_min(request_id, (ts_start, request_id)) FILTER (WHERE {named}) AS first_workflow_request,
+            arg_min(workflow_id, (ts_start, request_id)) FILTER (WHERE {named}) AS first_workflow_id
+        FROM {source}
+        WHERE task_id IS NOT NULL
+        GROUP BY task_id"""
+
+
+def _merge(target: str, rows: str, dims: tuple[str, ...], updates: list[str]) -> str:
+    match = " AND ".join(f"t.{d} IS NOT DISTINCT FROM d.{d}" for d in dims)
+    return (
+        f"MERGE INTO {target} AS t USING ({rows}) AS d ON {match} "
+        f"WHEN MATCHED THEN UPDATE SET {', '.join(updates)} WHEN NOT MATCHED THEN INSERT BY NAME"
+    )
+
+
+def _merge_hourly(source: str) -> str:
+    return _merge(
+        "rollup_hourly", hourly_rows(source), HOURLY_DIMS, [f"{s} = t.{s} + d.{s}" for s in HOURLY_SUMS]
+    )
+
+
+def _merge_latency(source: str) -> str:
+    updates = [
+        "calls = t.calls + d.calls",
+        "lowest = least(t.lowest, d.lowest)",
+        "highest = greatest(t.highest, d.highest)",
+    ]
+    return _merge("rollup_latency_hourly", latency_rows(source), LATENCY_DIMS, updates)
+
+
+def _upsert_tasks(source: str) -> str:
+    t, d = "rollup_tasks", "excluded"
+    earlier = (
+        f"{d}.first_workflow_at IS NOT NULL AND ({t}.first_workflow_at IS NULL "
+        f"OR {d}.first_workflow_at < {t}.first_workflow_at "
+        f"OR ({d}.first_workflow_at = {t}.first_workflow_at "
+        f"AND {d}.first_workflow_request < {t}.first_workflow_request))"
+    )
+    updates = [
+        f"first_call_at = least({t}.first_call_at, {d}.first_call_at)",
+        *(f"{s} = {t}.{s} + {d}.{s}" for s in TASK_SUMS),
+        *(f"{c} = CASE WHEN {earlier} THEN {d}.{c} ELSE {t}.{c} END" for c in FIRST_WORKFLOW),
+    ]
+    return (
+        f"INSERT INTO rollup_tasks BY NAME {task_rows(source)} "
+        f"ON CONFLICT (task_id) DO UPDATE SET {', '.join(updates)}"
+    )
+
+
+def _upsert_outcomes(source: str) -> str:
+    return (
+        "INSERT INTO rollup_tasks BY NAME "
+        "SELECT task_id, 0 AS calls, 0 AS judge_calls, 0 AS cost_usd, 0 AS judge_cost_usd, "
+        f"status AS outcome_status, workflow_id AS outcome_workflow_id FROM {source} "
+        "ON CONFLICT (task_id) DO UPDATE SET outcome_status = excluded.outcome_status, "
+        "outcome_workflow_id = excluded.outcome_workflow_id"
+    )
+
+
+def statements(table: str, source: str) -> list[str]:
+    """The statements that add the rows of `source` (just stored in `table`) to the rollups."""
+    if table == "traces":
+        return [_merge_hourly(source), _merge_latency(source), _upsert_tasks(source)]
+    if table == "outcomes":
+        return [_upsert_outcomes(source)]
+    return []
+
+
+# -- the writer's side ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def transaction(cur: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """A transaction of its own, or the caller's when one is open already."""
+    if in_transaction(cur):
+        yield  # the caller's transaction makes the insert and the rollups one
+        return
+    cur.execute("BEGIN")
+    try:
+        yield
+    except BaseException:
+        cur.execute("ROLLBACK")
+        raise
+    cur.execute("COMMIT")
+
+
+def in_transaction(cur: duckdb.DuckDBPyConnection) -> bool:
+    """Whether `cur` is inside an explicit transaction: then two statements share its id.
+
+    (A BEGIN that fails would abort the caller's transaction, so it cannot be the probe.)
+    """
+    first, second = (cur.execute("SELECT txid_current()").fetchall() for _ in range(2))
+    return first == second
+
+
+def insert(cur: duckdb.DuckDBPyConnection, table: str, insert_sql: str) -> None:
+    """Run `insert_sql` (an INSERT into `table`) and add the rows it stored to the rollups."""
+    if table not in KEPT:
+        cur.execute(insert_sql)
+        return
+    with transaction(cur):
+        stored = cur.sql(f"{insert_sql} RETURNING {COLUMNS[table]}").to_arrow_table()  # runs once, here
+        apply(cur, table, stored)
+
+
+def apply(cur: duckdb.DuckDBPyConnection, table: str, stored: pa.Table) -> None:
+    """Add rows just stored in `table` (only those: replayed ones would count twice)."""
+    if table not in KEPT or stored.num_rows == 0:
+        return
+    cur.register("rollup_stored", stored)
+    try:
+        for sql in statements(table, "rollup_stored"):
+            cur.execute(sql)
+    finally:
+        cur.unregister("rollup_stored")
+
+
+# -- rebuilds and purges -------------------------------------------------------------------
+
+
+def rebuild(cur: duckdb.DuckDBPyConnection) -> None:
+    """Every rollup again from `traces` and `outcomes` (after a bulk import, or a backfill)."""
+    with transaction(cur):
+        for rollup in ("rollup_hourly", "rollup_latency_hourly", "rollup_tasks"):
+            cur.execute(f"DELETE FROM {rollup}")
+        cur.execute(f"INSERT INTO rollup_hourly BY NAME {hourly_rows('traces')}")
+        cur.execute(f"INSERT INTO rollup_latency_hourly BY NAME {latency_rows('traces')}")
+        cur.execute(f"INSERT INTO rollup_tasks BY NAME {task_rows('traces')}")
+        cur.execute(_upsert_outcomes("outcomes"))
+
+
+def after_purge(cur: duckdb.DuckDBPyConnection, traces_before: datetime) -> None:
+    """Bring the rollups in line after traces before `traces_before`, and outcomes, were deleted.
+
+    Runs inside the purge's transaction. Hours before the cutoff's hour are gone whole; the
+    cutoff's hour is recomputed from the traces it kept; tasks that had a call before the
+    cutoff are recomputed from their kept calls; tasks whose outcome was deleted lose it.
+    """
+    params = {"cutoff": traces_before}
+    hour = "date_trunc('hour', $cutoff::TIMESTAMP)"
+    kept = f"(SELECT * FROM traces WHERE ts_start >= {hour} AND ts_start < {hour} + INTERVAL 1 HOUR)"
+    for rollup, rows in (("rollup_hourly", hourly_rows), ("rollup_latency_hourly", latency_rows)):
+        cur.execute(f"DELETE FROM {rollup} WHERE hour <= {hour}", params)
+        cur.execute(f"INSERT INTO {rollup} BY NAME {rows(kept)}", params)
+    cur.execute("CREATE OR REPLACE TEMP TABLE rollup_purged_tasks (task_id VARCHAR PRIMARY KEY)")
+    try:
+        cur.execute(
+            "INSERT INTO rollup_purged_tasks SELECT task_id FROM rollup_tasks WHERE first_call_at < $cutoff",
+            params,
+        )
+        cur.execute(
+            f"UPDATE rollup_tasks SET {EMPTY_TASK} WHERE task_id IN (SELECT task_id FROM rollup_purged_tasks)"
+        )
+        cur.execute(
+            _upsert_tasks("(SELECT * FROM traces WHERE task_id IN (SELECT task_id FROM rollup_purged_tasks))")
+        )
+    finally:
+        cur.execute("DROP TABLE IF EXISTS rollup_purged_tasks")
+    cur.execute(
+        "UPDATE rollup_tasks SET outcome_status = NULL, outcome_workflow_id = NULL "
+        "WHERE outcome_status IS NOT NULL "
+        "AND NOT EXISTS (SELECT 1 FROM outcomes WHERE outcomes.task_id = rollup_tasks.task_id)"
+    )
+    cur.execute("DELETE FROM rollup_tasks WHERE calls = 0 AND outcome_status IS NULL")
