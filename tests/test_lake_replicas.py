@@ -25,7 +25,7 @@ from gateway_process import Served, fleetdeck_serve, run_cli
 
 from console import formats
 from console.lake import layout
-from console.store import queries
+from console.store import queries, rollups
 from console.store.db import Database
 
 POLICY = """
@@ -107,6 +107,7 @@ def union(dirs: list[Path]) -> Database:
             cur.execute(f"INSERT INTO {table} BY NAME SELECT * FROM rows")
             cur.unregister("rows")
         replica.close()
+    rollups.rebuild(cur)  # rows written past the recorder: the panes' rollups made from them
     return db
 
 
