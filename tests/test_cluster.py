@@ -580,7 +580,9 @@ def test_a_prompt_pinned_on_one_replica_is_followed_by_the_other_within_a_second
         assert [r["subject"] for r in audited(second, "prompt.pin")] == ["prompt:support@v2"]
         assert [r["subject"] for r in audited(first, "prompt.added")] == ["prompt:support@v1"]
         assert [r["subject"] for r in audited(second, "prompt.added")] == ["prompt:support@v2"]
-    assert pg(schema, "SELECT version FROM prompt_pins WHERE name = 'support'") == [("v2",)]
+    doc = orjson.loads(cluster_cli(schema, "status", "--format", "json").stdout)
+    assert [(p["name"], p["version"]) for p in doc["prompt_pins"]] == [("support", "v2")]
+    assert doc["held_calls"] == 0 and doc["ejections"] == []
 
 
 APPROVAL_POLICY = """

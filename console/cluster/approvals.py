@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 
+from console.cluster.ledger import FAILURES
 from console.cluster.status import ALIVE_WITHIN_S
 from console.cluster.times import aware_utc, naive_utc
 from console.gateway.approvals import ApprovalQueue, HeldCall, NotHeld
@@ -71,8 +72,9 @@ class SharedApprovals:
             conn.execute("DELETE FROM approvals WHERE approval_id = ANY(%s)", [done])
 
     def leave(self, conn: psycopg.Connection) -> None:
-        """At a clean stop: this replica holds nothing any more."""
-        conn.execute("DELETE FROM approvals WHERE replica = %s", [self.replica])
+        """At a clean stop: this replica holds nothing any more (or, unreachable, until expiry)."""
+        with contextlib.suppress(*FAILURES):
+            conn.execute("DELETE FROM approvals WHERE replica = %s", [self.replica])
 
     # -- what `approvals list|approve|deny` ask (the admin API's worker thread) -------------
 

@@ -5,14 +5,12 @@ them and says the replica is alive.
 Keys (hashes only, never tokens) and stops are written to PostgreSQL by the admin
 action that makes them, then read by every replica's sync job every
 `cluster_sync_interval_s` (0.25 s): a revoked key or a stopped route is refused by every
-replica within a second. Prompts, approvals and breakers each have a module of their own
-(prompts.py, approvals.py, breakers.py) that the same job runs. The job runs on a thread
-of its own with its own connection, off the gateway's event loop.
+replica within a second. The job also runs prompts.py, approvals.py and breakers.py, on
+a thread of its own with its own connection, off the gateway's event loop.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -120,8 +118,7 @@ class Cluster:
     def stop(self) -> None:
         self.schedule.stop()
         if self._conn is not None:
-            with contextlib.suppress(*FAILURES):
-                self.approvals.leave(self._conn)
+            self.approvals.leave(self._conn)
             self._conn.close()
             self._conn = None
 
