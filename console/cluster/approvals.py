@@ -48,12 +48,14 @@ class SharedApprovals:
 
     def sync(self, conn: psycopg.Connection) -> None:
         """Publish the calls held here, withdraw the ones no longer held, apply decisions."""
-        conn.execute("DELETE FROM approvals WHERE expires_at < now()")  # any replica's, dead ones' too
         if self._queue is None:
+            conn.execute("DELETE FROM approvals WHERE expires_at < now()")
             return
         held = {call.approval_id: call for call in self._queue.pending()}
-        rows = conn.execute(
-            "SELECT approval_id, decision, decided_by, reason, decided_on FROM approvals WHERE replica = %s",
+        rows = conn.execute(  # one round trip: the expired (any replica's, dead ones' too) go first
+            "WITH expired AS (DELETE FROM approvals WHERE expires_at < now() RETURNING approval_id) "
+            "SELECT approval_id, decision, decided_by, reason, decided_on FROM approvals "
+            "WHERE replica = %s AND approval_id NOT IN (SELECT approval_id FROM expired)",
             [self.replica],
         ).fetchall()
         published = {row[0] for row in rows}
@@ -93,6 +95,8 @@ class SharedApprovals:
             if found is None:
                 raise NotHeld(f"no replica holds a tool call {approval_id!r} (see `approvals list`)")
             listing = _listing(found)
+            if listing["replica"] == self.replica:  # published here, but no longer held here
+                raise NotHeld(f"tool call {approval_id!r} was decided already, or its deadline passed")
             if listing["state"] == "gone":
                 raise NotHeld(
                     f"tool call {approval_id!r} was held on replica {listing['replica']}, which is gone "

@@ -63,19 +63,28 @@ class SharedPrompts:
         if registry is None:
             return
         pinned_before = registry.pinned_here
-        missing: list[tuple[str, str]] = []
-        for name, version, digest in conn.execute("SELECT name, version, hash FROM prompt_versions"):
+        found = conn.execute(  # one round trip: the versions (without templates), then the pins
+            "SELECT name, version, hash FROM prompt_versions "
+            "UNION ALL SELECT name, version, NULL FROM prompt_pins"
+        ).fetchall()
+        missing = self._missing(registry, [(n, v, digest) for n, v, digest in found if digest is not None])
+        if missing:
+            registry.take(self._fetch(conn, missing))
+            log.info("cluster: %d prompt version(s) added elsewhere", len(missing))
+        pins = {name: version for name, version, digest in found if digest is None}
+        registry.follow_pins(pins, pinned_before)
+
+    def _missing(self, registry: PromptRegistry, listed: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
+        """The versions the cluster lists that this registry lacks; conflicts logged once."""
+        missing = []
+        for name, version, digest in listed:
             here = next((v for v in registry.versions(name) if v.version == version), None)
             if here is None:
                 missing.append((name, version))
             elif here.hash != digest and (name, version) not in self._conflicts:
                 self._conflicts.add((name, version))
                 log.warning("prompt %s@%s is not shared: the cluster has another text as it", name, version)
-        if missing:
-            registry.take(self._fetch(conn, missing))
-            log.info("cluster: %d prompt version(s) added elsewhere", len(missing))
-        pins: dict[str, str] = dict(conn.execute("SELECT name, version FROM prompt_pins").fetchall())
-        registry.follow_pins(pins, pinned_before)
+        return missing
 
     def _fetch(self, conn: psycopg.Connection, refs: list[tuple[str, str]]) -> list[PromptVersion]:
         rows = conn.execute(
