@@ -440,14 +440,19 @@ def routes_resume(
 @approvals_app.command("list")
 def approvals_list(data_dir: DataDir = None) -> None:
     """The tool calls waiting for a decision, oldest first."""
-    pending = _approvals(load_settings(data_dir), {"action": "list"})["pending"]
+    answer = _approvals(load_settings(data_dir), {"action": "list"})
+    pending = answer["pending"]
+    if answer.get("elsewhere_unavailable"):
+        typer.echo(f"Only this replica's calls: {answer['elsewhere_unavailable']}", err=True)
     if not pending:
         typer.echo("No tool call is waiting for approval.")
     for call in pending:
         where = f"route {call['route']}  " if call.get("route") else ""  # an MCP tool call may have none
+        held_on = f"  on {call['replica']}" if call.get("replica") else ""  # cluster mode
+        gone = "  (gone: its replica stopped)" if call.get("state") == "gone" else ""
         typer.echo(
             f"{call['approval_id']}  {call['held_at'][:19]}  {call['tool']}  {where}"
-            f"by {call['requested_by']}  args {call['arguments'][:80]}"
+            f"by {call['requested_by']}  args {call['arguments'][:80]}{held_on}{gone}"
         )
 
 

@@ -124,7 +124,7 @@ class Engine:
         self.start_recorder()
         self._audit_policy(self.policy)
         self.providers = build_providers(self.policy, self.settings)
-        breakers = Breakers(self.policy.breaker, on_ejection=self._audit_ejection)
+        breakers = Breakers(self.policy.breaker, on_ejection=self._breaker_opened)
         router = Router(self.policy, self.providers, load_models(self.db.cursor()))
         self._cluster_node()
         gateway = Gateway(
@@ -194,9 +194,15 @@ class Engine:
         return self.cluster
 
     def _join_cluster(self, cluster: Cluster) -> None:
-        """Keys, stops and the ledger shared through PostgreSQL from now on."""
+        """Keys, stops, the ledger, prompts, held tool calls and ejections shared through
+        PostgreSQL from now on."""
         self.key_admin.mirror = cluster
         self.oversight.mirror = cluster
+        cluster.prompts.attach(self.prompts)
+        if self.gateway.approvals is not None:
+            self.gateway.approvals.mirror = cluster.approvals
+            cluster.approvals.attach(self.gateway.approvals)
+        cluster.breakers.attach(self.gateway.executor.breakers)
         cluster.attach(
             self.key_admin.registry,
             self.oversight.stops,
@@ -353,6 +359,8 @@ class Engine:
             if self._prompts is None:
                 self.start_recorder()
                 self._prompts = PromptRegistry.open(self.db, self.recorder)
+                cluster = self._cluster_node()
+                self._prompts.mirror = cluster.prompts if cluster is not None else None
             return self._prompts
 
     @property
@@ -453,7 +461,10 @@ class Engine:
                 )
             )
 
-    def _audit_ejection(self, target: str, breaker: Breaker) -> None:
+    def _breaker_opened(self, target: str, breaker: Breaker) -> None:
+        """Audited; in cluster mode also shared, so every replica leaves the target alone."""
+        if self.cluster is not None:
+            self.cluster.breakers.ejected(target, breaker)
         payload = {"ejections": breaker.ejections, "ejected_for_s": round(breaker.retry_in(), 3)}
         self.recorder.record_audit(
             audit.AuditEvent(

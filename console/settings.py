@@ -83,8 +83,9 @@ class Settings(BaseSettings):
     # (FLEETDECK_LAKE_ATTACH, or `fleetdeck lake attach PATH` / `--lake PATH`).
     lake_attach: Path | None = None
 
-    # Cluster mode (console/cluster/): replicas share keys, route stops and the budget
-    # ledger through this PostgreSQL (FLEETDECK_CLUSTER=postgresql://host/db); None: one box.
+    # Cluster mode (console/cluster/): replicas share keys, route stops, the budget ledger,
+    # rate limits, prompts, held tool calls and breaker ejections through this PostgreSQL
+    # (FLEETDECK_CLUSTER=postgresql://host/db); None: one box.
     cluster: str | None = None
     cluster_schema: str = "fleetdeck"  # the schema holding the cluster's tables
     # An uncapped call while PostgreSQL is unreachable: served (it needs no ledger) or refused.
@@ -95,7 +96,8 @@ class Settings(BaseSettings):
     # A reservation lapses this long after it was taken; unset: the route's total timeout
     # plus a margin, so a replica killed mid-call leaks nothing past it.
     cluster_lease_s: float | None = Field(default=None, gt=0)
-    # How often a replica reads keys and route stops and says it is alive (seconds).
+    # How often a replica syncs what it shares (keys, stops, prompts, held calls, ejections)
+    # and says it is alive (seconds).
     cluster_sync_interval_s: float = Field(default=0.25, gt=0)
 
     @field_validator("trace_retention_days", "audit_retention_days")

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from console.gateway.breaker import Breaker, State
+from console.gateway.breaker import Breaker, Breakers, State
 from console.policy import BreakerConfig
 
 
@@ -81,3 +81,19 @@ def test_an_abandoned_probe_frees_the_slot() -> None:
     assert breaker.available()
     breaker.abandoned()
     assert breaker.available()
+
+
+def test_an_ejection_followed_from_another_replica_opens_until_its_end_and_the_probe_is_ours() -> None:
+    clock = Clock()
+    breakers = Breakers(SETTINGS, clock)
+    breakers.follow("lab/m", 7.0)  # from the cluster's sync thread: applied on the next look
+    breaker = breakers["lab/m"]
+    assert breaker.state is State.open and breaker.retry_in() == 7.0
+    assert breaker.ejections == 0, "another replica's ejection adds nothing to this one's length"
+    breakers.follow("lab/m", 3.0)  # an earlier end shortens nothing
+    assert breakers["lab/m"].retry_in() == 7.0
+    clock.now += 7
+    assert breaker.available(), "once it ends, this replica probes on its own"
+    assert breaker.failed() and breaker.retry_in() == 10, "a failed probe ejects for this one's own length"
+    breakers.follow("lab/m", -1.0)  # an ejection over already changes nothing
+    assert breakers.states() == {"lab/m": State.open}

@@ -30,7 +30,7 @@ import psycopg
 import pytest
 from fakes.openai_upstream import FakeOpenAI, Fault
 from fakes.tcp_proxy import TcpProxy
-from gateway_process import Served, create_key, fleetdeck_serve, run_cli
+from gateway_process import Served, create_key, fleetdeck_serve, run_cli, trace_of
 from postgres import PG_HOST, PG_PORT, fresh_schema, needs_postgresql, pg_url
 
 from console.clock import utc_now
@@ -513,3 +513,239 @@ def test_300_calls_over_three_replicas_against_60_requests_a_minute(
         assert refused.headers["x-ratelimit-limit-requests"] == "60"
         assert refused.headers["x-ratelimit-remaining-requests"] == "0"
         assert int(refused.headers["retry-after"]) >= 1
+
+
+# -- prompts, approvals and breakers, shared -------------------------------------------------
+
+FRIENDLY = "You answer for {{company}}. Be friendly."
+TERSE = "You answer for {{company}}. Be terse."
+
+
+def prompted(served: Served, upstream: FakeOpenAI) -> str:
+    """The system message the gateway put in front of a call naming the prompt `support` alone."""
+    body = {
+        "model": "route:other",
+        "messages": [{"role": "user", "content": "hi"}],
+        "metadata": {"company": "Acme"},
+    }
+    headers = {**served.auth, "X-Fleetdeck-Prompt": "support"}
+    answer = httpx.post(f"{served.base_url}/chat/completions", json=body, headers=headers, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return str(upstream.last_request.body["messages"][0]["content"])
+
+
+def prompt_cli(served: Served, *args: str) -> str:
+    done = run_cli(served.data_dir, "prompts", *args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def audited(served: Served, action: str) -> list[dict[str, Any]]:
+    return query(
+        served, f"SELECT subject, actor, actor_kind, payload FROM audit_log WHERE action = '{action}'"
+    )
+
+
+@pytest.mark.usefixtures("pepper")
+def test_a_prompt_pinned_on_one_replica_is_followed_by_the_other_within_a_second(
+    tmp_path: Path, policy: str, schema: str, upstream: FakeOpenAI
+) -> None:
+    (tmp_path / "friendly.txt").write_text(FRIENDLY)
+    (tmp_path / "terse.txt").write_text(TERSE)
+    with replicas(tmp_path, policy, schema, n=2) as (first, second):
+        assert "v1 added" in prompt_cli(first, "add", "support", str(tmp_path / "friendly.txt"))
+        # numbered by the cluster, so v2 names one text everywhere, whichever replica adds it
+        assert "v2 added" in prompt_cli(second, "add", "support", str(tmp_path / "terse.txt"))
+        wait_until(lambda: prompted(first, upstream).endswith("terse."), 5, "the first replica has v2")
+        assert prompted(second, upstream) == "You answer for Acme. Be terse."  # nothing pinned: the latest
+        assert "is v2 already" in prompt_cli(first, "add", "support", str(tmp_path / "terse.txt"))
+
+        assert "pinned to v1" in prompt_cli(first, "pin", "support", "v1")
+        took = wait_until(lambda: prompted(second, upstream).endswith("friendly."), 5, "the pin on the other")
+        assert took <= PROPAGATION_S, f"the pin took {took:.2f} s to reach the other replica"
+        assert "pinned to v2 (was v1)" in prompt_cli(second, "pin", "support", "v2")  # a rollback
+        took = wait_until(lambda: prompted(first, upstream).endswith("terse."), 5, "the pin back")
+        assert took <= PROPAGATION_S
+
+        stored = "SELECT version, template FROM prompts WHERE name = 'support' ORDER BY version"
+        for served in (first, second):  # each store keeps every version, templates included
+            assert [(r["version"], r["template"]) for r in query(served, stored)] == [
+                ("v1", FRIENDLY),
+                ("v2", TERSE),
+            ]
+        # audited where the change was made, once
+        wait_until(lambda: len(audited(first, "prompt.pin")) == 1, 10, "the first replica's pin audited")
+        wait_until(lambda: len(audited(second, "prompt.pin")) == 1, 10, "the second replica's pin audited")
+        assert [r["subject"] for r in audited(first, "prompt.pin")] == ["prompt:support@v1"]
+        assert [r["subject"] for r in audited(second, "prompt.pin")] == ["prompt:support@v2"]
+        assert [r["subject"] for r in audited(first, "prompt.added")] == ["prompt:support@v1"]
+        assert [r["subject"] for r in audited(second, "prompt.added")] == ["prompt:support@v2"]
+    doc = orjson.loads(cluster_cli(schema, "status", "--format", "json").stdout)
+    assert [(p["name"], p["version"]) for p in doc["prompt_pins"]] == [("support", "v2")]
+    assert doc["held_calls"] == 0 and doc["ejections"] == []
+
+
+APPROVAL_POLICY = """
+providers:
+  lab: {{kind: openai_compat, base_url: "{url}", models: [mock-gpt]}}
+routes:
+  - intent: refunds
+    primary: lab/mock-gpt
+    max_retries: 0
+    timeouts: {{total_s: {total_s}}}
+    tools: {{approval: [payments.issue_refund]}}
+default_route: refunds
+"""
+HELD_S = 120  # the route's deadline: how long a call may wait for a human
+
+
+def ask_refund(served: Served, answers: list[httpx.Response]) -> threading.Thread:
+    """A call whose answer is a tool call that needs a human, asked on its own thread."""
+    function = {"name": "payments.issue_refund", "parameters": {"type": "object"}}
+    body = {
+        "model": "route:refunds",
+        "messages": [{"role": "user", "content": "refund order 42 to jane@example.com"}],
+        "tools": [{"type": "function", "function": function}],
+        "tool_choice": {"type": "function", "function": {"name": "payments.issue_refund"}},
+    }
+
+    def ask() -> None:
+        with contextlib.suppress(httpx.HTTPError):  # a replica killed under it
+            answers.append(
+                httpx.post(f"{served.base_url}/chat/completions", json=body, headers=served.auth, timeout=60)
+            )
+
+    asking = threading.Thread(target=ask, daemon=True)
+    asking.start()
+    return asking
+
+
+def held_lines(served: Served) -> list[str]:
+    listed = run_cli(served.data_dir, "approvals", "list")
+    assert listed.returncode == 0, listed.stderr
+    return [line for line in listed.stdout.splitlines() if line.startswith("apr_")]
+
+
+def replica_of(served: Served) -> str:
+    assert served.process is not None
+    return f"-{served.process.pid}"  # replica names end in the serving process's id
+
+
+@pytest.mark.usefixtures("pepper")
+def test_a_call_held_on_one_replica_is_listed_and_approved_through_another(
+    tmp_path: Path, schema: str, upstream: FakeOpenAI
+) -> None:
+    upstream.reset()
+    with replicas(tmp_path, APPROVAL_POLICY.format(url=upstream.base_url, total_s=HELD_S), schema, n=2) as (
+        holder,
+        other,
+    ):
+        answers: list[httpx.Response] = []
+        asking = ask_refund(holder, answers)
+        wait_until(lambda: bool(held_lines(other)), 30, "the call held on the first, listed on the other")
+        (line,) = held_lines(other)
+        approval_id = line.split()[0]
+        assert "payments.issue_refund" in line and replica_of(holder) in line and "gone" not in line
+        assert "jane@example.com" not in line  # the arguments as the holder redacted them
+
+        done = run_cli(other.data_dir, "approvals", "approve", approval_id, "--reason", "checked the order")
+        assert done.returncode == 0, done.stderr
+        took = wait_until(lambda: bool(answers), 10, "the held call released")
+        assert took <= PROPAGATION_S, f"the approval took {took:.2f} s to reach the holding replica"
+        calls = answers[0].json()["choices"][0]["message"]["tool_calls"]
+        assert [call["function"]["name"] for call in calls] == ["payments.issue_refund"]
+        asking.join(timeout=10)
+
+        sql = (
+            "SELECT action, actor, actor_kind, payload FROM audit_log "
+            f"WHERE subject = '{approval_id}' ORDER BY seq"
+        )
+        wait_until(lambda: len(query(holder, sql)) == 2, 10, "the decision audited where the call was held")
+        requested, granted = query(holder, sql)
+        assert (requested["action"], granted["action"], granted["actor_kind"]) == (
+            "approval.requested",
+            "approval.granted",
+            "human",
+        )
+        decided = orjson.loads(granted["payload"])
+        assert decided["reason"] == "checked the order" and decided["decided_on"].endswith(replica_of(other))
+        assert query(other, sql) == []  # one entry per decision, on the holder's chain
+        nothing_held = lambda: pg(schema, "SELECT count(*) FROM approvals") == [(0,)]  # noqa: E731
+        wait_until(nothing_held, 5, "the decided call withdrawn")
+        again = run_cli(other.data_dir, "approvals", "deny", approval_id)
+        assert again.returncode != 0 and "no replica holds" in again.stderr
+
+        # a call whose replica dies is shown gone, and cannot be decided any more
+        orphan = ask_refund(holder, [])
+        wait_until(lambda: bool(held_lines(other)), 30, "a second call held")
+        (line,) = held_lines(other)
+        holder.kill()
+        wait_until(
+            lambda: any("gone" in held for held in held_lines(other)), 30, "the dead replica's call gone"
+        )
+        refused = run_cli(other.data_dir, "approvals", "approve", line.split()[0])
+        assert refused.returncode != 0 and "which is gone" in refused.stderr
+        ((deadline,),) = pg(schema, "SELECT expires_at - held_at FROM approvals")
+        assert deadline.total_seconds() <= HELD_S  # it expires with the route's deadline
+        orphan.join(timeout=10)
+
+
+BREAKER_POLICY = """
+providers:
+  lab: {{kind: openai_compat, base_url: "{url}", models: [mock-gpt]}}
+  spare: {{kind: openai_compat, base_url: "{spare}", models: [mock-gpt]}}
+breaker: {{consecutive_failures: 1, base_ejection_s: {eject_s}, max_ejection_s: 60}}
+routes:
+  - {{intent: capped, primary: lab/mock-gpt, fallback: [spare/mock-gpt], max_retries: 0}}
+default_route: capped
+"""
+EJECT_S = 8
+
+
+def breaker_state(served: Served, target: str) -> str | None:
+    return httpx.get(f"{served.url}/healthz", timeout=10).json()["breakers"].get(target)
+
+
+@pytest.mark.usefixtures("pepper")
+def test_a_provider_ejected_on_one_replica_is_left_alone_by_the_other_until_the_cool_down_ends(
+    tmp_path: Path, schema: str, upstreams: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    lab, spare = upstreams
+    lab.reset()
+    spare.reset()
+    policy = BREAKER_POLICY.format(url=lab.base_url, spare=spare.base_url, eject_s=EJECT_S)
+    with replicas(tmp_path, policy, schema, n=2) as (first, second):
+        lab.fail_always(Fault(status=503))
+        assert chat(first, first.key).status_code == 200  # lab failed once: ejected; spare served
+        assert breaker_state(first, "lab/mock-gpt") == "open"
+        took = wait_until(lambda: breaker_state(second, "lab/mock-gpt") == "open", 5, "the ejection shared")
+        assert took <= PROPAGATION_S, f"the ejection took {took:.2f} s to reach the other replica"
+
+        tried = lab.request_count
+        for _ in range(5):
+            answer = chat(second, second.key)
+            assert answer.status_code == 200
+        assert lab.request_count == tried  # not one call to the ejected provider from the other replica
+        assert breaker_state(second, "lab/mock-gpt") == "open"  # and all within the cool-down
+        trace = trace_of(second, answer.headers["x-fleetdeck-request-id"])
+        skipped, served = orjson.loads(str(trace["attempt_log"]))
+        assert (skipped["provider"], skipped["status"], skipped["error_type"]) == (
+            "lab",
+            "skipped",
+            "breaker_open",
+        )
+        assert (served["provider"], served["status"]) == ("spare", "ok")
+
+        lab.clear_faults()  # once the cool-down ends, the other replica probes lab on its own
+
+        def probed() -> bool:
+            assert chat(second, second.key).status_code == 200
+            return lab.request_count > tried
+
+        wait_until(probed, EJECT_S + 20, "the other replica probing lab after the cool-down")
+        wait_until(lambda: breaker_state(second, "lab/mock-gpt") == "closed", 10, "the probe closing it")
+        opened = "SELECT subject FROM audit_log WHERE action = 'breaker.opened'"
+        wait_until(lambda: bool(query(first, opened)), 10, "the ejection audited")
+        assert query(second, opened) == []  # audited by the replica that ejected
+    (row,) = pg(schema, "SELECT target, replica FROM ejections")
+    assert row[0] == "lab/mock-gpt" and row[1].endswith(replica_of(first))

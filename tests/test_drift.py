@@ -31,7 +31,7 @@ from console.engine import Engine
 from console.quality import drift
 from console.quality.drift import Level, Metric
 from console.settings import Settings
-from console.store import seed
+from console.store import rollups, seed
 
 SAMPLE_TABLES = ("traces", "outcomes", "evals", "audit_log")
 DRIFT_STARTS = datetime(2026, 10, 12, 9, 30)
@@ -50,6 +50,7 @@ def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
             cur.register("sample_rows", pq.read_table(str(seed.sample_traces_dir() / f"{table}.parquet")))
             cur.execute(f"INSERT INTO {table} BY NAME SELECT * FROM sample_rows")
             cur.unregister("sample_rows")
+        rollups.rebuild(cur)  # inserted past the recorder: the panes' rollups made from them
     return data_dir
 
 

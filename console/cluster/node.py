@@ -1,11 +1,12 @@
-"""One replica's part in the cluster: its shared ledger, and a sync job that keeps keys
-and route stops as PostgreSQL has them and says the replica is alive.
+"""One replica's part in the cluster: its shared ledger and limiter, and a sync job that
+keeps keys, route stops, prompts, held tool calls and breaker ejections as PostgreSQL has
+them and says the replica is alive.
 
 Keys (hashes only, never tokens) and stops are written to PostgreSQL by the admin
 action that makes them, then read by every replica's sync job every
 `cluster_sync_interval_s` (0.25 s): a revoked key or a stopped route is refused by every
-replica within a second. The job runs on a thread of its own with its own connection,
-off the gateway's event loop. Rate limits and breakers stay per replica.
+replica within a second. The job also runs prompts.py, approvals.py and breakers.py, on
+a thread of its own with its own connection, off the gateway's event loop.
 """
 
 from __future__ import annotations
@@ -21,8 +22,12 @@ import psycopg
 from psycopg import sql
 
 from console.cluster import schema, status
+from console.cluster.approvals import SharedApprovals
+from console.cluster.breakers import SharedBreakers
 from console.cluster.ledger import FAILURES, Outage, SharedLedger
 from console.cluster.limits import SharedLimiter
+from console.cluster.prompts import SharedPrompts
+from console.cluster.times import aware_utc, naive_utc
 from console.errors import Unavailable
 from console.gateway.budget import nanos_up, period_key
 from console.gateway.key_admin import virtual_key
@@ -50,15 +55,7 @@ def default_replica() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-def naive_utc(at: datetime | None) -> datetime | None:
-    return at.astimezone(UTC).replace(tzinfo=None) if at is not None and at.tzinfo else at
-
-
 RATE_LEASE_S = 600.0  # a concurrency slot whose replica died lapses after this (cluster_lease_s if set)
-
-
-def aware_utc(at: datetime | None) -> datetime | None:
-    return at.replace(tzinfo=UTC) if at is not None and at.tzinfo is None else at
 
 
 class Cluster:
@@ -87,6 +84,9 @@ class Cluster:
             wait_s=settings.cluster_wait_s,
             lease_s=settings.cluster_lease_s or RATE_LEASE_S,
         )
+        self.prompts = SharedPrompts(self.replica, self._admin_connection)
+        self.approvals = SharedApprovals(self.replica, self._admin_connection)
+        self.breakers = SharedBreakers(self.replica)
         self._registry: KeyRegistry | None = None
         self._stops: RouteStops | None = None
         self._local_keys: list[key_rows.KeyRow] = []
@@ -118,6 +118,7 @@ class Cluster:
     def stop(self) -> None:
         self.schedule.stop()
         if self._conn is not None:
+            self.approvals.leave(self._conn)
             self._conn.close()
             self._conn = None
 
@@ -129,6 +130,8 @@ class Cluster:
             self._heartbeat(conn)
             self._read_keys(conn)
             self._read_stops(conn)
+            for shared in (self.prompts, self.approvals, self.breakers):
+                shared.sync(conn)
             self._read_ledger(conn)
             self.replicas = status.replicas(conn)
         except FAILURES as exc:
@@ -150,6 +153,7 @@ class Cluster:
                 except psycopg.errors.UniqueViolation:  # a conflict, not an outage: say so, go on
                     log.warning("key %r is not shared: the cluster has another key of that name", row.name)
             self._seed(conn)
+            self.prompts.publish(conn)
             self._conn = conn
         return self._conn
 

@@ -216,6 +216,76 @@ MIGRATIONS: tuple[str, ...] = (
         UPDATE rate_takes SET lease_until = NULL, tokens = coalesce(p_tokens, tokens) WHERE take = p_take
     $$;
     """,
+    # Prompt versions and pins, tool calls held for a human, breaker ejections. A version's
+    # number is taken in PostgreSQL (`prompt_add`, under a per-name advisory lock), so `v3`
+    # names the same text on every replica; `p_floor` keeps it above the numbers the
+    # caller's own store has used. A held call is published by the replica holding it (with
+    # its deadline, `expires_at`) and decided by writing `decision`: the holding replica's
+    # sync job applies it. An ejection is kept with the time it ends (`until`).
+    """
+    CREATE TABLE prompt_versions (
+        name text NOT NULL,
+        version text NOT NULL,
+        number integer NOT NULL,
+        hash text NOT NULL,
+        template text NOT NULL,
+        created_at timestamptz NOT NULL,
+        author text,
+        replica text,
+        PRIMARY KEY (name, version),
+        UNIQUE (name, hash)
+    );
+    CREATE TABLE prompt_pins (
+        name text PRIMARY KEY,
+        version text NOT NULL,
+        actor text NOT NULL,
+        pinned_at timestamptz NOT NULL,
+        replica text,
+        FOREIGN KEY (name, version) REFERENCES prompt_versions (name, version)
+    );
+    CREATE FUNCTION prompt_add(
+        p_name text, p_hash text, p_template text, p_author text, p_floor integer, p_replica text
+    ) RETURNS TABLE (o_version text, o_created_at timestamptz, o_author text, o_added boolean)
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_advisory_xact_lock(hashtext('fleetdeck.prompt:' || p_name));
+        RETURN QUERY SELECT v.version, v.created_at, v.author, false FROM prompt_versions v
+            WHERE v.name = p_name AND v.hash = p_hash;
+        IF FOUND THEN
+            RETURN;  -- this text is a version already
+        END IF;
+        RETURN QUERY INSERT INTO prompt_versions AS v
+            (name, version, number, hash, template, created_at, author, replica)
+            SELECT p_name, 'v' || n.next, n.next, p_hash, p_template, clock_timestamp(), p_author, p_replica
+            FROM (SELECT greatest(coalesce(max(x.number), 0), p_floor) + 1 AS next
+                  FROM prompt_versions x WHERE x.name = p_name) n
+            RETURNING v.version, v.created_at, v.author, true;
+    END $$;
+    CREATE TABLE approvals (
+        approval_id text PRIMARY KEY,
+        replica text NOT NULL,
+        request_id text NOT NULL,
+        route text,
+        tool text NOT NULL,
+        arguments text NOT NULL,
+        requested_by text NOT NULL,
+        held_at timestamptz NOT NULL,
+        expires_at timestamptz NOT NULL,
+        decision text,
+        decided_by text,
+        reason text,
+        decided_on text,
+        decided_at timestamptz
+    );
+    CREATE INDEX approvals_by_replica ON approvals (replica);
+    CREATE TABLE ejections (
+        target text PRIMARY KEY,
+        replica text NOT NULL,
+        ejected_at timestamptz NOT NULL,
+        until timestamptz NOT NULL,
+        ejections integer NOT NULL
+    );
+    """,
 )
 
 

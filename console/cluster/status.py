@@ -1,8 +1,9 @@
 """`fleetdeck cluster init|status`: the schema brought up to date, and what the cluster holds.
 
 Both read PostgreSQL directly (no replica needs to run): the migration version, the
-replicas seen through their heartbeats, keys and route stops, and the ledger's buckets
-of the current day and month with what is spent and held.
+replicas seen through their heartbeats, keys and route stops, prompt pins, tool calls
+held for a human and ejections in force, and the ledger's buckets of the current day
+and month with what is spent and held.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from console.cluster.ledger import where
 from console.gateway.budget import NANOS, period_key
 
 ALIVE_WITHIN_S = 5.0  # a replica whose heartbeat is older than this is shown as gone
+SHARED_SINCE = 3  # the migration that added prompts, approvals and ejections
 
 
 def connect(conninfo: str, wait_s: float) -> psycopg.Connection:
@@ -50,7 +52,8 @@ def status(conninfo: str, schema_name: str, wait_s: float = 5.0) -> dict[str, An
         if version == 0:
             return doc
         conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema_name)))
-        return doc | {"replicas": replicas(conn)} | _keys_and_stops(conn) | _ledger(conn)
+        shared = _shared(conn) if version >= SHARED_SINCE else {}
+        return doc | {"replicas": replicas(conn)} | _keys_and_stops(conn) | shared | _ledger(conn)
 
 
 def replicas(conn: psycopg.Connection) -> list[dict[str, Any]]:
@@ -78,6 +81,23 @@ def _keys_and_stops(conn: psycopg.Connection) -> dict[str, Any]:
         "route_stops": [
             {"route": route, "actor": actor, "reason": reason, "at": at.isoformat()}
             for route, actor, reason, at in stops
+        ],
+    }
+
+
+def _shared(conn: psycopg.Connection) -> dict[str, Any]:
+    pins = conn.execute("SELECT name, version, actor FROM prompt_pins ORDER BY name").fetchall()
+    held = conn.execute("SELECT count(*) FROM approvals WHERE expires_at > now()").fetchone() or (0,)
+    ejections = conn.execute(
+        "SELECT target, replica, extract(epoch FROM until - now())::double precision FROM ejections "
+        "WHERE until > now() ORDER BY target"
+    ).fetchall()
+    return {
+        "prompt_pins": [{"name": name, "version": version, "by": actor} for name, version, actor in pins],
+        "held_calls": int(held[0]),
+        "ejections": [
+            {"target": target, "replica": replica, "left_s": round(float(left), 1)}
+            for target, replica, left in ejections
         ],
     }
 
@@ -123,6 +143,13 @@ def render(doc: dict[str, Any]) -> str:
     lines.append(f"Route stops: {len(doc['route_stops'])}")
     for stop in doc["route_stops"]:
         lines.append(f"  {stop['route']}: by {stop['actor']} at {stop['at']}: {stop['reason']}")
+    if "prompt_pins" in doc:
+        pins = ", ".join(f"{p['name']}@{p['version']}" for p in doc["prompt_pins"]) or "none"
+        lines.append(f"Prompt pins: {pins}")
+        lines.append(f"Tool calls held for a human: {doc['held_calls']}")
+        lines.append(f"Ejections in force: {len(doc['ejections'])}")
+        for e in doc["ejections"]:
+            lines.append(f"  {e['target']}: by {e['replica']}, {e['left_s']:.1f} s left")
     lines.append("Ledger (this day and month):")
     for b in doc["ledger"]:
         lines.append(

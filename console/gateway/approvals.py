@@ -8,6 +8,11 @@ Approval releases it; denial or the deadline releases the response without it an
 a refusal the calling app can read. Each decision is one audit entry naming its actor
 (approval.granted or approval.denied; a call nobody decided is denied by the system). A
 call whose client went away while it waited leaves the queue (approval.withdrawn).
+
+In cluster mode (an `ApprovalMirror`, console/cluster/approvals.py) the list shows the
+calls held on every replica, and a decision on a call held elsewhere goes to PostgreSQL,
+where the holding replica's sync job picks it up: its audit entry is written there, by
+the replica holding the call, naming the actor and the replica it was decided on.
 """
 
 from __future__ import annotations
@@ -16,11 +21,11 @@ import asyncio
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
 from console.clock import new_request_id, utc_now
-from console.errors import Invalid
+from console.errors import DomainError, Invalid
 from console.store.audit import AuditEvent
 from console.store.recorder import Recorder
 
@@ -34,6 +39,7 @@ class HeldCall:
     arguments: str
     requested_by: str
     held_at: datetime = field(default_factory=utc_now)
+    expires_at: datetime | None = None  # when the deadline denies it, once held
     decided: asyncio.Future[tuple[str, str]] | None = None  # (decision, actor)
 
     def listing(self) -> dict[str, Any]:
@@ -48,6 +54,23 @@ class HeldCall:
         }
 
 
+class NotHeld(ValueError):
+    """No such call is held here."""
+
+
+class ApprovalMirror(Protocol):
+    """The calls held on the cluster's other replicas, and decisions on them (PostgreSQL).
+    Each raises a DomainError when the cluster cannot be reached."""
+
+    replica: str
+
+    def held_elsewhere(self) -> list[dict[str, Any]]: ...
+
+    def decide_elsewhere(self, approval_id: str, approve: bool, actor: str, reason: str) -> dict[str, Any]:
+        """The call's listing once the decision is written; NotHeld when no replica holds it."""
+        ...
+
+
 class ApprovalQueue:
     """Held tool calls. The gateway's loop waits on them; the admin API decides from a worker thread."""
 
@@ -55,11 +78,13 @@ class ApprovalQueue:
         self._recorder = recorder
         self._held: dict[str, tuple[HeldCall, asyncio.AbstractEventLoop]] = {}
         self._lock = threading.Lock()
+        self.mirror: ApprovalMirror | None = None
 
     async def hold(self, call: HeldCall, timeout_s: float) -> tuple[str, str]:
         """Wait for a human's decision on `call`; ("expired", "gateway") after `timeout_s`."""
         loop = asyncio.get_running_loop()
         call.decided = loop.create_future()
+        call.expires_at = call.held_at + timedelta(seconds=max(timeout_s, 0.0))
         with self._lock:
             self._held[call.approval_id] = (call, loop)
         self._audit(call.requested_by, "key", "approval.requested", call, {})
@@ -81,16 +106,18 @@ class ApprovalQueue:
         finally:
             self._take(call.approval_id)
 
-    def decide(self, approval_id: str, approve: bool, actor: str, reason: str = "") -> HeldCall:
-        """Approve or deny a held call (from any thread); its one audit entry names the actor."""
+    def decide(
+        self, approval_id: str, approve: bool, actor: str, reason: str = "", via: str | None = None
+    ) -> HeldCall:
+        """Approve or deny a held call (from any thread); its one audit entry names the actor
+        (and `via`, the replica it was decided on when that is another one)."""
         taken = self._take(approval_id)
         if taken is None:
-            raise ValueError(f"no held tool call {approval_id!r} (see `fleetdeck approvals list`)")
+            raise NotHeld(f"no held tool call {approval_id!r} (see `fleetdeck approvals list`)")
         call, loop = taken
         decision = "approved" if approve else "denied"
-        self._audit(
-            actor, "human", "approval.granted" if approve else "approval.denied", call, {"reason": reason}
-        )
+        payload = {"reason": reason} if via is None else {"reason": reason, "decided_on": via}
+        self._audit(actor, "human", "approval.granted" if approve else "approval.denied", call, payload)
         future = call.decided
         if future is not None:
             loop.call_soon_threadsafe(_settle, future, (decision, actor))
@@ -106,13 +133,35 @@ class ApprovalQueue:
         try:
             if action in ("approve", "deny"):
                 approve, reason = action == "approve", str(request.get("reason") or "")
-                call = self.decide(str(request.get("approval_id")), approve, actor, reason)
-                return {"decided": call.listing(), "decision": "approved" if approve else "denied"}
+                decided = self._decide_anywhere(str(request.get("approval_id")), approve, actor, reason)
+                return {"decided": decided, "decision": "approved" if approve else "denied"}
             if action != "list":
                 raise ValueError("send {'action': 'list' | 'approve' | 'deny', …}")
         except ValueError as exc:
             raise Invalid(str(exc), code="approval_refused") from None
-        return {"pending": [call.listing() for call in self.pending()]}
+        return self._everywhere()
+
+    def _decide_anywhere(self, approval_id: str, approve: bool, actor: str, reason: str) -> dict[str, Any]:
+        try:
+            return self.decide(approval_id, approve, actor, reason).listing()
+        except NotHeld:
+            if self.mirror is None:
+                raise
+            return self.mirror.decide_elsewhere(approval_id, approve, actor, reason)
+
+    def _everywhere(self) -> dict[str, Any]:
+        """The calls held here and, in cluster mode, on every other replica, oldest first."""
+        here = [call.listing() for call in self.pending()]
+        if self.mirror is None:
+            return {"pending": here}
+        here = [{**row, "replica": self.mirror.replica, "state": "held"} for row in here]
+        try:
+            elsewhere = self.mirror.held_elsewhere()
+        except DomainError as exc:  # this replica's own calls can still be decided
+            return {"pending": here, "elsewhere_unavailable": str(exc)}
+        ids = {row["approval_id"] for row in here}
+        rows = here + [row for row in elsewhere if row["approval_id"] not in ids]
+        return {"pending": sorted(rows, key=lambda row: str(row["held_at"]))}
 
     def _take(self, approval_id: str) -> tuple[HeldCall, asyncio.AbstractEventLoop] | None:
         with self._lock:

@@ -8,7 +8,12 @@ request is let through (half-open): success closes the breaker, failure ejects i
 again for longer. A target healthy for longer than `max_ejection_s` after its last
 ejection starts afresh.
 
-Only the event-loop thread touches a breaker, so there is no lock.
+In cluster mode an ejection is shared (console/cluster/breakers.py): another replica's
+ejection opens the breaker here too, until the time that ejection ends (`follow`); the
+probe after it is this replica's own, and so is the ejection count behind its length.
+
+Only the event-loop thread touches a breaker, so there is no lock: ejections followed
+from the cluster's sync thread wait in a queue the loop applies on its next look.
 """
 
 from __future__ import annotations
@@ -72,6 +77,14 @@ class Breaker:
             return True
         return False
 
+    def follow(self, until: float) -> None:
+        """Open until `until` (on this breaker's clock): an ejection another replica made. It
+        adds nothing to this breaker's ejection count; once it ends, the probe is this one's."""
+        if until <= self.clock() or (self.state is State.open and self.ejected_until >= until):
+            return
+        self.state, self.probing = State.open, False
+        self.ejected_until = until
+
     def retry_in(self) -> float:
         """Seconds until an ejected target may be probed (0 when it may be tried now)."""
         return max(0.0, self.ejected_until - self.clock()) if self.state is State.open else 0.0
@@ -119,8 +132,11 @@ class Breakers:
         self._clock = clock
         self._by_target: dict[str, Breaker] = {}
         self.on_ejection = on_ejection  # the audit log hears of every ejection
+        self._followed: deque[tuple[str, float]] = deque()  # from another thread: (target, until)
 
     def __getitem__(self, target: str) -> Breaker:
+        if self._followed:
+            self._apply_followed()
         breaker = self._by_target.get(target)
         if breaker is None:
             breaker = self._by_target[target] = Breaker(self.settings, self._clock)
@@ -131,5 +147,19 @@ class Breakers:
         if breaker.failed() and self.on_ejection is not None:
             self.on_ejection(target, breaker)
 
+    def follow(self, target: str, seconds: float) -> None:
+        """Another replica ejected `target` for `seconds` more (any thread; applied on the loop)."""
+        self._followed.append((target, self._clock() + seconds))
+
+    def _apply_followed(self) -> None:
+        while self._followed:
+            target, until = self._followed.popleft()
+            breaker = self._by_target.get(target)
+            if breaker is None:
+                breaker = self._by_target[target] = Breaker(self.settings, self._clock)
+            breaker.follow(until)
+
     def states(self) -> dict[str, State]:
+        if self._followed:
+            self._apply_followed()
         return {target: breaker.state for target, breaker in self._by_target.items()}

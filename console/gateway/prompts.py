@@ -7,6 +7,10 @@ what and when is on the hash chain, and the pin in force is the latest entry (re
 start through the named query `prompt_pins`). A request naming a prompt without a
 version gets the pinned one, or the latest added when none is pinned.
 
+In cluster mode a version's number is taken in the cluster's PostgreSQL and a pin written
+there first (through a `PromptMirror`); every replica's sync job brings the versions it
+lacks into its store and follows the cluster's pins (console/cluster/prompts.py).
+
 Applying a template: it becomes the request's first message (role `system`), ahead of
 the request's own messages; `{{name}}` placeholders are filled from the request's
 `metadata` (the variables used are taken out of it). Only chat requests take a prompt.
@@ -17,10 +21,10 @@ from __future__ import annotations
 import hashlib
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from console.clock import utc_now
 from console.errors import Invalid
@@ -73,10 +77,33 @@ def content_hash(template: str) -> str:
     return hashlib.sha256(template.encode("utf-8")).hexdigest()
 
 
+def version_number(version: str) -> int:
+    """3 for `v3`; 0 for a version not named that way."""
+    match = VERSION_NUMBER.match(version)
+    return int(match.group(1)) if match else 0
+
+
+def version_row(version: PromptVersion) -> tuple[datetime, str | None]:
+    return version.created_at, version.author
+
+
 def parse_ref(ref: str) -> tuple[str, str | None]:
     """`name@version` or `name` (the pinned version)."""
     name, _, version = ref.strip().partition("@")
     return name, version or None
+
+
+class PromptMirror(Protocol):
+    """Where else versions and pins go: the cluster's PostgreSQL, read by every replica. Each
+    raises a DomainError when it cannot, before anything changes here."""
+
+    def prompt_added(
+        self, name: str, template: str, digest: str, author: str, floor: int
+    ) -> tuple[PromptVersion, bool]:
+        """The cluster's version of this text (numbered above `floor`), and whether it is new."""
+        ...
+
+    def prompt_pinned(self, name: str, version: str, actor: str) -> None: ...
 
 
 class PromptRegistry:
@@ -99,6 +126,8 @@ class PromptRegistry:
             self._versions[version.name] = (*self._versions.get(version.name, ()), version)
         self._pins = dict(pins or {})
         self._lock = threading.Lock()
+        self.mirror: PromptMirror | None = None
+        self.pinned_here = 0  # pins made through this registry: a sync read before one is stale
 
     @classmethod
     def open(cls, db: Database, recorder: Recorder) -> PromptRegistry:
@@ -117,6 +146,12 @@ class PromptRegistry:
 
     def versions(self, name: str) -> tuple[PromptVersion, ...]:
         return self._versions.get(name, ())
+
+    def known(self) -> list[PromptVersion]:
+        return [version for versions in self._versions.values() for version in versions]
+
+    def pins(self) -> dict[str, str]:
+        return dict(self._pins)
 
     def pinned(self, name: str) -> str | None:
         return self._pins.get(name)
@@ -189,27 +224,55 @@ class PromptRegistry:
             same = next((v for v in known if v.hash == digest), None)
             if same is not None:
                 return same, False
-            numbers = [int(m.group(1)) for v in known if (m := VERSION_NUMBER.match(v.version))]
-            version = PromptVersion(
-                name, f"v{max(numbers, default=0) + 1}", template, digest, utc_now(), author
-            )
-            self._db.cursor().execute(
-                "INSERT INTO prompts (name, version, template, hash, created_at, author) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [name, version.version, template, digest, version.created_at, author],
-            )
-            self._versions = {**self._versions, name: (*known, version)}
-        self._audit(author, "prompt.added", version.ref, {"hash": digest, "variables": version.variables()})
-        return version, True
+            floor = max((version_number(v.version) for v in known), default=0)
+            if self.mirror is not None:  # the cluster numbers it, so v3 is one text everywhere
+                version, added = self.mirror.prompt_added(name, template, digest, author, floor)
+            else:
+                made = PromptVersion(name, f"v{floor + 1}", template, digest, utc_now(), author)
+                version, added = made, True
+            self._keep(version)
+        if added:
+            payload = {"hash": digest, "variables": version.variables()}
+            self._audit(author, "prompt.added", version.ref, payload)
+        return version, added
 
     def pin(self, name: str, version: str, actor: str) -> str | None:
         """Pin `name` to `version` (a rollback is a pin to an older one); returns the previous pin."""
         with self._lock:
             chosen = self.resolve(name, version)
             previous = self._pins.get(name)
+            if self.mirror is not None:
+                self.mirror.prompt_pinned(name, chosen.version, actor)
             self._pins = {**self._pins, name: chosen.version}
+            self.pinned_here += 1
         self._audit(actor, "prompt.pin", chosen.ref, {"previous": previous, "version": chosen.version})
         return previous
+
+    def take(self, versions: Iterable[PromptVersion]) -> None:
+        """Versions added on other replicas (the cluster's sync job): kept in the store too."""
+        with self._lock:
+            for version in versions:
+                self._keep(version)
+
+    def follow_pins(self, pins: Mapping[str, str], pinned_before: int) -> None:
+        """The cluster's pins in force, as read when `pinned_here` was `pinned_before`: a pin
+        made here since then is newer than what was read, and the next read brings it."""
+        with self._lock:
+            if self.pinned_here == pinned_before and pins != self._pins:
+                self._pins = dict(pins)
+
+    def _keep(self, new: PromptVersion) -> None:
+        """Into the store and the maps, unless this name and version are here already."""
+        known = self.versions(new.name)
+        if any(v.version == new.version for v in known):
+            return
+        self._db.cursor().execute(
+            "INSERT INTO prompts (name, version, template, hash, created_at, author) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            [new.name, new.version, new.template, new.hash, new.created_at, new.author],
+        )
+        ordered = tuple(sorted((*known, new), key=lambda v: version_number(v.version)))
+        self._versions = {**self._versions, new.name: ordered}
 
     def answer(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """The admin API's `/_admin/prompts`: `{"action": "add" | "pin" | "list", …}`.

@@ -22,7 +22,7 @@ from textual.pilot import Pilot
 
 from console.engine import Engine
 from console.settings import Settings
-from console.store import seed
+from console.store import rollups, seed
 from console.tui.app import ConsoleOptions, FleetdeckApp
 from console.tui.panes.base import Pane
 from console.tui.panes.traffic import TrafficPane
@@ -46,6 +46,7 @@ def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
             cur.register("sample_rows", pq.read_table(str(sample / f"{table}.parquet")))
             cur.execute(f"INSERT INTO {table} BY NAME SELECT * FROM sample_rows")
             cur.unregister("sample_rows")
+        rollups.rebuild(cur)  # inserted past the recorder: the panes' rollups made from them
     return data_dir
 
 
