@@ -242,7 +242,7 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
     elif op.answer is None:
         answers = {JSON: {"schema": {"type": "object"}}}
     if op.streams:
-        answers[SSE] = {"schema": {"type": "string", "description": "server-sent events, with stream: true"}}
+        answers[SSE] = {"schema": {"description": "server-sent events, with stream: true"}}
     ok: dict[str, Any] = {"description": "the answer", "content": answers}
     if op.links:
         ok["links"] = op.links
