@@ -17,6 +17,7 @@ fixed seed (derandomize), no deadline. `FLEETDECK_FUZZ_EXAMPLES=200` for a soak.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections import Counter
@@ -165,7 +166,7 @@ def steer(case: Any, model: str, tool: str) -> None:
     if not isinstance(body, dict):
         return
     path = case.operation.path
-    if model == LOCAL and len(orjson.dumps(body, default=str)) > LOCAL_BODY_BYTES:
+    if model == LOCAL and len(json.dumps(body)) > LOCAL_BODY_BYTES:  # json: ints past 64 bits too
         model = "route:support"  # a long prompt takes the local model seconds on a shared CPU
     if path in (*MODEL_PATHS, "/v1/messages/count_tokens") and model != "generated":
         body.pop("model", None)
