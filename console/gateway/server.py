@@ -30,6 +30,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from console.errors import DomainError
+from console.gateway import openapi
 from console.gateway.errors_http import api_error_from
 from console.gateway.handoffs import Handoff
 from console.gateway.ingress import ADAPTERS, Ingress, Reply
@@ -38,11 +39,14 @@ from console.gateway.ingress.messages import MESSAGES
 from console.gateway.ingress.messages_reply import error_body
 from console.gateway.openai_api import MAX_BODY_BYTES, ApiError, parse_body
 from console.gateway.pipeline import Gateway
+from console.gateway.wire.check import Checked
+from console.gateway.wire.fleetdeck import ADMIN_REQUESTS, OutcomeRequest
 from console.store.trace import Outcome
 
 log = logging.getLogger("fleetdeck.gateway")
 JSON = "application/json"
-OUTCOME_STATUSES = ("resolved", "failed", "abandoned")
+OUTCOME = Checked(OutcomeRequest)
+ADMIN_CHECKS = {action: Checked(model) for action, model in ADMIN_REQUESTS.items()}
 
 AdminHandler = Callable[[Mapping[str, Any]], bytes | dict[str, Any]]
 
@@ -94,6 +98,9 @@ def build_app(
     async def healthz(request: Request) -> Response:
         return _json(health())
 
+    async def openapi_document(request: Request) -> Response:
+        return Response(openapi.document_bytes(), media_type=JSON)
+
     async def outcomes(request: Request) -> Response:
         try:
             gateway.authenticate(request.headers)
@@ -123,7 +130,9 @@ def build_app(
         if handler is None:
             return _error(ApiError(404, f"no admin action {request.path_params['action']!r}"))
         try:
-            answer = await run_in_threadpool(handler, parse_body(await _read_body(request)))
+            body = parse_body(await _read_body(request))
+            ADMIN_CHECKS[request.path_params["action"]].check(body)
+            answer = await run_in_threadpool(handler, body)
         except ApiError as error:
             return _error(error)
         except DomainError as error:
@@ -141,6 +150,7 @@ def build_app(
         Route("/v1/handoffs", handoffs_endpoint(gateway), methods=["POST"]),
         Route("/v1/handoffs/{handoff_id}", handoffs_endpoint(gateway), methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
+        Route("/openapi.json", openapi_document, methods=["GET"]),
         Route("/_admin/{action}", admin, methods=["POST"]),
     ]
     if mcp is not None:
@@ -253,21 +263,12 @@ async def _crash(request: Request, exc: Exception) -> Response:
 
 
 def _outcome(body: dict[str, Any]) -> Outcome:
-    task_id, status = body.get("task_id"), body.get("status")
-    if not isinstance(task_id, str) or not task_id:
-        raise ApiError(400, "'task_id' must be a non-empty string", param="task_id")
-    if status not in OUTCOME_STATUSES:
-        raise ApiError(400, f"'status' must be one of {', '.join(OUTCOME_STATUSES)}", param="status")
-    workflow, value = body.get("workflow_id"), body.get("value")
-    if workflow is not None and not isinstance(workflow, str):
-        raise ApiError(400, "'workflow_id' must be a string", param="workflow_id")
-    if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
-        raise ApiError(400, "'value' must be a number", param="value")
-    reporter = body.get("reporter")
+    OUTCOME.check(body)
+    value, reporter = body.get("value"), body.get("reporter")
     return Outcome(
-        task_id=task_id,
-        workflow_id=workflow,
-        status=status,
+        task_id=body["task_id"],
+        workflow_id=body.get("workflow_id"),
+        status=body["status"],
         value=float(value) if value is not None else None,
         reporter=reporter if isinstance(reporter, str) else None,
     )

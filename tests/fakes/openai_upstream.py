@@ -696,7 +696,7 @@ class FakeOpenAI(FakeUpstream):
         body = body if isinstance(body, dict) else {}
         inputs = body.get("input")
         texts = [inputs] if isinstance(inputs, str) else [str(x) for x in inputs or []]
-        dims = int(body.get("dimensions") or 8)
+        dims = min(int(body.get("dimensions") or 8), MAX_DIMENSIONS)  # a fuzzer's 10⁸ would stall the loop
         data = [{"object": "embedding", "index": i, "embedding": embed(t, dims)} for i, t in enumerate(texts)]
         tokens = sum(words(t) for t in texts)
         result = {
@@ -720,6 +720,9 @@ def _usage(prompt: int, completion: int, cached: int = 0, reasoning: int = 0) ->
         "prompt_tokens_details": {"cached_tokens": min(cached, prompt), "audio_tokens": 0},
         "completion_tokens_details": {"reasoning_tokens": reasoning, "audio_tokens": 0},
     }
+
+
+MAX_DIMENSIONS = 3072  # text-embedding-3-large's
 
 
 def embed(text: str, dims: int) -> list[float]:
