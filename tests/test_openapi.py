@@ -34,6 +34,8 @@ def test_the_document_is_valid_openapi_and_names_every_route() -> None:
         "GET /v1/responses/{response_id}/input_items",
         "GET /v1/models",
         "POST /v1/outcomes",
+        "POST /v1/handoffs",
+        "GET /v1/handoffs/{handoff_id}",
         "GET /healthz",
         "GET /openapi.json",
         "POST /mcp",

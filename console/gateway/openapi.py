@@ -173,6 +173,27 @@ OPERATIONS = (
         fleetdeck.OutcomeRecorded,
     ),
     Operation(
+        "post",
+        "/v1/handoffs",
+        "submitHandoff",
+        "A payload handed to the next agent under a contract: schema, provenance, gate",
+        "fleetdeck",
+        fleetdeck.HandoffRequest,
+        fleetdeck.Handoff,
+        links={
+            "ReadHandoff": {"operationId": "readHandoff", "parameters": {"handoff_id": "$response.body#/id"}}
+        },
+    ),
+    Operation(
+        "get",
+        "/v1/handoffs/{handoff_id}",
+        "readHandoff",
+        "A handoff's state",
+        "fleetdeck",
+        answer=fleetdeck.Handoff,
+        parameters=[{"name": "handoff_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+    ),
+    Operation(
         "get",
         "/healthz",
         "health",

@@ -1,4 +1,4 @@
-"""Fleetdeck's own operations: outcomes, `/healthz` and the loopback admin API's actions.
+"""Fleetdeck's own operations: outcomes, handoffs, `/healthz` and the loopback admin API's actions.
 
 Each admin action's body is checked with its model before the Engine's handler runs; the
 handler checks what depends on the store (a route that exists, a key's name that is free).
@@ -32,6 +32,37 @@ class OutcomeRecorded(TypedDict):
     task_id: str
     status: str
     recorded: Literal[True]
+
+
+@with_config(WIRE)
+class HandoffRequest(TypedDict):
+    """`POST /v1/handoffs`: a payload handed to the next agent under a contract of the policy."""
+
+    contract: NonEmptyText
+    payload: Annotated[
+        Any, Field(description="the document handed on; checked against the contract's schema")
+    ]
+    task_id: NotRequired[Annotated[str, Field(description="default: the X-Fleetdeck-Task header")]]
+    provenance: NotRequired[
+        Annotated[
+            dict[str, list[str]], Field(description="field name → request ids of the calls it came from")
+        ]
+    ]
+
+
+@with_config(WIRE)
+class Handoff(TypedDict):
+    """A handoff and its state: accepted (200), held by its gate (202); refused is a 422 error."""
+
+    id: str
+    object: Literal["handoff"]
+    contract: str
+    task_id: str
+    status: Literal["accepted", "held", "refused"]
+    problem: str | None
+    provenance: dict[str, list[str]]
+    payload_sha256: str
+    gate: dict[str, Any]
 
 
 @with_config(WIRE)
