@@ -20,8 +20,10 @@ import typer
 from console import formats
 from console import policy as policies
 from console.commands import instance
+from console.commands.terminal_progress import TerminalProgress
 from console.engine import Engine
 from console.errors import DomainError, Invalid
+from console.progress import Step
 from console.secrets import SecretStoreUnavailable, set_provider_secret
 from console.settings import Settings, load_settings
 from console.store import adhoc, importer, queries, seed
@@ -87,12 +89,24 @@ def say_error(message: str) -> None:
     """`fleetdeck: message` on the caller's stderr, even while a model loads on another thread:
     llama-cpp-python then points fd 2 and sys.stderr at /dev/null, so the copy made at import
     is written to, unless stderr is captured (a test's CliRunner)."""
-    quieted = getattr(sys.stderr, "name", None) == os.devnull
-    if _STDERR is not None and (sys.stderr is sys.__stderr__ or quieted):
-        _STDERR.write(f"fleetdeck: {message}\n")
-        _STDERR.flush()
+    stream = _callers_stderr()
+    if stream is not None:
+        stream.write(f"fleetdeck: {message}\n")
+        stream.flush()
     else:
         typer.echo(f"fleetdeck: {message}", err=True)
+
+
+def _callers_stderr() -> IO[str] | None:
+    """The copy of the caller's stderr, unless sys.stderr is captured (a test's CliRunner)."""
+    quieted = getattr(sys.stderr, "name", None) == os.devnull
+    return _STDERR if sys.stderr is sys.__stderr__ or quieted else None
+
+
+def progress(title: str) -> TerminalProgress:
+    """A progress bar on stderr when it is a terminal; nothing when it is piped or captured."""
+    stream = _callers_stderr()
+    return TerminalProgress(stream if stream is not None and stream.isatty() else None, title)
 
 
 def refused(error: DomainError) -> NoReturn:
@@ -145,12 +159,22 @@ def import_(
     """Import traces, payloads, outcomes, evals and audit rows; all or nothing; exit 2 on bad input."""
     with Engine(load_settings(data_dir)) as engine:
         try:
-            done = importer.import_files(engine.db.cursor(), paths, rebase_to_now=rebase_to_now)
+            with progress("import") as report:
+                done = importer.import_files(
+                    engine.db.cursor(),
+                    paths,
+                    rebase_to_now=rebase_to_now,
+                    progress=lambda step: report(_import_step(step)),
+                )
         except importer.ImportRefused as exc:
             fail(f"nothing imported: {exc}", code=2)
     for item in done:
         skipped = item.rows - item.inserted
         typer.echo(f"{item.path}: {item.inserted} rows into {item.table} ({skipped} already present)")
+
+
+def _import_step(step: importer.ImportProgress) -> Step:
+    return Step(step.done, step.total, f"{step.step} {step.path.name}" if step.path else step.step)
 
 
 @app.command()
