@@ -531,7 +531,8 @@ def eval_run(
         fail(str(exc), code=2)
     options = runs.RunOptions(route=route, prompt=prompt, gate=gate, policy=chosen, actor=_operator())
     try:
-        result = runs.run_golden_set(load_settings(data_dir), golden_set, options)
+        with progress("eval run") as report:
+            result = runs.run_golden_set(load_settings(data_dir), golden_set, options, report)
     except runs.EvalRunError as exc:
         fail(str(exc), code=2)
     formats.write(result.table(), formats.Format.table, None)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import orjson
 import pytest
-
-from tests.terminal import on_terminal
+from fakes.openai_upstream import FakeOpenAI
+from terminal import on_terminal
 
 SAMPLES = Path(__file__).parent.parent / "sample_traces"
 
@@ -21,6 +21,12 @@ def piped(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
         text=True,
         check=False,
     )
+
+
+def assert_same_shape(shown: str, quiet: str) -> None:
+    """The same lines, with nothing of a progress bar (escape sequences, bar glyphs) among them."""
+    assert len(shown.splitlines()) == len(quiet.splitlines())
+    assert not {"\x1b", "\r", "━"} & set(shown)
 
 
 def jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
@@ -51,3 +57,40 @@ def test_import_shows_its_steps_on_a_terminal_and_stdout_is_unchanged(traces: Pa
     assert shown.stdout == quiet.stdout
     assert "rows into traces" in shown.stdout
     assert quiet.stderr == ""
+
+
+POLICY = """
+providers:
+  lab: {{kind: openai_compat, base_url: "{url}", prices: {{m: {{input: 1, output: 1}}}}}}
+routes:
+  - {{intent: echo, primary: lab/m, max_retries: 0}}
+default_route: echo
+"""
+GOLDEN = """
+name: echo
+route: route:echo
+threshold: 1
+tests:
+  - input: the answer is 42
+    assert: [{type: contains, value: '42'}]
+  - input: the answer is 43
+    assert: [{type: contains, value: '43'}]
+  - input: the answer is 44
+    assert: [{type: contains, value: '44'}]
+"""
+
+
+def test_eval_run_counts_its_cases_on_a_terminal(tmp_path: Path, upstream: FakeOpenAI) -> None:
+    policy = tmp_path / "routes.yaml"
+    policy.write_text(POLICY.format(url=upstream.base_url))
+    golden_set = tmp_path / "echo.yaml"
+    golden_set.write_text(GOLDEN)
+    args = ("eval", "run", str(golden_set), "--policy", str(policy))
+    shown = on_terminal(*args, data_dir=tmp_path / "tty")
+    quiet = piped(*args, data_dir=tmp_path / "pipe")
+    assert shown.returncode == quiet.returncode == 0, shown.stdout + shown.stderr
+    # three cases answered, the traces read, three cases checked
+    assert "case 3/3 checked" in shown.stderr and "7/7" in shown.stderr and "100%" in shown.stderr
+    assert "3/3 passed" in shown.stdout and "3/3 passed" in quiet.stdout
+    assert_same_shape(shown.stdout, quiet.stdout)  # latencies and run ids differ, nothing else
+    assert "eval run" not in quiet.stderr and "7/7" not in quiet.stderr
