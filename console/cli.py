@@ -417,8 +417,8 @@ def audit_export(
         fail(str(exc), code=2)
     settings = _settings(data_dir, lake)
     try:
-        with instance.opened(settings) as fleetdeck:
-            written = evidence.export(fleetdeck, settings, window, out)
+        with progress("audit export") as report, instance.opened(settings) as fleetdeck:
+            written = evidence.export(fleetdeck, settings, window, out, report)
     except DomainError as exc:
         fail(exc.message)
     for path in written:
@@ -642,6 +642,16 @@ def _ask(settings: Settings, action: str, request: dict[str, object]) -> dict[st
         refused(exc)
 
 
+def _ask_showing(step: Step, settings: Settings, action: str, request: dict[str, object]) -> dict[str, Any]:
+    """`_ask` under a spinner naming the step; a refusal is said once it has stopped, below it."""
+    try:
+        with progress(action) as report:
+            report(step)
+            return instance.ask(settings, action, request)
+    except DomainError as exc:
+        refused(exc)
+
+
 def _operator() -> str:
     return f"{getpass.getuser()}@{socket.gethostname()}"
 
@@ -774,7 +784,8 @@ def drift(
     except DomainError as exc:
         fail(exc.message, code=2)
     settings, request = _settings(data_dir, lake), drift_command.request(as_of, workflow)
-    doc = _ask(settings, "drift", request)
+    step = Step(0, None, "the last 7 days against the 28 before")
+    doc = _ask_showing(step, settings, "drift", request)
     typer.echo(drift_command.render(doc, chosen), nl=False)
     if doc["webhook_error"]:
         typer.echo(f"fleetdeck: {doc['webhook_error']}", err=True)
@@ -811,7 +822,8 @@ def retention_apply(
     from console.store import retention
 
     request: dict[str, object] = {"dry_run": dry_run, "actor": _operator()}
-    doc = _ask(load_settings(data_dir), "retention", request)
+    step = Step(0, None, "counting what is past retention" if dry_run else "purging what is past retention")
+    doc = _ask_showing(step, load_settings(data_dir), "retention", request)
     typer.echo(retention.render(doc), nl=False)
 
 
@@ -873,7 +885,8 @@ def lake_export(
     with instance.opened(settings) as fleetdeck:
         if not isinstance(fleetdeck, instance.LocalEngine):
             fail("an instance serves this data dir and exports to its lake itself; stop it to export here")
-        written = export(fleetdeck.engine.db, lake, layout.replica_id(settings.data_dir))
+        with progress("lake export") as report:
+            written = export(fleetdeck.engine.db, lake, layout.replica_id(settings.data_dir), progress=report)
     for table, rows in written.items():
         typer.echo(f"{table}: {rows} rows")
 

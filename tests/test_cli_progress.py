@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 from fakes.openai_upstream import FakeOpenAI
 from terminal import on_terminal
 
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 SAMPLES = Path(__file__).parent.parent / "sample_traces"
 
 
@@ -94,3 +96,36 @@ def test_eval_run_counts_its_cases_on_a_terminal(tmp_path: Path, upstream: FakeO
     assert "3/3 passed" in shown.stdout and "3/3 passed" in quiet.stdout
     assert_same_shape(shown.stdout, quiet.stdout)  # latencies and run ids differ, nothing else
     assert "eval run" not in quiet.stderr and "7/7" not in quiet.stderr
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data_dir = tmp_path_factory.mktemp("progress") / "data"
+    done = piped("import", str(SAMPLES), data_dir=data_dir)
+    assert done.returncode == 0, done.stderr
+    return data_dir
+
+
+@pytest.mark.parametrize(
+    ("args", "shows"),
+    [
+        (("audit", "export", "--from", "2026-09-01", "--out", "{out}"), "7/7"),  # 5 tables, verify, summary
+        (("lake", "export", "--to", "{out}"), "5/5"),  # one step per table
+        (("drift", "--as-of", "2026-10-19", "--workflow", "support_triage"), "the last 7 days"),
+        (("retention", "apply", "--dry-run"), "counting what is past retention"),
+    ],
+    ids=["audit-export", "lake-export", "drift", "retention"],
+)
+def test_long_jobs_show_progress_only_on_a_terminal(
+    sample: Path, tmp_path: Path, args: tuple[str, ...], shows: str
+) -> None:
+    def run_to(out: Path) -> list[str]:
+        return [arg.format(out=out) for arg in args]
+
+    shown = on_terminal(*run_to(tmp_path / "tty"), data_dir=sample)
+    quiet = piped(*run_to(tmp_path / "pipe"), data_dir=sample)
+    assert shown.returncode == quiet.returncode == 0, shown.stdout + shown.stderr
+    assert shows in shown.stderr and "100%" in shown.stderr and ": done" in shown.stderr, shown.stderr
+    same = quiet.stdout.replace(str(tmp_path / "pipe"), str(tmp_path / "tty"))
+    assert TIMESTAMP.sub("<now>", shown.stdout) == TIMESTAMP.sub("<now>", same)  # retention's cut-offs
+    assert shown.stdout and quiet.stderr == ""
