@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from console.gateway.cache_index import INDEX_LOAD, SavedIndexes
 from console.gateway.cache import ResponseCache
+from console.gateway.cache_index import INDEX_LOAD, SavedIndexes
 from console.gateway.cache_store import Entry, StoredEntries
 from console.progress import Step
 from console.store.db import Database
