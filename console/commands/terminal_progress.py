@@ -44,6 +44,7 @@ class TerminalProgress:
             return
         name = f"{self.title}: {step.name}" if step.name else self.title
         self._bar.update(self._task, description=name, completed=step.done, total=step.total)
+        self._bar.refresh()  # every step is drawn, however quickly the next one comes (jobs have few)
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
