@@ -20,8 +20,10 @@ import typer
 from console import formats
 from console import policy as policies
 from console.commands import instance
+from console.commands.terminal_progress import TerminalProgress
 from console.engine import Engine
 from console.errors import DomainError, Invalid
+from console.progress import Step
 from console.secrets import SecretStoreUnavailable, set_provider_secret
 from console.settings import Settings, load_settings
 from console.store import adhoc, importer, queries, seed
@@ -87,12 +89,24 @@ def say_error(message: str) -> None:
     """`fleetdeck: message` on the caller's stderr, even while a model loads on another thread:
     llama-cpp-python then points fd 2 and sys.stderr at /dev/null, so the copy made at import
     is written to, unless stderr is captured (a test's CliRunner)."""
-    quieted = getattr(sys.stderr, "name", None) == os.devnull
-    if _STDERR is not None and (sys.stderr is sys.__stderr__ or quieted):
-        _STDERR.write(f"fleetdeck: {message}\n")
-        _STDERR.flush()
+    stream = _callers_stderr()
+    if stream is not None:
+        stream.write(f"fleetdeck: {message}\n")
+        stream.flush()
     else:
         typer.echo(f"fleetdeck: {message}", err=True)
+
+
+def _callers_stderr() -> IO[str] | None:
+    """The copy of the caller's stderr, unless sys.stderr is captured (a test's CliRunner)."""
+    quieted = getattr(sys.stderr, "name", None) == os.devnull
+    return _STDERR if sys.stderr is sys.__stderr__ or quieted else None
+
+
+def progress(title: str) -> TerminalProgress:
+    """A progress bar on stderr when it is a terminal; nothing when it is piped or captured."""
+    stream = _callers_stderr()
+    return TerminalProgress(stream if stream is not None and stream.isatty() else None, title)
 
 
 def refused(error: DomainError) -> NoReturn:
@@ -145,12 +159,22 @@ def import_(
     """Import traces, payloads, outcomes, evals and audit rows; all or nothing; exit 2 on bad input."""
     with Engine(load_settings(data_dir)) as engine:
         try:
-            done = importer.import_files(engine.db.cursor(), paths, rebase_to_now=rebase_to_now)
+            with progress("import") as report:
+                done = importer.import_files(
+                    engine.db.cursor(),
+                    paths,
+                    rebase_to_now=rebase_to_now,
+                    progress=lambda step: report(_import_step(step)),
+                )
         except importer.ImportRefused as exc:
             fail(f"nothing imported: {exc}", code=2)
     for item in done:
         skipped = item.rows - item.inserted
         typer.echo(f"{item.path}: {item.inserted} rows into {item.table} ({skipped} already present)")
+
+
+def _import_step(step: importer.ImportProgress) -> Step:
+    return Step(step.done, step.total, f"{step.step} {step.path.name}" if step.path else step.step)
 
 
 @app.command()
@@ -393,8 +417,8 @@ def audit_export(
         fail(str(exc), code=2)
     settings = _settings(data_dir, lake)
     try:
-        with instance.opened(settings) as fleetdeck:
-            written = evidence.export(fleetdeck, settings, window, out)
+        with progress("audit export") as report, instance.opened(settings) as fleetdeck:
+            written = evidence.export(fleetdeck, settings, window, out, report)
     except DomainError as exc:
         fail(exc.message)
     for path in written:
@@ -512,7 +536,8 @@ def eval_run(
         fail(str(exc), code=2)
     options = runs.RunOptions(route=route, prompt=prompt, gate=gate, policy=chosen, actor=_operator())
     try:
-        result = runs.run_golden_set(load_settings(data_dir), golden_set, options)
+        with progress("eval run") as report:
+            result = runs.run_golden_set(load_settings(data_dir), golden_set, options, report)
     except runs.EvalRunError as exc:
         fail(str(exc), code=2)
     formats.write(result.table(), formats.Format.table, None)
@@ -618,6 +643,16 @@ def _ask(settings: Settings, action: str, request: dict[str, object]) -> dict[st
     """Through the running instance when one owns the database, so changes apply at once."""
     try:
         return instance.ask(settings, action, request)
+    except DomainError as exc:
+        refused(exc)
+
+
+def _ask_showing(step: Step, settings: Settings, action: str, request: dict[str, object]) -> dict[str, Any]:
+    """`_ask` under a spinner naming the step; a refusal is said once it has stopped, below it."""
+    try:
+        with progress(action) as report:
+            report(step)
+            return instance.ask(settings, action, request)
     except DomainError as exc:
         refused(exc)
 
@@ -754,7 +789,8 @@ def drift(
     except DomainError as exc:
         fail(exc.message, code=2)
     settings, request = _settings(data_dir, lake), drift_command.request(as_of, workflow)
-    doc = _ask(settings, "drift", request)
+    step = Step(0, None, "the last 7 days against the 28 before")
+    doc = _ask_showing(step, settings, "drift", request)
     typer.echo(drift_command.render(doc, chosen), nl=False)
     if doc["webhook_error"]:
         typer.echo(f"fleetdeck: {doc['webhook_error']}", err=True)
@@ -791,7 +827,8 @@ def retention_apply(
     from console.store import retention
 
     request: dict[str, object] = {"dry_run": dry_run, "actor": _operator()}
-    doc = _ask(load_settings(data_dir), "retention", request)
+    step = Step(0, None, "counting what is past retention" if dry_run else "purging what is past retention")
+    doc = _ask_showing(step, load_settings(data_dir), "retention", request)
     typer.echo(retention.render(doc), nl=False)
 
 
@@ -853,7 +890,8 @@ def lake_export(
     with instance.opened(settings) as fleetdeck:
         if not isinstance(fleetdeck, instance.LocalEngine):
             fail("an instance serves this data dir and exports to its lake itself; stop it to export here")
-        written = export(fleetdeck.engine.db, lake, layout.replica_id(settings.data_dir))
+        with progress("lake export") as report:
+            written = export(fleetdeck.engine.db, lake, layout.replica_id(settings.data_dir), progress=report)
     for table, rows in written.items():
         typer.echo(f"{table}: {rows} rows")
 

@@ -38,6 +38,7 @@ from console.gateway.router import Router
 from console.gateway.server import AdminHandler, GatewayServer, build_app
 from console.otel import start_export
 from console.policy import Policy
+from console.progress import Progress, silent
 from console.providers.base import Provider
 from console.quality import golden as golden_runs
 from console.quality import judge
@@ -94,6 +95,9 @@ class Engine:
         self._admin: AdminEndpoint | None = None
         self.providers: dict[str, Provider] = {}
         self.on_listening: Callable[[str], None] | None = None
+        # Hears the gateway's long start-up jobs (the cache index load, MiniLM's conversion), on
+        # their threads; set it before open_gateway.
+        self.progress: Progress = silent
         # A crashed predecessor's spool is stored before anyone reads the database.
         self.replayed = self.recorder.replay()
         self._key_admin: KeyAdmin | None = None
@@ -151,6 +155,7 @@ class Engine:
             self.settings.data_dir / "models",
             embed_via(gateway.router, gateway.executor),
             index_dir=self.settings.data_dir / "cache-index",
+            progress=self.progress,
         )
         self._cache.start(self.policy.routes)
         gateway.injection = InjectionGuard(self.settings.data_dir / "models")

@@ -9,8 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from console.gateway.cache_index import SavedIndexes
-from console.gateway.cache_store import Entry
+from console.gateway.cache import ResponseCache
+from console.gateway.cache_index import INDEX_LOAD, SavedIndexes
+from console.gateway.cache_store import Entry, StoredEntries
+from console.progress import Step
+from console.store.db import Database
 
 DIMENSIONS = 64
 SCOPES = ("scope-a", "scope-b")
@@ -105,3 +108,31 @@ def test_an_unreadable_saved_index_is_rebuilt(tmp_path: Path) -> None:
     query = stored["scope-a"][42].vector
     assert len(loaded["scope-a"]) == 300
     assert next(loaded["scope-a"].nearest(query, 1))[0] == "scope-a-42"  # type: ignore[arg-type]
+
+
+def test_loading_tells_the_entries_indexed_after_each_scope(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    stored = {"scope-a": entries(rng, "scope-a", 0, 30), "scope-b": entries(rng, "scope-b", 0, 10)}
+    heard: list[Step] = []
+    SavedIndexes(tmp_path / "cache-index").load(stored, itertools.count(1), heard.append)
+    assert [(step.done, step.total, step.percent) for step in heard] == [(30, 40, 75), (40, 40, 100)]
+    assert {step.name for step in heard} == {INDEX_LOAD}
+
+
+def test_a_cache_starting_on_stored_entries_tells_their_indexing(tmp_path: Path) -> None:
+    db = Database(tmp_path / "fleetdeck.duckdb")
+    rng = np.random.default_rng(5)
+    StoredEntries(db).write(entries(rng, "scope-a", 0, 20) + entries(rng, "scope-b", 0, 5))
+    heard: list[Step] = []
+    cache = ResponseCache(db, tmp_path / "models", index_dir=tmp_path / "cache-index", progress=heard.append)
+    try:
+        assert cache.start() == 25
+        cache._indexed.wait(60)  # set by the writer thread once the stored vectors are searchable
+    finally:
+        cache.stop()
+        db.close()
+    assert [(step.name, step.done, step.total) for step in heard] == [
+        (INDEX_LOAD, 0, 25),
+        (INDEX_LOAD, 20, 25),
+        (INDEX_LOAD, 25, 25),
+    ]

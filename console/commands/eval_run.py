@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -24,6 +24,7 @@ from console.clock import new_request_id, utc_now
 from console.commands import instance
 from console.gateway.prompts import PLACEHOLDER
 from console.policy import Policy
+from console.progress import Progress, Step, silent
 from console.quality import golden
 from console.quality.asserts import Answer, AssertResult, check
 from console.quality.golden import Case, EvalRun, GoldenSet
@@ -31,6 +32,7 @@ from console.settings import Settings
 
 REQUEST_TIMEOUT_S = 600.0
 TRACE_WAIT_S = 30.0
+T = TypeVar("T")
 GRADE_SCHEMA: dict[str, Any] = {
     "type": "object",
     # Bounded, so a small judge that repeats itself still closes the JSON within max_tokens.
@@ -145,9 +147,13 @@ class GatewayTarget:
     store: Callable[[EvalRun], None]
 
 
-def run_golden_set(settings: Settings, golden_set: GoldenSet, options: RunOptions) -> RunResult:
+def run_golden_set(
+    settings: Settings, golden_set: GoldenSet, options: RunOptions, progress: Progress = silent
+) -> RunResult:
+    """`progress` hears each case sent, the traces read back, and each case checked."""
+    progress(Step(0, None, "opening the gateway"))
     with gateway_target(settings, options) as target:
-        return Runner(target, golden_set, options).run()
+        return Runner(target, golden_set, options, progress).run()
 
 
 @contextlib.contextmanager
@@ -164,8 +170,11 @@ def gateway_target(settings: Settings, options: RunOptions) -> Iterator[GatewayT
 
 
 class Runner:
-    def __init__(self, target: GatewayTarget, golden_set: GoldenSet, options: RunOptions) -> None:
+    def __init__(
+        self, target: GatewayTarget, golden_set: GoldenSet, options: RunOptions, progress: Progress = silent
+    ) -> None:
         self.target, self.golden_set, self.options = target, golden_set, options
+        self.progress = progress
         self.route = options.route or golden_set.route or golden.DEFAULT_ROUTE
         self.prompt = options.prompt or golden_set.prompt
         self.run_id = new_request_id()
@@ -176,10 +185,19 @@ class Runner:
         started = utc_now()
         with self.client:
             cases = self.golden_set.cases()
-            answers = [self._send(case) for case in cases]
-            answers = self._with_trace_numbers(answers)
+            steps = _Steps(self.progress, 2 * len(cases) + 1)
+            answers = [
+                steps.after(self._send(case), f"case {n}/{len(cases)} answered")
+                for n, case in enumerate(cases, start=1)
+            ]
+            answers = steps.after(self._with_trace_numbers(answers), "traces read")
             results = [
-                CaseResult(number, _describe(case, number), answer, self._check(case, answer), case.threshold)
+                steps.after(
+                    CaseResult(
+                        number, _describe(case, number), answer, self._check(case, answer), case.threshold
+                    ),
+                    f"case {number}/{len(cases)} checked",
+                )
                 for number, (case, answer) in enumerate(zip(cases, answers, strict=True), start=1)
             ]
         return self._conclude(started, results)
@@ -317,6 +335,19 @@ class Runner:
                 return False, "the judge's answer is not a grade"
 
         return judge
+
+
+class _Steps:
+    """Counts a run's steps as they finish, telling `progress` after each."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.progress, self.total, self.done = progress, total, 0
+        progress(Step(0, total, "sending the cases"))
+
+    def after(self, value: T, name: str) -> T:
+        self.done += 1
+        self.progress(Step(self.done, self.total, name))
+        return value
 
 
 def _messages(case: Case) -> list[dict[str, Any]]:

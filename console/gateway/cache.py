@@ -45,7 +45,7 @@ from typing import Any
 import orjson
 
 from console.gateway import minilm
-from console.gateway.cache_index import SavedIndexes, ScopeIndex
+from console.gateway.cache_index import INDEX_LOAD, SavedIndexes, ScopeIndex
 from console.gateway.cache_store import Entry, StoredEntries
 from console.gateway.embedders import (
     Embedder,
@@ -58,6 +58,7 @@ from console.gateway.embedders import (
 from console.gateway.executor import Executor
 from console.gateway.router import Router
 from console.policy import Route
+from console.progress import Progress, Step, silent
 from console.providers.base import Provider, Usage
 from console.store.db import Database
 from console.store.trace import Trace
@@ -214,7 +215,10 @@ class ResponseCache:
         models_dir: Path,
         embed_via_route: EmbedViaRoute | None = None,
         index_dir: Path | None = None,
+        progress: Progress = silent,
     ) -> None:
+        """`progress` hears the stored entries indexed at start, and MiniLM's first-run conversion."""
+        self._progress = progress
         self._stored = StoredEntries(db) if db is not None else None
         self._saved = SavedIndexes(index_dir)  # the indexes as of the last stop
         self._models_dir = models_dir
@@ -263,10 +267,15 @@ class ResponseCache:
     def _warm(self, names: list[str]) -> None:
         for name in names:
             embedder = self._embedder(name)
+            converts = isinstance(embedder, MiniLMEmbedder) and not minilm.converted(self._models_dir)
+            if converts:
+                self._progress(Step(0, 1, minilm.CONVERSION))
             try:
                 asyncio.run(embedder.embed("warm up"))
             except Exception:
                 log.exception("embedder %s does not work; its routes get exact hits only", name)
+            if converts:
+                self._progress(Step(1, 1, minilm.CONVERSION))
 
     def stop(self) -> None:
         """Stop the writer and save the indexes, so that the next start need not rebuild them."""
@@ -434,7 +443,9 @@ class ResponseCache:
         for entry in loaded:
             if entry.scope is not None and entry.vector is not None:
                 by_scope.setdefault(entry.scope, []).append(entry)
-        scopes = self._saved.load(by_scope, self._keys)
+        if by_scope:
+            self._progress(Step(0, sum(len(entries) for entries in by_scope.values()), INDEX_LOAD))
+        scopes = self._saved.load(by_scope, self._keys, self._progress)
         with self._lock:
             self._scopes.update(scopes)
         self._indexed.set()

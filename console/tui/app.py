@@ -14,6 +14,7 @@ from textual.widgets import ContentSwitcher, Footer, Header, Input, Tab, Tabs, T
 
 from console.demo import DemoTraffic
 from console.engine import Engine
+from console.progress import Step
 from console.store import importer, seed
 from console.tui.commands import FleetdeckCommands
 from console.tui.context import ConsoleContext
@@ -39,6 +40,7 @@ PANES: tuple[type[Pane], ...] = (
     SqlPane,
     PlaygroundPane,
 )
+SETUP = "importing the sample traces"
 PANE_IDS = ("overview", "traffic", "fleet", "cost", "drift", "audit", "sql", "playground")
 
 
@@ -83,6 +85,13 @@ class FleetdeckApp(App[None]):
             super().__init__()
             self.step = step
 
+    class JobProgress(Message):
+        """A step of one of the gateway's start-up jobs (Engine.progress), from the job's thread."""
+
+        def __init__(self, step: Step) -> None:
+            super().__init__()
+            self.step = step
+
     class SetupDone(Message):
         """The first-run setup is over: `seeded` sample rows imported (0: none were needed)."""
 
@@ -98,6 +107,7 @@ class FleetdeckApp(App[None]):
         self.setting_up = True  # until the first-run setup (the sample import) is over
         self.seeded = 0
         self.demo: DemoTraffic | None = None
+        self.jobs: dict[str, Step] = {}  # long jobs under way, by name: shown with their percentage
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
@@ -127,6 +137,7 @@ class FleetdeckApp(App[None]):
         except Exception as exc:
             pending, problem = None, f"{type(exc).__name__}: {exc}"
         if options.gateway and problem is None:
+            engine.progress = self._job_step
             try:
                 engine.open_gateway(options.policy, port=options.port)
                 engine.start()
@@ -152,9 +163,13 @@ class FleetdeckApp(App[None]):
         if self.options.on_setup is not None:
             self.options.on_setup(step)
 
+    def _job_step(self, step: Step) -> None:
+        """On the job's thread (the cache's writer or warm-up): tell the console."""
+        self.post_message(self.JobProgress(step))
+
     def on_fleetdeck_app_engine_ready(self, message: FleetdeckApp.EngineReady) -> None:
         self.context.gateway_url = message.url
-        self.sub_title = self._gateway_line()
+        self._show_jobs()
         if message.new_key and self.context.dev_key:
             self.notify(
                 f"Send requests with: Authorization: Bearer {self.context.dev_key}",
@@ -172,12 +187,28 @@ class FleetdeckApp(App[None]):
     def on_fleetdeck_app_setup_progress(self, message: FleetdeckApp.SetupProgress) -> None:
         step = message.step
         if step.step != "committed":
-            self.sub_title = f"{self._gateway_line()} · importing the sample traces {step.done}/{step.total}"
+            self.jobs[SETUP] = Step(step.done, step.total, SETUP)
+            self._show_jobs()
+
+    def on_fleetdeck_app_job_progress(self, message: FleetdeckApp.JobProgress) -> None:
+        """The sub-title shows the job's percentage; a notification says when it is done."""
+        step = message.step
+        if step.total is not None and step.done >= step.total:
+            if self.jobs.pop(step.name, None) is not None:
+                self.notify(f"{step.name}: done (100%)", title="Fleetdeck", timeout=5)
+        else:
+            self.jobs[step.name] = step
+        self._show_jobs()
+
+    def _show_jobs(self) -> None:
+        under_way = [f"{name} {step.percent or 0}%" for name, step in self.jobs.items()]
+        self.sub_title = " · ".join([self._gateway_line(), *under_way])
 
     def on_fleetdeck_app_setup_done(self, message: FleetdeckApp.SetupDone) -> None:
         self.seeded = message.seeded
         self.setting_up = False
-        self.sub_title = self._gateway_line()
+        self.jobs.pop(SETUP, None)
+        self._show_jobs()
         if message.seeded:
             self.notify(
                 f"The store was empty: imported the sample traces ({message.seeded:,} rows), "
