@@ -29,6 +29,7 @@ from console.tui.panes.sql import SqlPane
 from console.tui.panes.traffic import TrafficPane
 from console.tui.readmodel.clock import SYSTEM_CLOCK, Clock
 from console.tui.screens.help import HelpScreen
+from console.tui.screens.trace import TraceScreen
 
 PANES: tuple[type[Pane], ...] = (
     OverviewPane,
@@ -258,6 +259,11 @@ class FleetdeckApp(App[None]):
 
     def action_show_pane(self, pane_id: str) -> None:
         self.query_one("#pane-tabs", Tabs).active = f"tab-{pane_id}"
+
+    def on_trace_screen_replay(self, message: TraceScreen.Replay) -> None:
+        """A trace replayed: the Playground with its conversation, the last prompt ready to send."""
+        self.action_show_pane("playground")
+        self.query_one(PlaygroundPane).prefill(message.model, message.history, message.prompt)
 
     def on_open_behind(self, message: OpenBehind) -> None:
         """A tile was opened: its pane; Traffic with the tile's filter typed in its field, to edit."""

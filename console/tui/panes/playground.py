@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any, ClassVar
 
 import httpx
@@ -11,6 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Input, Select, Static
+from textual.widgets.select import InvalidSelectValueError
 
 from console.tui.context import ConsoleContext
 from console.tui.panes.base import Pane
@@ -65,6 +67,7 @@ class PlaygroundPane(Pane):
         self.sending = False
         self._answer: Static | None = None
         self._answer_text = ""
+        self.replay_model: str | None = None  # a replayed trace's model, chosen once the models load
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="playground-bar"):
@@ -101,7 +104,7 @@ class PlaygroundPane(Pane):
             return
         names = [str(item["id"]) for item in response.json().get("data", [])]
         select: Select[str] = self.query_one("#playground-model", Select)
-        chosen = select.value
+        chosen = self.replay_model or select.value
         select.set_options((name, name) for name in names)
         if isinstance(chosen, str) and chosen in names:
             select.value = chosen
@@ -182,6 +185,22 @@ class PlaygroundPane(Pane):
             return
         self.messages.append({"role": "assistant", "content": self._answer_text})
         self.status("done · the call is in Traffic (workflow playground)")
+
+    def prefill(self, model: str, history: list[dict[str, str]], prompt: str) -> None:
+        """A replayed conversation: its turns shown, the model chosen, the last prompt in the field."""
+        self.action_clear()
+        self.messages = list(history)
+        chat = self.query_one("#playground-chat", VerticalScroll)
+        for turn in history:
+            chat.mount(
+                Static(turn["content"], classes="chat-user" if turn["role"] == "user" else "chat-assistant")
+            )
+        self.replay_model = model
+        select: Select[str] = self.query_one("#playground-model", Select)
+        with contextlib.suppress(InvalidSelectValueError):
+            select.value = model
+        self.query_one("#playground-input", Input).value = prompt
+        self.status(f"replaying a trace on {model}: Enter sends it again")
 
     def action_clear(self) -> None:
         self.messages.clear()

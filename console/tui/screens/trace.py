@@ -17,7 +17,7 @@ from textual.widgets import Static
 
 from console.tui import humanize
 from console.tui.context import ConsoleContext
-from console.tui.readmodel import traffic
+from console.tui.readmodel import replay, traffic
 from console.tui.readmodel.traffic import TraceDetail
 
 SUMMARY_FIELDS = (
@@ -116,7 +116,16 @@ class TraceScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "dismiss", "Close"),
         Binding("q", "dismiss", "Close", show=False),
+        Binding("y", "copy_curl", "Copy as curl"),
+        Binding("p", "replay", "Replay in Playground"),
     ]
+
+    class Replay(Message):
+        """Open the Playground on this conversation: the model, the turns before, the last prompt."""
+
+        def __init__(self, model: str, history: list[dict[str, str]], prompt: str) -> None:
+            super().__init__()
+            self.model, self.history, self.prompt = model, history, prompt
 
     class Ready(Message):
         def __init__(self, found: TraceDetail | None, error: str | None = None) -> None:
@@ -158,6 +167,26 @@ class TraceScreen(ModalScreen[None]):
             self.post_message(self.Ready(None, f"{type(exc).__name__}: {exc}"))
         finally:
             self.context.release(cursor)
+
+    def action_copy_curl(self) -> None:
+        detail = self.detail
+        command = (
+            replay.curl_command(detail.row, detail.request, self.context.gateway_url) if detail else None
+        )
+        if command is None:
+            self.notify("this trace kept no request to send again", severity="warning")
+            return
+        self.app.copy_to_clipboard(command)
+        self.notify("copied as curl (the key is read from $FLEETDECK_KEY)", title="Copy as curl")
+
+    def action_replay(self) -> None:
+        detail = self.detail
+        chat = replay.playground_chat(detail.row, detail.request) if detail else None
+        if chat is None:
+            self.notify("only a chat with a text last turn replays in the Playground", severity="warning")
+            return
+        self.dismiss()
+        self.app.post_message(self.Replay(*chat))
 
     def on_trace_screen_ready(self, message: TraceScreen.Ready) -> None:
         summary = self.query_one("#trace-summary", Static)
