@@ -28,7 +28,8 @@ def with_payload(engine: Engine) -> str:
     """A chat trace of the sample store, given a kept (redacted) request."""
     cur = engine.db.cursor()
     (request_id,) = cur.execute(
-        "SELECT request_id FROM traces WHERE operation = 'chat' AND route IS NOT NULL ORDER BY ts_start LIMIT 1"
+        "SELECT request_id FROM traces WHERE operation = 'chat' AND route IS NOT NULL "
+        "ORDER BY ts_start LIMIT 1"
     ).fetchall()[0]
     cur.execute(
         "INSERT INTO payloads VALUES (?, ?, ?, ?, NULL)",
