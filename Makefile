@@ -36,8 +36,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# Test files run in parallel, each whole on one worker (its module fixtures, such as a served
+# gateway, start once; its tests keep their order): about 13 min on 2 cores instead of 25.
+TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
