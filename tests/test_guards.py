@@ -572,16 +572,12 @@ def test_the_timed_prompt_holds_its_two_pii_values_and_no_injection(size: int) -
     found = [(f.kind, prompt[f.start : f.end]) for f in scan(prompt)]
     assert [kind for kind, _ in found] == ["email", "phone"]
     assert found[0][1] == "jane.doe@example.com"
-    assert found[1][1].startswith("+1 415 555 0132")  # and its ")": see the test below
+    assert found[1][1] == "+1 415 555 0132"
     redacted, counts = redact(prompt)
     assert "jane.doe@example.com" not in redacted and "415 555 0132" not in redacted
     assert sum(counts.values()) == 2
     assert not injection_score(prompt).blocked()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the phone detector takes the closing parenthesis after a number with it (console/guards/pii.py)",
-)
 def test_a_phone_number_in_parentheses_leaves_the_parenthesis() -> None:
     assert redact("call her (+1 415 555 0132) today")[0] == "call her ([PHONE]) today"

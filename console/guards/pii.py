@@ -453,10 +453,17 @@ def _valid_phone(raw: str, region: str | None) -> bool:
     return phonenumbers.is_valid_number(number)
 
 
+def _balanced(raw: str) -> str:
+    """A number without the closing parentheses it did not open: "(+1 415 555 0132)" keeps its ")"."""
+    while raw.endswith(")") and raw.count(")") > raw.count("("):
+        raw = raw[:-1].rstrip()
+    return raw
+
+
 def _phones(scan: _Scan) -> Iterable[Finding]:
     text = scan.text
     for m in (m for a, b in scan.windows(7, 8, 2, 17) for m in _PHONE.finditer(text, a, b)):
-        raw = m.group().rstrip(".")
+        raw = _balanced(m.group().rstrip("."))
         digits = _digits(raw)
         if not 7 <= len(digits) <= 17:
             continue
