@@ -126,8 +126,9 @@ def test_a_cache_starting_on_stored_entries_tells_their_indexing(tmp_path: Path)
     heard: list[Step] = []
     cache = ResponseCache(db, tmp_path / "models", index_dir=tmp_path / "cache-index", progress=heard.append)
     try:
-        assert cache.start() == 25
-        cache._indexed.wait(60)  # set by the writer thread once the stored vectors are searchable
+        cache.start()  # returns at once: the writer thread loads and indexes
+        assert cache._indexed.wait(60)  # set by the writer thread once the stored vectors are searchable
+        assert cache.stats()["entries"] == 25
     finally:
         cache.stop()
         db.close()

@@ -242,14 +242,12 @@ class ResponseCache:
 
     # -- lifecycle --------------------------------------------------------------------
 
-    def start(self, routes: Iterable[Route] = ()) -> int:
-        """Load the entries that have not expired, start the writer, and warm the routes'
-        embedders (MiniLM's first use converts and loads it); returns the entries loaded."""
-        loaded = self._stored.load() if self._stored is not None else []
+    def start(self, routes: Iterable[Route] = ()) -> None:
+        """Start the writer, which first loads the entries that have not expired and indexes them
+        (until then lookups of stored entries miss, and /healthz says `indexed: false`), and warm
+        the routes' embedders (MiniLM's first use converts and loads it). Nothing here waits on
+        the store, so the gateway listens at once however many entries it holds."""
         self._keys = itertools.count(self._saved.highest_key() + 1)
-        for entry in loaded:
-            self._entries[entry.entry_id] = entry
-            self._exact[entry.exact_key] = entry.entry_id
         names = {
             r.cache_embedder
             for r in routes
@@ -258,11 +256,8 @@ class ResponseCache:
         threading.Thread(
             target=self._warm, args=(sorted(names),), name="fleetdeck-cache-warm", daemon=True
         ).start()
-        self._writer = threading.Thread(
-            target=self._run_writer, args=(loaded,), name="fleetdeck-cache", daemon=True
-        )
+        self._writer = threading.Thread(target=self._run_writer, name="fleetdeck-cache", daemon=True)
         self._writer.start()
-        return len(loaded)
 
     def _warm(self, names: list[str]) -> None:
         for name in names:
@@ -407,8 +402,8 @@ class ResponseCache:
 
     # -- the writer -------------------------------------------------------------------------
 
-    def _run_writer(self, loaded: list[Entry]) -> None:
-        self._index_loaded(loaded)
+    def _run_writer(self) -> None:
+        self._index_loaded(self._load_stored())
         swept = time.monotonic()
         while True:
             batch: list[Entry | None] = []
@@ -437,6 +432,14 @@ class ResponseCache:
             if index is None:
                 index = self._scopes[entry.scope] = ScopeIndex(len(entry.vector))
             index.add(next(self._keys), entry.entry_id, entry.vector)
+
+    def _load_stored(self) -> list[Entry]:
+        """The stored entries, into the lookups; an entry kept since the start wins over a stored one."""
+        loaded = self._stored.load() if self._stored is not None else []
+        for entry in loaded:
+            self._entries.setdefault(entry.entry_id, entry)
+            self._exact.setdefault(entry.exact_key, entry.entry_id)
+        return loaded
 
     def _index_loaded(self, loaded: list[Entry]) -> None:
         by_scope: dict[str, list[Entry]] = {}
