@@ -230,7 +230,7 @@ class Handoffs:
         handoff.state, handoff.problem = state, problem
         self._states[handoff.handoff_id] = (state, handoff.task_id, handoff.contract)
         redacted = redact_body({"payload": payload})[0]["payload"] if payload is not None else None
-        entry = {**handoff.doc(), "task_id": handoff.task_id, "payload": redacted}
+        entry = {**handoff.doc(), "payload": redacted}
         self._recorder.record_audit(
             AuditEvent(
                 actor=actor,
