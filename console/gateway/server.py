@@ -30,7 +30,6 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from console.errors import DomainError
-from console.gateway import openapi
 from console.gateway.errors_http import api_error_from
 from console.gateway.handoffs import Handoff
 from console.gateway.ingress import ADAPTERS, Ingress, Reply
@@ -100,6 +99,8 @@ def build_app(
         return _json(health())
 
     async def openapi_document(request: Request) -> Response:
+        from console.gateway import openapi  # the document's models (MCP's among them) on first read
+
         return Response(openapi.document_bytes(), media_type=JSON)
 
     async def outcomes(request: Request) -> Response:
