@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ class Flushed:
 
     counts: Mapping[str, int] = field(default_factory=dict)
     traces: pa.Table | None = None  # the traces table's columns, one row per stored trace
+    at: float = field(default_factory=time.monotonic)  # committed by then: a query begun later sees it
 
     @property
     def trace_count(self) -> int:

@@ -101,8 +101,9 @@ class Pane(Vertical):
         self._cancel_stale_timer()
 
     def flushed(self, flushed: Flushed) -> None:
-        """The recorder stored a flush (on the UI thread): stale if it touched what is shown."""
-        if flushed.touches(self.WATCHES):
+        """The recorder stored a flush (on the UI thread): stale if it touched what is shown,
+        unless the last query began after the flush's commit (its answer has the rows)."""
+        if flushed.at > self._started and flushed.touches(self.WATCHES):
             self.mark_stale()
 
     def mark_stale(self) -> None:

@@ -85,11 +85,11 @@ class TrafficFilter:
     def matches(self, trace: dict[str, Any], now: datetime | None = None) -> bool:
         """Whether a stored trace (its columns by name) passes this filter: what recent_traces's
         WHERE says, in Python, for rows the recorder pushes (`since:` counts back from `now`)."""
-        for column, value in self.fields.items():
-            if column == "model":
+        for param, value in self.fields.items():
+            if param == "model":
                 if _model(trace) != value:
                     return False
-            elif trace.get(column) != value:
+            elif trace.get(PARAM_COLUMNS.get(param, param)) != value:
                 return False
         if self.since is not None and now is not None:
             started = trace.get("ts_start")
@@ -132,6 +132,8 @@ class StreamRow:
     key_id: str | None
 
 
+# recent_traces's parameters named otherwise than the column they match.
+PARAM_COLUMNS = {"workflow": "workflow_id"}
 # What the free text of a filter is searched in (recent_traces.sql's concat_ws), in order.
 TEXT_COLUMNS = ("workflow_id", "route", "response_model", "request_model", "reason_code", "error_type")
 ROW_FIELDS = tuple(StreamRow.__dataclass_fields__)
@@ -158,7 +160,8 @@ def pushed(
 ) -> list[StreamRow]:
     """The rows of a flush's stored traces (the `traces` table's columns, as the recorder pushes
     them) that pass the filter, newest first, as recent_traces would answer them."""
-    wanted = [c for c in {*ROW_FIELDS, *TEXT_COLUMNS, *flt.fields} if c in traces.column_names]
+    filtered = {PARAM_COLUMNS.get(param, param) for param in flt.fields}
+    wanted = [c for c in {*ROW_FIELDS, *TEXT_COLUMNS, *filtered} if c in traces.column_names]
     found = []
     for trace in traces.select(wanted).to_pylist():
         if flt.matches(trace, now):
