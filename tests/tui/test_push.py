@@ -76,7 +76,7 @@ def test_a_call_reaches_the_traffic_pane_in_the_flushs_message_without_a_query(
         await until(pilot, lambda: shown(pane, request_id), "the call on the Traffic pane")
         assert pane.loads == loads and not pane.loading_now  # no query brought it
         assert pane.pushes > pushes
-        carried = [f for f in heard if f.traces is not None and request_id in f.traces["request_id"].to_pylist()]
+        carried = [f for f in heard if f.traces and request_id in f.traces["request_id"].to_pylist()]
         assert len(carried) == 1 and carried[0].counts["traces"] >= 1
         row = pane.stream.rows[0]
         assert (row.request_id, row.workflow_id, row.model) == (request_id, "by-push", "lab/mock-gpt")
@@ -144,7 +144,8 @@ def test_a_burst_of_flushes_makes_a_shown_pane_query_once(
         overview._timer.pause()  # only the flushes make it query
 
         def settled() -> bool:
-            return overview.loads > 0 and not (overview.loading_now or overview.stale or overview._stale_timer)
+            busy = overview.loading_now or overview.stale or overview._stale_timer is not None
+            return overview.loads > 0 and not busy
 
         await until(pilot, settled, "the overview to settle")
         loads = overview.loads
