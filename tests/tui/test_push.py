@@ -76,7 +76,9 @@ def test_a_call_reaches_the_traffic_pane_in_the_flushs_message_without_a_query(
         await until(pilot, lambda: shown(pane, request_id), "the call on the Traffic pane")
         assert pane.loads == loads and not pane.loading_now  # no query brought it
         assert pane.pushes > pushes
-        carried = [f for f in heard if f.traces and request_id in f.traces["request_id"].to_pylist()]
+        carried = [
+            f for f in heard if f.traces is not None and request_id in f.traces["request_id"].to_pylist()
+        ]
         assert len(carried) == 1 and carried[0].counts["traces"] >= 1
         row = pane.stream.rows[0]
         assert (row.request_id, row.workflow_id, row.model) == (request_id, "by-push", "lab/mock-gpt")
