@@ -40,14 +40,14 @@ from gateway import FLEETDECK_ENV, FLEETDECK_POLICY, OUT, PROMPT, start_mock
 
 os.environ.update(FLEETDECK_ENV)  # before the console reads secrets: no keyring on a bench box
 
-import httpx  # noqa: E402
+import httpx
 
-from console.engine import Engine  # noqa: E402
-from console.policy import parse_policy  # noqa: E402
-from console.settings import Settings  # noqa: E402
-from console.tui.app import ConsoleOptions, FleetdeckApp  # noqa: E402
-from console.tui.panes.stream import TraceStream  # noqa: E402
-from console.tui.panes.traffic import TrafficPane  # noqa: E402
+from console.engine import Engine
+from console.policy import parse_policy
+from console.settings import Settings
+from console.tui.app import ConsoleOptions, FleetdeckApp
+from console.tui.panes.stream import TraceStream
+from console.tui.panes.traffic import TrafficPane
 
 SIZE = (160, 48)
 MODES = ("push", "poll")
@@ -158,8 +158,8 @@ def run(calls: int, rounds: int, gap_s: float) -> dict[str, Any]:
                 result = one_round(mode, port, calls, gap_s, seen)
                 s = summary(result["delays_ms"])
                 print(
-                    f"round {number + 1} {mode}: n={s['n']} p50 {_f(s['p50_ms'])} ms, p95 {_f(s['p95_ms'])} ms, "
-                    f"max {_f(s['max_ms'])} ms ({result['traffic_loads']} queries, "
+                    f"round {number + 1} {mode}: n={s['n']} p50 {_f(s['p50_ms'])} ms, "
+                    f"p95 {_f(s['p95_ms'])} ms, max {_f(s['max_ms'])} ms ({result['traffic_loads']} queries, "
                     f"{result['traffic_pushes']} pushes, {result['never_shown']} never shown)",
                     flush=True,
                 )

@@ -86,7 +86,7 @@ class TraceStream(ScrollView, can_focus=True):
         self.rows: list[StreamRow] = []
 
     def set_rows(self, rows: Sequence[StreamRow]) -> None:
-        """New rows; the cursor stays on its trace, or on the newest if it was there (the tail is followed)."""
+        """New rows; the cursor stays on its trace, or on the newest if it was there (a followed tail)."""
         following = self.cursor_row == 0
         current = self.rows[self.cursor_row].request_id if self.rows and not following else None
         self.rows = list(rows)
