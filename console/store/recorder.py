@@ -106,11 +106,6 @@ class Recorder:
         returns the function that unsubscribes it. The listener must not block."""
         return self._listeners.add(listener)
 
-    @property
-    def running(self) -> bool:
-        """The writer is on: what is recorded now reaches the store, and the listeners."""
-        return self._writer is not None and not self._stopping
-
     # -- lifecycle -------------------------------------------------------------------
 
     def replay(self) -> int:
