@@ -7,8 +7,10 @@ answers for the same filter; a pane that a burst of flushes makes stale queries 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -111,6 +113,40 @@ def test_a_filtered_stream_takes_only_the_pushed_rows_that_pass_its_filter(
         assert not shown(pane, other)
         assert [row.workflow_id for row in pane.stream.rows] == ["wanted"]
         assert pane.loads == loads  # pushed, not queried
+
+    drive(app, scenario)
+
+
+def test_rows_pushed_while_a_query_runs_are_kept_in_its_answer(
+    console_engine: Engine, upstream: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = gateway_app(console_engine, upstream)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        url, key = app.context.gateway_url, app.context.dev_key
+        assert url is not None and key is not None
+        pane = await show_traffic(pilot)
+        await loaded(pilot, pane)
+        assert pane._timer is not None
+        pane._timer.pause()
+        answered, release = threading.Event(), threading.Event()
+        fetch = pane.fetch
+
+        def held(cursor: Any) -> Any:  # the query's snapshot is taken, its answer held back
+            data = fetch(cursor)
+            answered.set()
+            release.wait(60)
+            return data
+
+        monkeypatch.setattr(pane, "fetch", held)
+        loads = pane.loads
+        pane.reload()
+        await until(pilot, answered.is_set, "the query's snapshot")
+        request_id = await call(url, key, "meanwhile")
+        await until(pilot, lambda: shown(pane, request_id), "the pushed row")
+        release.set()
+        await loaded(pilot, pane, after=loads)
+        assert shown(pane, request_id)  # the older answer did not wipe it out
 
     drive(app, scenario)
 
