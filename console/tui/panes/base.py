@@ -7,8 +7,8 @@ How a pane learns that the store changed depends on who writes it:
   touched is stale and re-queries, at most once every `STALE_MIN_S`; Traffic takes the
   stored rows themselves and queries nothing. A slow timer (`IDLE_S`) still re-queries
   what no flush reports: windows moving with the clock, imports, purges, live gateway state.
-- polled (no recorder writes in this process: the gateway off, a lake, the file written by
-  another process): the timer of `REFRESH_S`, as before.
+- polled (no gateway records in this process: the gateway off, `fleetdeck lake attach`, or
+  `ConsoleOptions(push=False)`): the timer of `REFRESH_S`, as before.
 """
 
 from __future__ import annotations
