@@ -18,6 +18,7 @@ import orjson
 import pytest
 from fakes.openai_upstream import FakeOpenAI
 from gateway_process import REPO, Served
+from terminal import on_terminal
 
 from console.commands import prompts_optimize as command
 from console.gateway.admin import AdminEndpoint
@@ -351,3 +352,32 @@ def test_the_local_model_passes_more_held_out_cases_with_the_found_version(
     assert {t["provider"] for t in traces} == {"local", "lab"} and len(traces) == 4 + 1 + 4
     pins = admin(served).call("prompts", {"action": "get", "name": "support_faq"})
     assert pins["pinned"] is None
+
+
+def test_the_search_shows_its_progress_on_a_terminal(served: Served, tmp_path: Path) -> None:
+    add_prompt(served, "tty", V1, tmp_path)
+    shown = on_terminal(
+        "prompts", "optimize", "tty", "--golden", str(golden_file(tmp_path)),
+        "--optimizer-route", "route:optimizer", "--candidates", "2", "--holdout", "0.5",
+        data_dir=served.data_dir,
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "prompts optimize: v1: train 0/3, held-out 0/3" in shown.stderr
+    assert "round 1: asking the optimizer to edit v1" in shown.stderr
+    assert "r1c2: train 3/3, held-out 3/3" in shown.stderr and "Added tty v2" in shown.stdout
+
+
+def test_the_local_model_proposes_the_edits_by_default(served: Served, tmp_path: Path) -> None:
+    """No --optimizer-route: SmolLM2 is the optimizer. Whatever it proposes, the loop holds."""
+    add_prompt(served, "by_default", V1, tmp_path)
+    ran = fleetdeck(
+        served.data_dir, "prompts", "optimize", "by_default", "--golden", str(golden_file(tmp_path)),
+        "--rounds", "1", "--candidates", "1", "--holdout", "0.5", "--budget", "0.5",
+    )  # fmt: skip
+    assert ran.returncode in (0, 1), ran.stdout + ran.stderr
+    task = ran.stdout.split("Task ", 1)[1].split(".", 1)[0]
+    traces = rows(served, f"SELECT workflow_id, provider, cost_usd FROM traces WHERE task_id = '{task}'")
+    assert {t["workflow_id"] for t in traces} == {"fleetdeck-optimize"}
+    assert sum(t["provider"] == "local" for t in traces) == 1  # the optimizer's one call
+    assert sum(t["cost_usd"] or 0 for t in traces) <= 0.5
+    assert admin(served).call("prompts", {"action": "get", "name": "by_default"})["pinned"] is None

@@ -46,6 +46,7 @@ WORKFLOW = "fleetdeck-optimize"
 DEFAULT_OPTIMIZER = golden.DEFAULT_JUDGE  # the local model
 MAX_PROMPT_CHARS = 4000
 REASONING_CHARS = 400
+REASONING_SCHEMA_CHARS = 240  # as the judge's grade: a grammar llama.cpp builds
 TOKENS_PER_CANDIDATE = 400  # of the optimizer's answer
 JUDGE_MAX_TOKENS = 160
 OPTIMIZER_INSTRUCTIONS = (
@@ -316,17 +317,19 @@ def reflection(parent: Scored) -> str:
 
 
 def proposal_schema(count: int) -> dict[str, Any]:
+    """The optimizer's answer. No maxLength on the prompt and no maxItems: llama.cpp's grammar
+    refuses repetitions that large (its max_tokens bounds the answer; `parse_proposals` the rest)."""
     item = {
         "type": "object",
         "properties": {
-            "reasoning": {"type": "string", "maxLength": REASONING_CHARS},
-            "prompt": {"type": "string", "minLength": 1, "maxLength": MAX_PROMPT_CHARS},
+            "reasoning": {"type": "string", "maxLength": REASONING_SCHEMA_CHARS},
+            "prompt": {"type": "string", "minLength": 1},
         },
         "required": ["reasoning", "prompt"],
     }
     return {
         "type": "object",
-        "properties": {"candidates": {"type": "array", "items": item, "minItems": 1, "maxItems": count}},
+        "properties": {"candidates": {"type": "array", "items": item, "minItems": 1}},
         "required": ["candidates"],
     }
 

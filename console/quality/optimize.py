@@ -217,6 +217,8 @@ class Search:
         if not parent.failures():
             return Stop("solved", f"{parent.candidate.label} passes every train case")
         self._pay(self.port.proposal_bound(parent, self.limits.candidates), "asking the optimizer")
+        asking = f"round {number}: asking the optimizer to edit {parent.candidate.label}"
+        self.progress(Step(min(self._steps, self._total), self._total, asking))
         proposals = self.port.propose(parent, self.limits.candidates)[: self.limits.candidates]
         if not proposals:
             self.events.append(f"round {number}: the optimizer proposed no usable candidate")
