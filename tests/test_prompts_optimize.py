@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 import pytest
 from fakes.openai_upstream import FakeOpenAI
-from gateway_process import REPO, Served
+from gateway_process import REPO, Served, stored_traces
 from terminal import on_terminal
 
 from console.commands import prompts_optimize as command
@@ -381,3 +381,39 @@ def test_the_local_model_proposes_the_edits_by_default(served: Served, tmp_path:
     assert sum(t["provider"] == "local" for t in traces) == 1  # the optimizer's one call
     assert sum(t["cost_usd"] or 0 for t in traces) <= 0.5
     assert admin(served).call("prompts", {"action": "get", "name": "by_default"})["pinned"] is None
+
+
+def test_without_an_instance_the_search_runs_on_an_embedded_gateway(
+    tmp_path: Path, upstream: FakeOpenAI, policy: str
+) -> None:
+    data_dir = tmp_path / "data"
+    routes = tmp_path / "routes.yaml"
+    routes.write_text(
+        policy.replace(
+            "default_route:", "  - {intent: unpriced, primary: lab/mystery-model-x}\ndefault_route:"
+        )
+    )
+    template = tmp_path / "embedded.txt"
+    template.write_text(V1)
+    assert fleetdeck(data_dir, "prompts", "add", "embedded", str(template)).returncode == 0
+    args = (
+        "prompts",
+        "optimize",
+        "embedded",
+        "--golden",
+        str(golden_file(tmp_path)),
+        "--policy",
+        str(routes),
+    )
+    ran = fleetdeck(
+        data_dir, *args, "--optimizer-route", "route:optimizer", "--candidates", "2", "--holdout", "0.5"
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "Added embedded v2 (from r1c2, parent v1)" in ran.stdout
+    traces = stored_traces(data_dir, "workflow_id, task_id, key_id")
+    assert len(traces) == 6 + 1 + 2 * 6 and {t["workflow_id"] for t in traces} == {"fleetdeck-optimize"}
+    assert len({t["task_id"] for t in traces}) == 1
+
+    unpriced = fleetdeck(data_dir, *args, "--route", "route:unpriced", "--optimizer-route", "route:optimizer")
+    assert unpriced.returncode == 2, unpriced.stdout + unpriced.stderr
+    assert "route:unpriced has no known price, so the search cannot be held to --budget" in unpriced.stderr
