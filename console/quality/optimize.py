@@ -165,15 +165,20 @@ def ranking(scored: Scored) -> tuple[float, float, float, int]:
 
 
 def adoptable(candidate: Scored, baseline: Scored) -> bool:
-    """Better than the baseline on the held-out split (or, with none, on train), worse on neither."""
+    """Better than the baseline on the held-out split or on train, worse on neither."""
     if candidate.candidate.label == baseline.candidate.label:
         return False
     held, base_held = candidate.held_out_rate, baseline.held_out_rate
     if held is not None and base_held is not None and held < base_held:
         return False
-    if candidate.train_rate < baseline.train_rate and (held is None or held == base_held):
+    if candidate.train_rate < baseline.train_rate:
         return False
     return ranking(candidate)[:2] > ranking(baseline)[:2]
+
+
+def train_ranking(scored: Scored) -> tuple[float, float, int]:
+    """How a parent is chosen: the held-out split plays no part in the search itself."""
+    return scored.train_rate, -scored.cost_usd, -scored.tokens
 
 
 class BudgetSpent(Exception):
@@ -213,7 +218,7 @@ class Search:
 
     def _round(self, number: int) -> Stop | None:
         """One round; why to stop, or None to go on."""
-        parent = max(pareto_front(self.scored), key=lambda s: (s.train_rate, ranking(s)))
+        parent = max(pareto_front(self.scored), key=train_ranking)
         if not parent.failures():
             return Stop("solved", f"{parent.candidate.label} passes every train case")
         self._pay(self.port.proposal_bound(parent, self.limits.candidates), "asking the optimizer")
