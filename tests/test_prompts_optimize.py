@@ -30,6 +30,7 @@ from console.quality.optimize import (
     Scored,
     Search,
     SearchLimits,
+    StepFailed,
     adoptable,
     dominates,
     pareto_front,
@@ -146,6 +147,21 @@ def test_the_search_stops_once_every_train_case_passes() -> None:
         "v1 text", "v1"
     )
     assert outcome.stop.kind == "solved" and outcome.rounds == 2 and len(port.shown) == 1
+
+
+def test_a_failed_optimizer_call_stops_the_search_keeping_what_was_scored() -> None:
+    class Refusing(FakePort):
+        def propose(self, parent: Scored, count: int) -> list[Proposal]:
+            if self.shown:
+                raise StepFailed("the optimizer route:x failed (429): budget exceeded")
+            return super().propose(parent, count)
+
+    port = Refusing([["+1"], ["+1 +2"]])
+    outcome = Search(port, SearchLimits(rounds=3, candidates=1, budget_usd=1), [1, 2], []).run(
+        "v1 text", "v1"
+    )
+    assert outcome.stop.kind == "error" and "429" in outcome.stop.why and outcome.rounds == 2
+    assert outcome.best is not None and outcome.best.candidate.label == "r1c1"
 
 
 def test_the_optimizers_answer_is_parsed_leniently() -> None:

@@ -39,7 +39,7 @@ from console.policy import Policy
 from console.progress import Progress, Step, silent
 from console.quality import golden, optimize
 from console.quality.golden import Case, GoldenSet
-from console.quality.optimize import CaseOutcome, Outcome, Proposal, Scored, SearchLimits
+from console.quality.optimize import CaseOutcome, Outcome, Proposal, Scored, SearchLimits, StepFailed
 from console.settings import Settings
 
 WORKFLOW = "fleetdeck-optimize"
@@ -223,11 +223,12 @@ class GatewayPort:
                 "/chat/completions", content=orjson.dumps(self._proposal_body(parent, count)), headers=headers
             )
         except httpx.HTTPError as exc:
-            raise OptimizeError(
-                f"the optimizer {self.options.optimizer_route} did not answer: {exc}"
-            ) from None
+            raise StepFailed(f"the optimizer {self.options.optimizer_route} did not answer: {exc}") from None
         if response.status_code != 200:
-            raise OptimizeError(f"the optimizer {self.options.optimizer_route} failed: {response.text[:300]}")
+            why = _error_message(response)
+            raise StepFailed(
+                f"the optimizer {self.options.optimizer_route} failed ({response.status_code}): {why}"
+            )
         return parse_proposals(_answer_text(response.json()))
 
     def proposal_bound(self, parent: Scored, count: int) -> float:
@@ -351,6 +352,13 @@ def _json_in(text: str) -> Any:
         with contextlib.suppress(orjson.JSONDecodeError):
             return orjson.loads(chunk)
     return None
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["message"])[:300]
+    except (ValueError, KeyError, TypeError):
+        return response.text[:300]
 
 
 def _answer_text(body: Any) -> str | None:

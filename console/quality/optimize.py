@@ -13,9 +13,10 @@ optimizer the train cases it fails (never the held-out ones), and scores each pr
 edit on every case. The front is the Pareto set of train pass rate (higher) against cost
 and tokens (lower). The search stops at the rounds, when the next step's worst case would
 pass the budget, when the parent passes every train case, or when a round improves on no
-parent. The best candidate is the one with the most held-out passes (then train, then
-cost); it is adopted only when it beats the current version there without losing ground:
-a candidate that learned the train cases but fails more held-out ones is not.
+parent, or when a step fails (`StepFailed`). The best candidate is the one with the most
+held-out passes (then train, then cost); it is adopted only when it beats the current
+version on a split and loses on neither: a candidate that learned the train cases but
+fails more held-out ones is not.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ class SearchLimits:
 
 @dataclass(frozen=True, slots=True)
 class Stop:
-    kind: str  # rounds | budget | solved | no-improvement
+    kind: str  # rounds | budget | solved | no-improvement | error
     why: str
 
 
@@ -185,6 +186,11 @@ class BudgetSpent(Exception):
     """The next step's worst case does not fit in what is left of the budget."""
 
 
+class StepFailed(Exception):
+    """A step could not be made (the optimizer refused by the gateway, …): the search stops
+    there, and what it has scored so far still counts."""
+
+
 class Search:
     def __init__(
         self,
@@ -212,6 +218,8 @@ class Search:
                 stop = self._round(rounds)
             except BudgetSpent as spent:
                 stop = Stop("budget", str(spent))
+            except StepFailed as failed:
+                stop = Stop("error", str(failed))
             if stop is not None:
                 break
         return self._outcome(baseline, stop or Stop("rounds", f"{rounds} round(s) run"), rounds)
