@@ -283,8 +283,8 @@ def test_a_search_adds_a_version_that_passes_more_held_out_cases_unpinned(
     assert by_candidate["r1c2"][-1] == "best" and by_candidate["r1c1"][3:5] == ["0/3", "0/3"]
 
     listing = admin(served).call("prompts", {"action": "list"})["prompts"]
-    versions = {(row["version"], row["pinned"]) for row in listing if row["name"] == "support"}
-    assert versions == {("v1", False), ("v2", False)}  # never pinned
+    versions = {(row["version"], row["pinned"], row["parent"]) for row in listing if row["name"] == "support"}
+    assert versions == {("v1", False, None), ("v2", False, "v1")}  # never pinned
     (entry,) = rows(served, "SELECT actor_kind, payload FROM audit_log WHERE subject = 'prompt:support@v2'")
     lineage = orjson.loads(entry["payload"])["lineage"]
     assert (
@@ -429,6 +429,8 @@ def test_without_an_instance_the_search_runs_on_an_embedded_gateway(
     traces = stored_traces(data_dir, "workflow_id, task_id, key_id")
     assert len(traces) == 6 + 1 + 2 * 6 and {t["workflow_id"] for t in traces} == {"fleetdeck-optimize"}
     assert len({t["task_id"] for t in traces}) == 1
+    listed = orjson.loads(fleetdeck(data_dir, "prompts", "list", "--format", "json").stdout)
+    assert [(row["version"], row["parent"]) for row in listed] == [("v1", None), ("v2", "v1")]  # read back
 
     unpriced = fleetdeck(data_dir, *args, "--route", "route:unpriced", "--optimizer-route", "route:optimizer")
     assert unpriced.returncode == 2, unpriced.stdout + unpriced.stderr

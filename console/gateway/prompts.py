@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+import orjson
+
 from console.clock import utc_now
 from console.errors import Invalid
 from console.store import queries
@@ -119,12 +121,14 @@ class PromptRegistry:
         recorder: Recorder,
         versions: list[PromptVersion] | None = None,
         pins: Mapping[str, str] | None = None,
+        lineage: Mapping[str, dict[str, Any]] | None = None,
     ) -> None:
         self._db, self._recorder = db, recorder
         self._versions: dict[str, tuple[PromptVersion, ...]] = {}
         for version in versions or ():
             self._versions[version.name] = (*self._versions.get(version.name, ()), version)
         self._pins = dict(pins or {})
+        self._lineage: dict[str, dict[str, Any]] = dict(lineage or {})  # by ref, of optimized versions
         self._lock = threading.Lock()
         self.mirror: PromptMirror | None = None
         self.pinned_here = 0  # pins made through this registry: a sync read before one is stale
@@ -140,7 +144,11 @@ class PromptRegistry:
             )
             for row in rows
         ]
-        return cls(db, recorder, versions, pins)
+        lineage = {
+            f"{row['name']}@{row['version']}": orjson.loads(row["lineage"])
+            for row in queries.run(cur, "prompt_lineage", {}).to_pylist()
+        }
+        return cls(db, recorder, versions, pins, lineage)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -204,6 +212,7 @@ class PromptRegistry:
                         "created_at": version.created_at.isoformat(timespec="seconds"),
                         "author": version.author,
                         "variables": ", ".join(version.variables()),
+                        "parent": self._lineage.get(version.ref, {}).get("parent"),
                     }
                 )
         return rows
@@ -240,6 +249,7 @@ class PromptRegistry:
             payload: dict[str, Any] = {"hash": digest, "variables": version.variables()}
             if lineage:
                 payload["lineage"] = dict(lineage)
+                self._lineage = {**self._lineage, version.ref: dict(lineage)}
             self._audit(author, "prompt.added", version.ref, payload)
         return version, added
 
