@@ -78,8 +78,12 @@ class FleetdeckApp(App[None]):
         Binding("f1", "help", "Help"),
     ]
 
+    class StoreOpen(Message):
+        """The store is open and the first run decided: the panes go live, from the store, while
+        the gateway opens (a warm start shows its traffic before the model has loaded)."""
+
     class EngineReady(Message):
-        """The gateway is up (or did not start): the panes go live; a first-run import may still run."""
+        """The gateway is up (or did not start); a first-run import may still run."""
 
         def __init__(self, url: str | None, problem: str | None, new_key: bool = False) -> None:
             super().__init__()
@@ -115,7 +119,8 @@ class FleetdeckApp(App[None]):
         super().__init__()
         self.options = options or ConsoleOptions()
         self.context = ConsoleContext(engine, self.options.clock)
-        self.ready = False  # the panes are live (the gateway is up, or off)
+        self.live = False  # the panes show the store (it is open)
+        self.ready = False  # and the gateway is up, or off
         self.setting_up = True  # until the first-run setup (the sample import) is over
         self.seeded = 0
         self.demo: DemoTraffic | None = None
@@ -149,6 +154,7 @@ class FleetdeckApp(App[None]):
             pending = seed.first_run(engine.db.cursor()) if options.seed else None
         except Exception as exc:
             pending, problem = None, f"{type(exc).__name__}: {exc}"
+        self.post_message(self.StoreOpen())
         if options.gateway and problem is None:
             engine.progress = self._job_step
             try:
@@ -190,10 +196,19 @@ class FleetdeckApp(App[None]):
         """On the job's thread (the cache's writer or warm-up): tell the console."""
         self.post_message(self.JobProgress(step))
 
+    def on_fleetdeck_app_store_open(self, message: FleetdeckApp.StoreOpen) -> None:
+        self.context.pushed = self.options.gateway and self.options.push  # as the gateway will be
+        self.live = True
+        self._show_jobs()
+        self.active_pane.activate()
+
     def on_fleetdeck_app_engine_ready(self, message: FleetdeckApp.EngineReady) -> None:
         self.context.gateway_url = message.url
-        self.context.pushed = message.url is not None and self._unsubscribe is not None
-        self._show_jobs()
+        pushed = message.url is not None and self._unsubscribe is not None
+        if pushed != self.context.pushed:  # the gateway did not start: the panes poll
+            self.context.pushed = pushed
+            for pane in self.query(Pane):
+                pane.retime()
         if message.new_key and self.context.dev_key:
             self.notify(
                 f"Send requests with: Authorization: Bearer {self.context.dev_key}",
@@ -206,7 +221,7 @@ class FleetdeckApp(App[None]):
             self.demo = DemoTraffic(message.url, self.context.dev_key, on_error=self._demo_problem)
             self.demo.start()
         self.ready = True
-        self.active_pane.activate()
+        self._show_jobs()
 
     def on_fleetdeck_app_setup_progress(self, message: FleetdeckApp.SetupProgress) -> None:
         step = message.step
@@ -244,11 +259,13 @@ class FleetdeckApp(App[None]):
             self.notify(
                 message.problem, title="The sample traces were not imported", severity="error", timeout=15
             )
-        if self.ready:
+        if self.live:
             self.active_pane.reload()
 
     def _gateway_line(self) -> str:
         url = self.context.gateway_url
+        if url is None and self.options.gateway and not self.ready:
+            return "opening the gateway…"
         if url is None:
             return self.options.source or "gateway off"
         key = self.context.dev_key
@@ -267,7 +284,7 @@ class FleetdeckApp(App[None]):
         event.stop()
         pane_id = (event.tab.id or "tab-overview").removeprefix("tab-")
         self.query_one("#panes", ContentSwitcher).current = pane_id
-        if not self.ready:
+        if not self.live:
             return
         shown = self.active_pane
         for pane in self.query(Pane):

@@ -90,6 +90,14 @@ class Pane(Vertical):
             self._timer.resume()
         self.reload()
 
+    def retime(self) -> None:
+        """The console's push changed: the timer again, at the period that now applies."""
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
+            if self.active and self.poll_s > 0:
+                self._timer = self.set_interval(self.poll_s, self.reload)
+
     def focus_main(self) -> None:
         if self.FOCUS and self.active:
             self.query_one(self.FOCUS).focus()
