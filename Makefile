@@ -12,7 +12,7 @@ LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAM
 BUILD_ENV := CMAKE_ARGS="$(LLAMA_CMAKE_ARGS) $(CMAKE_ARGS)" \
 	CMAKE_BUILD_PARALLEL_LEVEL="$$(nproc 2>/dev/null || echo 2)"
 
-.PHONY: run test lint bench venv clean scorecard-png
+.PHONY: run test lint bench soak venv clean scorecard-png
 
 # The venv is rebuilt only when pyproject.toml changes; pip's wheel cache keeps
 # llama-cpp-python from being compiled again.
@@ -44,6 +44,12 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# Crash and fault drills under mixed traffic, about 10 min; not part of `make test`
+# (docs/reliability.md). `make soak SOAK_ARGS=--quick` runs every drill with small counts.
+# The full-disk drill mounts a small tmpfs: as root only, else it is reported as skipped.
+soak: $(STAMP)
+	PYTHONPATH=$(CURDIR) $(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -27,6 +27,7 @@ from console.progress import Step
 from console.secrets import SecretStoreUnavailable, set_provider_secret
 from console.settings import Settings, load_settings
 from console.store import adhoc, importer, queries, seed
+from console.store.db import StoreError
 
 app = typer.Typer(
     name="fleetdeck",
@@ -1037,3 +1038,6 @@ def main() -> None:
     except DomainError as exc:  # refused before a command could say so itself (a lake that is not there)
         say_error(exc.message)
         raise SystemExit(2 if isinstance(exc, Invalid) else 1) from None
+    except StoreError as exc:  # the database file cannot be opened (held by another process, …)
+        say_error(str(exc))
+        raise SystemExit(1) from None

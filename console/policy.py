@@ -435,6 +435,12 @@ class Retry(_Schema):
     backoff_base_s: PositiveFloat = 0.25
     backoff_max_s: PositiveFloat = 8.0
     jitter: bool = True
+    # The retry budget per target (after Finagle's): each call sent to a target adds
+    # `budget_ratio` of a retry, a retry spends one, at most `budget_max` are kept. A target
+    # starts with what lets its first call retry once, so under an outage the target gets at
+    # most (1 + budget_ratio) upstream calls per client call; 0 turns retries off.
+    budget_ratio: float = Field(default=0.2, ge=0, le=1)
+    budget_max: PositiveFloat = 10.0
 
     @model_validator(mode="after")
     def _base_within_max(self) -> Retry:

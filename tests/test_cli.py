@@ -107,3 +107,32 @@ def test_a_failing_query_exits_1_with_duckdbs_reason(seeded: Path) -> None:
     done = fleetdeck("query", "SELECT no_such_column FROM traces", data_dir=seeded)
     assert done.returncode == 1
     assert "no_such_column" in done.stderr
+
+
+HOLD = "import duckdb, sys\ncon = duckdb.connect(sys.argv[1])\nprint('held', flush=True)\nsys.stdin.read()\n"
+
+
+def test_a_database_held_by_another_process_is_an_error_naming_it(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    with Engine(settings) as engine:
+        engine.start_recorder()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(settings.db_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        served = fleetdeck("serve", "--port", "0", data_dir=settings.data_dir)
+        queried = fleetdeck("query", "SELECT 1", data_dir=settings.data_dir)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(30)
+    for result in (served, queried):
+        assert result.returncode == 1, result.stderr
+        assert f"it is held by PID {holder.pid} (" in result.stderr
+        assert "Traceback" not in result.stderr
+    with Engine(settings) as engine:  # the holder gone, the store opens as it was
+        assert engine.verify_audit().ok

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +14,7 @@ import openai
 import orjson
 import pytest
 from fakes.openai_upstream import FakeOpenAI, Fault
-from gateway_process import Served, stored_traces, trace_of
+from gateway_process import Served, fleetdeck_serve, stored_traces, trace_of
 
 POLICY = """
 providers:
@@ -224,3 +225,88 @@ def test_a_stream_failing_before_its_first_chunk_falls_back(
     next(requests_sent)
     chunks = list(client.chat.completions.create(model="route:support", messages=HELLO, stream=True))  # type: ignore[arg-type]
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "hello there"
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 64 MB tmpfs for a data dir (root only; the test skips elsewhere)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], capture_output=True, check=False
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(path: Path) -> None:
+    chunk = b"\0" * (1 << 20)
+    with path.open("wb", buffering=0) as f:
+        while len(chunk) >= 512:
+            try:
+                f.write(chunk)
+            except OSError:
+                chunk = chunk[: len(chunk) // 2]
+
+
+def test_a_full_disk_fails_calls_closed_in_their_protocol_and_loses_nothing_acknowledged(
+    full_disk: Path, upstreams: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    primary, _ = upstreams
+    policy = f"providers:\n  lab: {{kind: openai_compat, base_url: '{primary.base_url}'}}\n"
+    policy += "routes:\n  - {intent: alone, primary: lab/mock-gpt}\n"
+    data_dir = full_disk / "data"
+    acked = []
+    with fleetdeck_serve(data_dir, policy) as served:
+        body = {"model": "route:alone", "messages": HELLO}
+        ok = httpx.post(f"{served.base_url}/chat/completions", json=body, headers=served.auth, timeout=30)
+        assert ok.status_code == 200
+        acked.append(ok.headers["x-fleetdeck-request-id"])
+        _fill(full_disk / "filler")
+        # The first call after the disk filled either could not be spooled (503) or was: then
+        # the next one is refused at once. Either way nothing is answered that is not kept.
+        refused = None
+        for _ in range(20):
+            answer = httpx.post(
+                f"{served.base_url}/chat/completions", json=body, headers=served.auth, timeout=30
+            )
+            if answer.status_code == 503:
+                refused = answer
+                break
+            assert answer.status_code == 200
+            acked.append(answer.headers["x-fleetdeck-request-id"])
+        assert refused is not None, "a full disk was never noticed"
+        assert refused.json()["error"]["code"] == "recorder_unavailable"
+        assert "No space left on device" in refused.json()["error"]["message"]
+        messages = httpx.post(
+            f"{served.base_url}/messages",
+            json={"model": "route:alone", "max_tokens": 16, "messages": HELLO},
+            headers=served.auth,
+            timeout=30,
+        )
+        assert messages.status_code == 503 and messages.json()["type"] == "error"
+        (full_disk / "filler").unlink()
+        # The writer's probe finds room again: calls are served, and kept.
+        deadline = time.monotonic() + 30
+        while True:
+            answer = httpx.post(
+                f"{served.base_url}/chat/completions", json=body, headers=served.auth, timeout=30
+            )
+            if answer.status_code == 200:
+                acked.append(answer.headers["x-fleetdeck-request-id"])
+                break
+            assert answer.status_code == 503 and time.monotonic() < deadline
+            time.sleep(0.05)  # paces the calls; the condition is what the loop waits for
+        stream = {**body, "stream": True}
+        with httpx.stream(
+            "POST", f"{served.base_url}/chat/completions", json=stream, headers=served.auth, timeout=30
+        ) as response:
+            events = [line for line in response.iter_lines() if line.startswith("data: ")]
+            acked.append(response.headers["x-fleetdeck-request-id"])
+        assert events[-1] == "data: [DONE]"
+    stored = {t["request_id"] for t in stored_traces(data_dir, "request_id")}
+    assert set(acked) <= stored, "every acknowledged call is in the store"

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -16,7 +17,9 @@ import pytest
 
 from console.engine import Engine
 from console.settings import Settings
+from console.store.db import Database
 from console.store.flushed import Flushed
+from console.store.recorder import Recorder, RecorderUnavailable
 from console.store.trace import Outcome, Payload, Trace
 
 CHILD = Path(__file__).with_name("recording_child.py")
@@ -258,3 +261,42 @@ def test_flush_listeners_hear_what_each_flush_stored_and_a_failing_one_harms_not
     assert engine.recorder.flush()
     assert len(heard) == before
     assert engine.db.cursor().execute("SELECT count(*) FROM traces").fetchone() == (4,)
+
+
+def test_a_full_disk_refuses_records_whole_and_keeps_every_acknowledged_one(tmp_path: Path) -> None:
+    """The spool's file-size limit reached (RLIMIT_FSIZE, as a full disk): the write that does not
+    fit raises RecorderUnavailable and leaves no torn line behind, so the first record written
+    once there is room again is read back too (the torn line used to swallow it)."""
+    db = Database(tmp_path / "store.duckdb")
+    recorder = Recorder(db, tmp_path / "spool", flush_interval_s=3600, batch_traces=10**9)
+    recorder.start()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    acked: list[str] = []
+    segment = max((tmp_path / "spool").glob("*.jsonl"))
+    payload = {"text": "x" * 1000}
+    resource.setrlimit(resource.RLIMIT_FSIZE, (256 * 1024, hard))  # Python ignores SIGXFSZ: EFBIG
+    try:
+        with pytest.raises(RecorderUnavailable, match="cannot record calls"):
+            for _ in range(10_000):
+                trace = Trace(workflow_id="full-disk")
+                recorder.record(
+                    trace, Payload(payload_ref=trace.request_id, request_id=trace.request_id, request=payload)
+                )
+                acked.append(trace.request_id)
+        assert not recorder.accepting
+        with pytest.raises(RecorderUnavailable):
+            recorder.check_accepting()
+        assert segment.read_bytes().endswith(b"\n"), "no part of the refused record is left"
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert acked
+    after = [Trace(workflow_id="room-again") for _ in range(3)]
+    assert recorder.flush(), "the writer's probe finds room, then stores the segment"
+    assert recorder.accepting
+    for trace in after:
+        recorder.record(trace)
+    assert recorder.flush()
+    recorder.stop()
+    stored = {r for (r,) in db.cursor().execute("SELECT request_id FROM traces").fetchall()}
+    db.close()
+    assert stored == {*acked, *(t.request_id for t in after)}

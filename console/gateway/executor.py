@@ -6,10 +6,13 @@ targets not yet tried), so retries on a failing primary can never eat the time i
 fallbacks need. Retryable errors (429, 5xx, timeouts, broken connections, garbage)
 are retried with exponential backoff and full jitter, waiting at least what
 `Retry-After` asks; when that wait does not fit the slice, the next target is tried
-at once. Errors that no retry can fix (400, content filter) end the request;
-errors of the target itself (auth, unknown model, context too long) move on to the
-next target. A target whose breaker is open is skipped, unless it is the last one and
-nothing was tried yet: failing without trying helps nobody.
+at once. Retries spend the target's retry budget (`RetryBudget`: a fifth of a retry per
+call by default), so an outage never multiplies the calls a target gets by more than
+1.2; a target its breaker has just ejected is not retried either. Errors that no retry
+can fix (400, content filter) end the request; errors of the target itself (auth,
+unknown model, context too long) move on to the next target. A target whose breaker
+is open is skipped, unless it is the last one and nothing was tried yet: failing
+without trying helps nobody.
 
 For streams, an attempt succeeds once its first chunk arrives (within
 `first_token_s`); what happens after the first byte is the relay's business.
@@ -24,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from console.gateway.breaker import Breakers
+from console.gateway.breaker import Breakers, State
 from console.policy import Retry, Timeouts
 from console.providers.base import ErrorType, Provider, ProviderError
 
@@ -107,6 +110,31 @@ class AttemptObserver(Protocol):
     def attempt_ended(self, attempt: Attempt) -> None: ...
 
 
+@dataclass(slots=True)
+class RetryBudget:
+    """One target's retries: each call adds `ratio` of one, a retry spends one, `most` are kept.
+
+    It starts at 1 - ratio, so the first call may retry once, and over any run of N calls the
+    retries stay within ratio × N (+ what was kept before the run, at most `most`)."""
+
+    ratio: float
+    most: float
+    balance: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.balance = 1.0 - self.ratio if self.ratio > 0 else 0.0
+
+    def called(self) -> None:
+        self.balance = min(self.balance + self.ratio, max(self.most, 1.0))
+
+    def spend(self) -> bool:
+        """Take one retry; False when the budget has none."""
+        if self.balance < 1.0 - 1e-9:
+            return False
+        self.balance -= 1.0
+        return True
+
+
 @dataclass
 class Executor:
     providers: Mapping[str, Provider]
@@ -114,6 +142,13 @@ class Executor:
     retry: Retry = field(default_factory=Retry)
     rng: random.Random = field(default_factory=random.Random)
     observer: AttemptObserver | None = None
+    budgets: dict[str, RetryBudget] = field(default_factory=dict)  # per target name; the loop's only
+
+    def budget(self, target: str) -> RetryBudget:
+        budget = self.budgets.get(target)
+        if budget is None:
+            budget = self.budgets[target] = RetryBudget(self.retry.budget_ratio, self.retry.budget_max)
+        return budget
 
     async def run(self, plan: Plan, attempts: list[Attempt], call: Call[T]) -> Served[T]:
         """Run `call(provider, model, seconds_left)` until a target answers; log every attempt."""
@@ -151,6 +186,8 @@ class Executor:
     ) -> T:
         provider = self.providers[target.provider]
         breaker = self.breakers[target.name]
+        budget = self.budget(target.name)
+        budget.called()
         loop = asyncio.get_running_loop()
         for retry in range(plan.max_retries + 1):
             started = loop.time()
@@ -182,8 +219,10 @@ class Executor:
                 raise error
             if sibling_next and error.error_type is ErrorType.rate_limited:
                 raise error  # another deployment of the model has room now
+            if self.breakers[target.name].state is not State.closed:
+                raise error  # this failure ejected it: the next target, or the error
             wait = max(self.retry.backoff_s(retry + 1, self.rng), error.retry_after_s or 0.0)
-            if loop.time() + wait >= slice_end:
+            if loop.time() + wait >= slice_end or not budget.spend():
                 raise error
             await asyncio.sleep(wait)
         raise AssertionError("unreachable")

@@ -48,6 +48,11 @@ class ApiError(Exception):
         return self.code or self.type
 
 
+def unrecorded(message: str) -> ApiError:
+    """The 503 of a call the recorder cannot keep (the spool cannot be written): fail closed."""
+    return ApiError(503, message, type_="api_error", code="recorder_unavailable")
+
+
 def bad_request(message: str, param: str | None = None, code: str | None = None) -> ApiError:
     return ApiError(400, message, param=param, code=code)
 

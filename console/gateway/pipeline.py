@@ -34,6 +34,7 @@ from console.gateway.steps.reserve import reserve
 from console.gateway.steps.route import choose_route
 from console.gateway.steps.screen import screen_input
 from console.gateway.steps.settle import settle
+from console.store.recorder import RecorderUnavailable
 
 Step = Callable[[Call], Awaitable[None]]
 
@@ -67,6 +68,16 @@ class Gateway(GatewayServices):
     ) -> Reply:
         call = Call(self, ingress.operation, headers, ingress.protocol, disconnected)
         call.trace.request_hash = hashlib.sha256(raw).hexdigest()
+        try:
+            self.recorder.check_accepting()  # fail closed: a call the spool cannot keep is not served
+            return await self._handle(call, ingress, raw)
+        except RecorderUnavailable as unrecorded:
+            # Its trace (or an audit entry) could not be spooled: the reply it would have had is
+            # withheld, and the refusal cannot be recorded either.
+            call.recorded = True
+            return ingress.refuse(call, call.refused(openai_api.unrecorded(unrecorded.message)))
+
+    async def _handle(self, call: Call, ingress: Ingress, raw: bytes) -> Reply:
         try:
             await authenticate.authenticate(call)  # 1, before the body is even parsed
             call.request = ingress.parse(raw)

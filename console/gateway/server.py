@@ -36,10 +36,11 @@ from console.gateway.ingress import ADAPTERS, Ingress, Reply
 from console.gateway.ingress import responses as stored_responses
 from console.gateway.ingress.messages import MESSAGES
 from console.gateway.ingress.messages_reply import error_body
-from console.gateway.openai_api import MAX_BODY_BYTES, ApiError, parse_body
+from console.gateway.openai_api import MAX_BODY_BYTES, ApiError, parse_body, unrecorded
 from console.gateway.pipeline import Gateway
 from console.gateway.wire.check import Checked
 from console.gateway.wire.fleetdeck import ADMIN_REQUESTS, OutcomeRequest
+from console.store.recorder import RecorderUnavailable
 from console.store.trace import Outcome
 
 log = logging.getLogger("fleetdeck.gateway")
@@ -159,7 +160,7 @@ def build_app(
         routes.append(Route("/mcp", mcp))  # the MCP gateway (console/mcp/endpoint.py)
     return Starlette(
         routes=routes,
-        exception_handlers={HTTPException: http_error, Exception: _crash},
+        exception_handlers={HTTPException: http_error, RecorderUnavailable: _unrecorded, Exception: _crash},
         lifespan=(lambda app: mcp.running()) if mcp is not None else None,
     )
 
@@ -274,6 +275,12 @@ def _error(
         body = orjson.dumps(error_body(error, merged.get("X-Fleetdeck-Request-Id")))
         return Response(body, status_code=error.status, headers=merged, media_type=JSON)
     return Response(error.envelope(), status_code=error.status, headers=merged, media_type=JSON)
+
+
+async def _unrecorded(request: Request, exc: Exception) -> Response:
+    """A request whose trace, outcome or audit entry the spool cannot take: 503, nothing kept."""
+    message = exc.message if isinstance(exc, RecorderUnavailable) else str(exc)
+    return _error(unrecorded(message), request=request)
 
 
 async def _crash(request: Request, exc: Exception) -> Response:

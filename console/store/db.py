@@ -43,6 +43,23 @@ class StoreError(Exception):
     """A problem with the database file that the user can act on."""
 
 
+_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+
+
+def lock_holder(message: str) -> str | None:
+    """`PID 123 (its command line)` of the process DuckDB says holds the file's lock, or None."""
+    found = _HOLDER.search(message)
+    if found is None:
+        return None
+    pid = found["pid"]
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        command = " ".join(" ".join(a.decode(errors="replace").split()) for a in argv if a)[:200]
+    except OSError:  # another OS, or the process is gone
+        command = found["program"]
+    return f"PID {pid} ({command or found['program']})"
+
+
 def migrations() -> list[tuple[int, str, str]]:
     """(version, name, sql) of every migration shipped in console/store/migrations."""
     found = []
@@ -62,8 +79,11 @@ class Database:
         try:
             self._conn = duckdb.connect(str(path), config=dict(SANDBOX))
         except duckdb.IOException as exc:
+            holder = lock_holder(str(exc))
+            if holder is None:
+                raise StoreError(f"cannot open {path}: {exc}") from exc
             raise StoreError(
-                f"cannot open {path}: {exc}. Another Fleetdeck process may own it; "
+                f"cannot open {path}: it is held by {holder}. Another Fleetdeck process may own it; "
                 "stop it, or point --data-dir elsewhere."
             ) from exc
         self._local = threading.local()

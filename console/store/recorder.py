@@ -23,11 +23,19 @@ console/store/flushed.py): the console updates its panes from that instead of po
 Stored Responses API responses (`stored_responses`) travel the same way, and so do audit
 events; the writer, the only thread that appends to the audit log, numbers and chains them
 as it stores them (console/store/audit.py).
+
+When the spool cannot be written (the disk is full, a quota or file-size limit is reached),
+`record()` raises `RecorderUnavailable` and leaves no part of the record on the spool (a
+short write is cut back), so nothing is acknowledged that could be lost; `accepting` is
+False until the writer's next probe (every flush interval) writes again, and the gateway
+refuses calls meanwhile (docs/reliability.md). A closed segment DuckDB cannot store (its
+file's disk is full) stays on the spool and is stored again, in order, on later turns.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import threading
@@ -42,6 +50,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from console.errors import Unavailable
 from console.store import audit, rollups
 from console.store.db import Database
 from console.store.flushed import Flushed, FlushListeners, Listener
@@ -68,6 +77,20 @@ ON_CONFLICT = {
 }
 SEGMENT_SUFFIX = ".jsonl"
 BATCH_ERRORS = (duckdb.Error, pa.ArrowException, ValueError, TypeError)
+# DuckDB errors that are about the disk or the database, not about a row: the batch is not
+# stored row by row (no row is to blame), its segment waits for a later turn.
+STORE_ERRORS = (duckdb.IOException, duckdb.FatalException)
+
+
+class RecorderUnavailable(Unavailable):
+    """The spool cannot be written (disk full, quota, file-size limit): nothing was acknowledged."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(
+            f"Fleetdeck cannot record calls right now ({reason}); nothing was served or kept. "
+            "Free space on the disk holding its data dir; calls are accepted again once it can write.",
+            code="recorder_unavailable",
+        )
 
 
 class Recorder:
@@ -92,6 +115,10 @@ class Recorder:
         self._wake = threading.Event()
         self._stored = threading.Condition()
         self._fd: int | None = None
+        self._size = 0  # bytes in the current segment, all of them whole lines
+        self._unwritable: str | None = None  # why the last append failed, until a probe writes
+        self._unstored: list[tuple[Path, int]] = []  # closed segments DuckDB could not store yet
+        self._store_failing = False
         self._segment_seq = 0
         self._pending = 0
         self._recorded = 0
@@ -177,16 +204,58 @@ class Recorder:
         """Acknowledge an audit event once it is on the spool; the writer chains it."""
         self._append(spool_line(AUDIT, event))
 
+    @property
+    def accepting(self) -> bool:
+        """False while the spool cannot be written (until the writer's probe writes again)."""
+        return self._unwritable is None
+
+    def check_accepting(self) -> None:
+        """Raise RecorderUnavailable while the spool cannot be written."""
+        reason = self._unwritable
+        if reason is not None:
+            raise RecorderUnavailable(reason)
+
     def _append(self, line: bytes) -> None:
         with self._lock:
             if self._fd is None:
                 raise RuntimeError("the recorder is not running")
-            os.write(self._fd, line)
+            self._write_whole(self._fd, line)
             self._pending += 1
             self._recorded += 1
             full = self._pending >= self._batch_traces
         if full:
             self._wake.set()
+
+    def _write_whole(self, fd: int, line: bytes) -> None:
+        """Append the whole line or nothing (caller holds the lock): a short write is cut back,
+        so a torn record never sits before the next one."""
+        written = 0
+        try:
+            while written < len(line):
+                n = os.write(fd, line[written:])
+                if n <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                written += n
+        except OSError as exc:
+            if written:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, self._size)
+            reason = exc.strerror or str(exc)
+            if self._unwritable is None:
+                log.error("the spool cannot be written (%s): calls are refused until it can", reason)
+            self._unwritable = reason
+            raise RecorderUnavailable(reason) from exc
+        self._size += written
+
+    def _probe(self) -> None:
+        """While unwritable, try an empty line (readers skip it); accept again once it is written."""
+        with self._lock:
+            if self._unwritable is None or self._fd is None:
+                return
+            with contextlib.suppress(RecorderUnavailable):
+                self._write_whole(self._fd, b"\n")
+                log.warning("the spool can be written again: calls are accepted")
+                self._unwritable = None
 
     def flush(self, timeout_s: float = 30.0) -> bool:
         """Wait until every trace recorded before this call is in DuckDB."""
@@ -203,47 +272,68 @@ class Recorder:
         while True:
             self._wake.wait(self._flush_interval_s)
             self._wake.clear()
+            self._probe()
             with self._lock:
                 pending, closed = self._pending, None
                 if pending:
                     closed = self._rotate()
             if closed is not None:
-                self._close_and_store(*closed, pending)
+                self._unstored.append((closed[0], pending))
+                os.close(closed[1])
+            if self._unstored:
+                self._store_unstored()
             elif self._fsync_interval_s and time.monotonic() - last_fsync >= self._fsync_interval_s:
                 with self._lock:
                     if self._fd is not None:
                         os.fsync(self._fd)
                 last_fsync = time.monotonic()
             if self._stopping and not pending:
+                return  # a segment still unstored is replayed at the next start
+
+    def _store_unstored(self) -> None:
+        """Store the closed segments in order; one DuckDB cannot store waits for the next turn
+        (on disk, so a stop before then leaves it to the replay at start)."""
+        while self._unstored:
+            path, records = self._unstored[0]
+            try:
+                flushed = self._store_segment(path, live=True)
+            except (OSError, duckdb.Error) as exc:
+                if not self._store_failing:
+                    log.error("could not store spool segment %s (%s); trying again", path.name, exc)
+                self._store_failing = True
                 return
+            self._store_failing = False
+            self._unstored.pop(0)
+            if len(self._listeners):
+                self._listeners.notify(flushed)
+            with self._stored:
+                self._stored_count += records
+                self._stored.notify_all()
 
-    def _close_and_store(self, path: Path, fd: int, records: int) -> None:
-        os.close(fd)
-        try:
-            flushed = self._store_segment(path, live=True)
-        except (OSError, duckdb.Error):
-            # The segment stays on disk and is replayed at the next start.
-            log.exception("could not store spool segment %s; it will be replayed at start", path.name)
-            return
-        if len(self._listeners):
-            self._listeners.notify(flushed)
-        with self._stored:
-            self._stored_count += records
-            self._stored.notify_all()
-
-    def _rotate(self) -> tuple[Path, int]:
-        """Swap in a fresh segment (caller holds the lock); returns the closed one."""
+    def _rotate(self) -> tuple[Path, int] | None:
+        """Swap in a fresh segment (caller holds the lock); returns the closed one, or None when
+        no fresh one can be made (the disk is full): records go on to the current one."""
         assert self._fd is not None
         closed = (self._segment_path(self._segment_seq), self._fd)
-        self._open_segment()
+        try:
+            self._open_segment()
+        except OSError:
+            return None
         self._pending = 0
         return closed
 
     def _open_segment(self) -> None:
+        path = self._segment_path(self._segment_seq + 1)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            if os.write(fd, HEADER) != len(HEADER):  # the names of the records' values, before any
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        except OSError:
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
         self._segment_seq += 1
-        path = self._segment_path(self._segment_seq)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        os.write(self._fd, HEADER)  # the names of the records' values, before any record
+        self._fd, self._size = fd, len(HEADER)
 
     def _segment_path(self, seq: int) -> Path:
         return self._spool_dir / f"{seq:012d}{SEGMENT_SUFFIX}"
@@ -307,11 +397,17 @@ class Recorder:
             batch = columns.arrow(spooled)
             if live and ON_CONFLICT[table] == "IGNORE":
                 # A fresh segment holds new keys only: a plain INSERT costs half of INSERT OR IGNORE.
-                with contextlib.suppress(*BATCH_ERRORS):
+                try:
                     _insert_batch(cur, table, batch, plain=True)
                     return batch
+                except STORE_ERRORS:
+                    raise
+                except BATCH_ERRORS:
+                    pass
             _insert_batch(cur, table, batch)
             return batch
+        except STORE_ERRORS:
+            raise  # the disk or the database, not a row: the segment waits
         except BATCH_ERRORS:
             return self._insert_rows(cur, table, spooled, segment)
 
@@ -325,6 +421,8 @@ class Recorder:
                 batch = columns.arrow(spooled.only([row]))
                 _insert_batch(cur, table, batch)
                 stored.append(batch)
+            except STORE_ERRORS:
+                raise
             except BATCH_ERRORS as exc:
                 self._reject(table, spooled.record(row), segment, str(exc))
         return pa.concat_tables(stored) if stored else columns.schema.empty_table()

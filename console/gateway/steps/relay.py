@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
+from typing import Any
 
 from console import guards
 from console.gateway import cache as response_cache
@@ -25,6 +26,7 @@ from console.gateway.steps.keep import cache_answer, check_schema
 from console.gateway.steps.settle import called_tools, settle_cost
 from console.gateway.steps.stream_tools import StreamTools
 from console.providers.base import Body, ErrorType, ProviderError, Usage
+from console.store.recorder import RecorderUnavailable
 
 log = logging.getLogger("fleetdeck.gateway")
 
@@ -39,16 +41,11 @@ async def relay(
     text: dict[int, list[str]] = {}
     policy = call.route.tools if call.route else None
     tools = StreamTools(call, policy, text, wants_usage) if policy is not None else None
+    ended = False  # the upstream's stream ended cleanly: recorded before the client sees its end
     try:
         chunk: Body | None = first
         while chunk is not None:
-            private = chunk.pop("_fleetdeck", None)
-            if private:
-                compute_s = private.get("compute_s", compute_s)
-            if chunk.get("usage"):
-                usage = Usage.from_openai(chunk["usage"])
-            if isinstance(chunk.get("model"), str):
-                answered = chunk["model"]
+            compute_s, usage, answered = _noted(chunk, compute_s, usage, answered)
             deltas += _collect_text(chunk, text)
             if tools is not None and (tools.active or _calls_tools(chunk)):
                 async with aclosing(tools.take(chunk)) as policed:
@@ -63,9 +60,9 @@ async def relay(
                 if chunk.get("choices") or wants_usage:
                     yield chunk
             chunk = await _next_chunk(chunks, timeouts.idle_s, deadline - time.perf_counter())
-        yield End()
         trace.status, trace.http_status = "ok", 200
         check_schema(call, ["".join(text[i]) for i in sorted(text)])
+        ended = True
     except (ProviderError, Exception) as exc:
         error = exc if isinstance(exc, ProviderError) else _unexpected(exc, target)
         trace.status, trace.error_type, trace.http_status = "partial", error.error_type.value, 200
@@ -75,7 +72,40 @@ async def relay(
         raise
     finally:
         await chunks.aclose()
+        if not ended:
+            _close_quietly(call, target, tools, text, finish, usage, deltas, compute_s, answered)
+    if not ended:
+        return
+    # A clean end is acknowledged only once its trace is on the spool: a stream the recorder
+    # cannot keep ends with the error event instead (fail closed).
+    try:
         _close(call, target, tools, text, finish, usage, deltas, compute_s, answered)
+    except RecorderUnavailable as unrecorded:
+        yield Failed(openai_api.unrecorded(unrecorded.message))
+        return
+    yield End()
+
+
+def _noted(
+    chunk: Body, compute_s: float | None, usage: Usage | None, answered: str | None
+) -> tuple[float | None, Usage | None, str | None]:
+    """What a chunk says beside its deltas: compute time (local), usage, the answering model."""
+    private = chunk.pop("_fleetdeck", None)
+    if private:
+        compute_s = private.get("compute_s", compute_s)
+    if chunk.get("usage"):
+        usage = Usage.from_openai(chunk["usage"])
+    if isinstance(chunk.get("model"), str):
+        answered = chunk["model"]
+    return compute_s, usage, answered
+
+
+def _close_quietly(call: Call, *args: Any) -> None:
+    """`_close` for a stream that failed or was left: its client has had its error already."""
+    try:
+        _close(call, *args)
+    except RecorderUnavailable:
+        log.error("the trace of stream %s could not be spooled", call.trace.request_id)
 
 
 def _close(
