@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,12 +77,26 @@ class InjectionGuard:
         """The request's verdict (blocking: run it off the event loop)."""
         if not self.model_ready:
             return patterns_only(body, threshold)
+        verdict = self._verdict(body, threshold, self._logit)
+        return verdict if verdict is not None else patterns_only(body, threshold)
+
+    def score_known(self, body: Body, threshold: float) -> InjectionVerdict | None:
+        """The verdict `score` gives, when the model has read every text of the request before
+        (chat clients resend the conversation); None when a text is new. Cheap: no model runs,
+        so it is called on the event loop, and only a new text costs a worker thread."""
+        if not self.model_ready:
+            return patterns_only(body, threshold)
+        return self._verdict(body, threshold, self._known_logit)
+
+    def _verdict(
+        self, body: Body, threshold: float, logit_of: Callable[[str], float | None]
+    ) -> InjectionVerdict | None:
         best, best_patterns, best_model = 0.0, 0.0, 0.0
         signals: list[Signal] = []
         for where, _source, text, found in guards.score_texts(body):
-            logit = self._logit(text)
+            logit = logit_of(text)
             if logit is None:
-                return patterns_only(body, threshold)
+                return None
             score = self._head.combine(found.score, logit)
             model = self._head.probability_of(logit)
             best, best_model = max(best, score), max(best_model, model)
@@ -92,6 +107,13 @@ class InjectionGuard:
                     signals.append(Signal("model", round(model, 3), "MiniLM head", where))
         signals.sort(key=lambda s: -s.weight)
         return InjectionVerdict(InjectionResult(best, tuple(signals)), best_patterns, best_model)
+
+    def _known_logit(self, text: str) -> float | None:
+        with self._lock:
+            logit = self._logits.get(text)
+            if logit is not None:
+                self._logits.move_to_end(text)
+            return logit
 
     def _logit(self, text: str) -> float | None:
         with self._lock:

@@ -19,11 +19,15 @@ async def screen_input(call: Call) -> None:
     threshold = route.injection_threshold if route else guards.DEFAULT_THRESHOLD
     assert call.request is not None
     guard = call.services.injection if route is None or route.injection_guard == "combined" else None
-    if guard is not None or call.request.size > GUARD_INLINE_BYTES:
-        # The model, or a long scan, would hold up every request on the loop.
-        (call.stored_request, pii), injection = await asyncio.to_thread(_scan, call.body, threshold, guard)
+    known, body = None, call.body
+    if call.request.size <= GUARD_INLINE_BYTES:
+        known = patterns_only(body, threshold) if guard is None else guard.score_known(body, threshold)
+    if known is None:
+        # The model on a text it has not read, or a long scan, would hold up every request on the loop.
+        (call.stored_request, pii), injection = await asyncio.to_thread(_scan, body, threshold, guard)
     else:
-        (call.stored_request, pii), injection = _scan(call.body, threshold, None)
+        call.stored_request, pii = guards.redact_body(body)
+        injection = known
     call.pii_mode = route.pii if route else "redact"
     trace.pii_redactions = sum(pii.values())
     trace.injection_score = injection.result.score
