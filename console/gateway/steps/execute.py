@@ -5,7 +5,6 @@ chunk is in (console.gateway.steps.relay)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncGenerator, Awaitable
 
 from console.gateway import openai_api
@@ -76,16 +75,13 @@ async def unless_disconnected(call: Call, work: Awaitable[Served[Body]]) -> Serv
         return await work
     task = asyncio.ensure_future(work)
     watcher = asyncio.ensure_future(call.disconnected())
+    watcher.add_done_callback(lambda gone: gone.cancelled() or task.cancel())  # the client went away
     try:
-        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        return await task
     except asyncio.CancelledError:
-        task.cancel()
-        raise
+        current = asyncio.current_task()
+        if watcher.cancelled() or not watcher.done() or (current is not None and current.cancelling()):
+            raise  # this call was cancelled, not its client gone
+        raise ClientDisconnected from None
     finally:
         watcher.cancel()
-    if task.done():
-        return task.result()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    raise ClientDisconnected
