@@ -164,6 +164,25 @@ def test_a_batch_keeps_its_good_rows_when_arrow_or_duckdb_refuse_others(engine: 
     assert "status" in entries["no-status"]["error"]
 
 
+def test_a_refused_row_rolls_back_the_whole_flush_and_each_good_row_lands_once(engine: Engine) -> None:
+    """A flush stores its traces, payloads and rollups in one transaction; a row DuckDB refuses
+    undoes it, and the tables are stored again the careful way: nothing twice, nothing lost."""
+    good = Trace(workflow_id="good", route="r", task_id="t-1", latency_ms=12.0, cost_usd=0.5)
+    good.payload_ref = good.request_id
+    engine.recorder.record(
+        good, Payload(payload_ref=good.request_id, request_id=good.request_id, request={"a": 1})
+    )
+    engine.recorder.record(Trace(workflow_id="bad", route="r", status=None))  # type: ignore[arg-type]
+    assert engine.recorder.flush()
+
+    cur = engine.db.cursor()
+    assert cur.execute("SELECT request_id FROM traces").fetchall() == [(good.request_id,)]
+    assert cur.execute("SELECT request_id FROM payloads").fetchall() == [(good.request_id,)]
+    assert cur.execute("SELECT sum(calls), sum(cost_usd) FROM rollup_hourly").fetchall() == [(1, 0.5)]
+    assert cur.execute("SELECT sum(calls) FROM rollup_latency_hourly").fetchall() == [(1,)]
+    assert cur.execute("SELECT calls, cost_usd FROM rollup_tasks").fetchall() == [(1, 0.5)]
+
+
 def test_timestamps_round_trip_exactly_and_missing_values_are_null(engine: Engine) -> None:
     with_micros = datetime(2026, 11, 1, 12, 30, 15, 250001)
     whole_second = datetime(2026, 11, 1, 23, 59, 59)  # spooled without a fraction

@@ -12,7 +12,10 @@ A segment is loaded column by column: its lines (one JSON array each, console/st
 are decoded once and come apart into columns; each column becomes one Arrow array (a
 timestamp column is parsed by one Arrow cast), and each table gets one Arrow table and one
 INSERT. The writer's Python work is the decode and the arrays, per column rather than per
-value; the insert itself is DuckDB's.
+value; the insert itself is DuckDB's. A live segment holds new keys only, so its write-once
+tables (traces, payloads, evals, stored responses) and their rollups go in one transaction of
+plain INSERTs, the rollups reading the batch itself: DuckDB's cost per statement, not per
+row, is most of a flush's, so a flush runs as few statements as it can.
 
 A row DuckDB refuses is never dropped: it is written to `spool/rejected/` with the
 reason, and the rest of its batch is stored.
@@ -54,7 +57,7 @@ from console.errors import Unavailable
 from console.store import audit, rollups
 from console.store.db import Database
 from console.store.flushed import Flushed, FlushListeners, Listener
-from console.store.spool import AUDIT, HEADER, LAYOUTS, Spooled, read_segment, spool_line
+from console.store.spool import AUDIT, HEADER, LAYOUTS, Segment, Spooled, read_segment, spool_line
 from console.store.trace import Eval, Outcome, Payload, StoredResponse, Trace
 
 log = logging.getLogger("fleetdeck.recorder")
@@ -347,11 +350,12 @@ class Recorder:
         for table, record, reason in segment.refused:
             self._reject(table, record, path.name, reason)
         cur = self._db.cursor()
-        counts: dict[str, int] = {}
-        traces: pa.Table | None = None
+        fresh = self._store_fresh(cur, segment) if live else {}
+        counts = {table: batch.num_rows for table, batch in fresh.items()}
+        traces = fresh.get("traces")
         for table in KEYS:
             spooled = segment.tables.get(table)
-            if spooled:
+            if spooled and table not in fresh:
                 stored = self._insert(cur, table, spooled, path.name, live)
                 counts[table] = stored.num_rows
                 if table == "traces":
@@ -361,6 +365,37 @@ class Recorder:
             counts[AUDIT] = self._append_audit(cur, events.records(), path.name)
         path.unlink()
         return Flushed(counts, traces)
+
+    def _store_fresh(self, cur: duckdb.DuckDBPyConnection, segment: Segment) -> dict[str, pa.Table]:
+        """A live segment's write-once tables (traces, payloads, …) in one transaction of plain
+        INSERTs with their rollups; returns each table's rows stored. A fresh segment holds new keys
+        only, so this is the usual path: one commit per flush, no conflict checks, no RETURNING.
+        Whatever DuckDB (or Arrow) refuses rolls it all back, and the tables go the careful way
+        (`_insert`: a conflict rule, then row by row), which sets aside only the refused rows."""
+        tables = tuple(t for t in KEYS if ON_CONFLICT[t] == "IGNORE" and segment.tables.get(t))
+        if not tables:
+            return {}
+        try:
+            batches = [(table, self._columns[table].arrow(segment.tables[table])) for table in tables]
+        except BATCH_ERRORS:
+            return {}
+        cur.execute("BEGIN")
+        try:
+            for table, batch in batches:
+                cur.register("spool_batch", batch)
+                try:
+                    sql = f"INSERT INTO {table} BY NAME SELECT * FROM spool_batch"
+                    rollups.insert(cur, table, sql, stores_all=batch, opened=True)
+                finally:
+                    cur.unregister("spool_batch")
+            cur.execute("COMMIT")
+        except BATCH_ERRORS as refused:
+            with contextlib.suppress(duckdb.Error):  # a COMMIT that failed has rolled back already
+                cur.execute("ROLLBACK")
+            if isinstance(refused, STORE_ERRORS):
+                raise  # the disk or the database, not a row: the segment waits
+            return {}
+        return dict(batches)
 
     @property
     def _legacy_names(self) -> dict[str, tuple[str, ...]]:
@@ -437,11 +472,14 @@ class Recorder:
 
 
 def _insert_batch(cur: duckdb.DuckDBPyConnection, table: str, batch: pa.Table, plain: bool = False) -> None:
-    """INSERT OR <the table's conflict rule>, or a plain INSERT."""
+    """INSERT OR <the table's conflict rule>, or a plain INSERT: the writer's own, on a cursor
+    with no transaction open, which stores every row of the batch or fails (so the rollups
+    take the batch as it is)."""
     verb = "INSERT" if plain else f"INSERT OR {ON_CONFLICT[table]}"
     cur.register("spool_batch", batch)
     try:
-        rollups.insert(cur, table, f"{verb} INTO {table} BY NAME SELECT * FROM spool_batch")
+        sql = f"{verb} INTO {table} BY NAME SELECT * FROM spool_batch"
+        rollups.insert(cur, table, sql, stores_all=batch if plain else None, opened=False if plain else None)
     finally:
         cur.unregister("spool_batch")
 

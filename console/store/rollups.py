@@ -31,10 +31,12 @@ from datetime import datetime
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 KEPT = ("traces", "outcomes")
 JUDGE = "'fleetdeck-judge'"
-SERVED = "('ok', 'partial', 'error')"
+SERVED_STATUSES = ("ok", "partial", "error")
+SERVED = "(" + ", ".join(f"'{s}'" for s in SERVED_STATUSES) + ")"
 # The columns of a stored row the rollups read.
 COLUMNS = {
     "traces": (
@@ -176,22 +178,37 @@ def _upsert_outcomes(source: str) -> str:
     )
 
 
-def statements(table: str, source: str) -> list[str]:
-    """The statements that add the rows of `source` (just stored in `table`) to the rollups."""
+def statements(table: str, source: str, rows: pa.Table | None = None) -> list[str]:
+    """The statements that add the rows of `source` (just stored in `table`) to the rollups;
+    given the `rows` themselves, only those with something to add (a statement costs
+    milliseconds even when it changes nothing)."""
     if table == "traces":
-        return [_merge_hourly(source), _merge_latency(source), _upsert_tasks(source)]
+        found = [_merge_hourly(source)]
+        if rows is None or _any_timed(rows):
+            found.append(_merge_latency(source))
+        if rows is None or rows.column("task_id").null_count < rows.num_rows:
+            found.append(_upsert_tasks(source))
+        return found
     if table == "outcomes":
         return [_upsert_outcomes(source)]
     return []
+
+
+def _any_timed(rows: pa.Table) -> bool:
+    """Whether a row lands in the latency histograms (latency_rows' WHERE)."""
+    served = pc.is_in(rows.column("status"), value_set=pa.array(SERVED_STATUSES))
+    timed = pc.or_(pc.is_valid(rows.column("latency_ms")), pc.is_valid(rows.column("ttft_ms")))
+    return bool(pc.any(pc.and_(served, timed)).as_py())
 
 
 # -- the writer's side ---------------------------------------------------------------------
 
 
 @contextlib.contextmanager
-def transaction(cur: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """A transaction of its own, or the caller's when one is open already."""
-    if in_transaction(cur):
+def transaction(cur: duckdb.DuckDBPyConnection, opened: bool | None = None) -> Iterator[None]:
+    """A transaction of its own, or the caller's when one is open already (`opened`: whether
+    one is, when the caller knows)."""
+    if opened or (opened is None and in_transaction(cur)):
         yield  # the caller's transaction makes the insert and the rollups one
         return
     cur.execute("BEGIN")
@@ -212,14 +229,31 @@ def in_transaction(cur: duckdb.DuckDBPyConnection) -> bool:
     return first == second
 
 
-def insert(cur: duckdb.DuckDBPyConnection, table: str, insert_sql: str) -> None:
-    """Run `insert_sql` (an INSERT into `table`) and add the rows it stored to the rollups."""
+def insert(
+    cur: duckdb.DuckDBPyConnection,
+    table: str,
+    insert_sql: str,
+    *,
+    stores_all: pa.Table | None = None,
+    opened: bool | None = None,
+) -> None:
+    """Run `insert_sql` (an INSERT into `table`) and add the rows it stored to the rollups.
+
+    `stores_all`: the rows of a plain INSERT, which stores every one of them or fails, so the
+    rollups read them as they are instead of the INSERT's RETURNING. `opened`: whether the
+    caller has a transaction open on `cur` (True: the insert joins it; False: it opens its own),
+    when the caller knows; None looks.
+    """
     if table not in KEPT:
         cur.execute(insert_sql)
         return
-    with transaction(cur):
-        stored = cur.sql(f"{insert_sql} RETURNING {COLUMNS[table]}").to_arrow_table()  # runs once, here
-        apply(cur, table, stored)
+    with transaction(cur, opened):
+        if stores_all is not None:
+            cur.execute(insert_sql)
+            apply(cur, table, stores_all)
+        else:
+            stored = cur.sql(f"{insert_sql} RETURNING {COLUMNS[table]}").to_arrow_table()  # runs once, here
+            apply(cur, table, stored)
 
 
 def apply(cur: duckdb.DuckDBPyConnection, table: str, stored: pa.Table) -> None:
@@ -228,7 +262,7 @@ def apply(cur: duckdb.DuckDBPyConnection, table: str, stored: pa.Table) -> None:
         return
     cur.register("rollup_stored", stored)
     try:
-        for sql in statements(table, "rollup_stored"):
+        for sql in statements(table, "rollup_stored", stored):
             cur.execute(sql)
     finally:
         cur.unregister("rollup_stored")
