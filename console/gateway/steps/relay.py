@@ -46,19 +46,19 @@ async def relay(
         chunk: Body | None = first
         while chunk is not None:
             compute_s, usage, answered = _noted(chunk, compute_s, usage, answered)
-            deltas += _collect_text(chunk, text)
+            choices = chunk.get("choices")
             if tools is not None and (tools.active or _calls_tools(chunk)):
+                deltas += _collect_text(chunk, text)
                 async with aclosing(tools.take(chunk)) as policed:
                     async for event in policed:
                         yield event
                 finish += _finish_reasons(chunk)  # as policed: what the client received
                 deadline = call.started + timeouts.total_s + tools.waited_s
-            else:
-                finish += [
-                    str(c["finish_reason"]) for c in chunk.get("choices") or () if c.get("finish_reason")
-                ]
-                if chunk.get("choices") or wants_usage:
-                    yield chunk
+            elif choices:
+                deltas += _take_choices(choices, text, finish)
+                yield chunk
+            elif wants_usage:
+                yield chunk
             chunk = await _next_chunk(chunks, timeouts.idle_s, deadline - time.perf_counter())
         trace.status, trace.http_status = "ok", 200
         check_schema(call, ["".join(text[i]) for i in sorted(text)])
@@ -146,6 +146,21 @@ def _collect_text(chunk: Body, text: dict[int, list[str]]) -> int:
         if content:
             text.setdefault(int(choice.get("index") or 0), []).append(str(content))
             carried += 1
+    return carried
+
+
+def _take_choices(choices: list[Body], text: dict[int, list[str]], finish: list[str]) -> int:
+    """`_collect_text` and `_finish_reasons` in one pass, for a chunk passing as it is."""
+    carried = 0
+    for choice in choices:
+        delta = choice.get("delta")
+        content = delta.get("content") if delta else None
+        if content:
+            text.setdefault(int(choice.get("index") or 0), []).append(str(content))
+            carried += 1
+        reason = choice.get("finish_reason")
+        if reason:
+            finish.append(str(reason))
     return carried
 
 
