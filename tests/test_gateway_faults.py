@@ -257,6 +257,7 @@ def test_a_full_disk_fails_calls_closed_in_their_protocol_and_loses_nothing_ackn
     full_disk: Path, upstreams: tuple[FakeOpenAI, FakeOpenAI]
 ) -> None:
     primary, _ = upstreams
+    primary.reset()  # the module's earlier tests leave their faults on it
     policy = f"providers:\n  lab: {{kind: openai_compat, base_url: '{primary.base_url}'}}\n"
     policy += "routes:\n  - {intent: alone, primary: lab/mock-gpt}\n"
     data_dir = full_disk / "data"
