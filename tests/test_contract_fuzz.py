@@ -82,6 +82,10 @@ mcp_servers:
 mcp_access:
   - allow: ["notes__*"]
     approval: [notes__delete_note]
+handoffs:
+  review:
+    schema: {{type: object}}
+    gate: {{kind: approval, deadline_s: 30}}
 """
 
 
@@ -317,6 +321,69 @@ def test_stored_responses_follow_their_links(served: Served, admin_token: str) -
             suppress_health_check=list(HealthCheck),
         )
     )
+
+
+# --- stateful: a handoff held by an approval gate, decided through the admin API -------------
+
+
+def test_held_handoffs_follow_their_links_to_a_decision(served: Served, admin_token: str) -> None:
+    """submitHandoff's 202 links: read it, approve or deny it by its approval id (admin API)."""
+    names = {"submitHandoff", "readHandoff", "admin_approvals"}
+    machine = SCHEMA.include(operation_id=list(names)).as_state_machine()
+
+    class Handoffs(machine):  # type: ignore[misc,valid-type]
+        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+            if case.operation.path == "/v1/handoffs" and isinstance(case.body, dict):
+                case.body.update(contract="review", task_id="fuzz-handoffs")  # its gate holds it
+                case.body.pop("provenance", None)
+            return {
+                "base_url": served.url,
+                "headers": headers_for(case, served, admin_token, "key"),
+                "timeout": 60,
+            }
+
+        def call(self, case: Any, **kwargs: Any) -> Any:
+            case.headers = {}
+            response = case.call(**kwargs)
+            SENT["v1" if case.operation.path.startswith("/v1/") else "other"] += 1
+            return response
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            check_answer(case, response)
+            case.validate_response(response, checks=[response_schema_conformance])
+
+    Handoffs.run(
+        settings=settings(
+            max_examples=max(EXAMPLES // 2, 3),
+            stateful_step_count=4,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+
+
+def test_a_held_handoff_approved_through_the_admin_api_is_accepted(served: Served, admin_token: str) -> None:
+    """The links the state machine follows, once by hand."""
+    held = httpx.post(
+        f"{served.url}/v1/handoffs",
+        json={"contract": "review", "task_id": "fuzz-by-hand", "payload": {"ok": True}},
+        headers=served.auth,
+    )
+    assert held.status_code == 202, held.text
+    admin = {"Authorization": f"Bearer {admin_token}"}
+    decided = httpx.post(
+        f"{served.url}/_admin/approvals",
+        json={"action": "approve", "approval_id": held.json()["gate"]["approval_id"]},
+        headers=admin,
+    )
+    assert decided.status_code == 200, decided.text
+    read = httpx.get(
+        f"{served.url}/v1/handoffs/{held.json()['id']}", params={"wait": 30}, headers=served.auth
+    )
+    SENT["v1"] += 2
+    assert read.json()["status"] == "accepted", read.text
 
 
 def test_a_continued_response_sees_the_stored_conversation(served: Served, upstream: FakeOpenAI) -> None:

@@ -45,6 +45,7 @@ class Operation:
     answer_type: str = JSON
     parameters: list[dict[str, Any]] = field(default_factory=list)
     links: dict[str, Any] = field(default_factory=dict)
+    held_links: dict[str, Any] | None = None  # a 202 answer (held by a gate) and where it leads
 
 
 RESPONSE_ID = {"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -54,6 +55,21 @@ PAGE = [
     {"name": "after", "in": "query", "schema": {"type": "string"}},
 ]
 STORED = {"response_id": "$response.body#/id"}
+READ_HANDOFF = {"operationId": "readHandoff", "parameters": {"handoff_id": "$response.body#/id"}}
+
+
+def decide(action: str) -> dict[str, str]:
+    """The admin API's decision on a handoff an approval gate holds."""
+    return {"action": action, "approval_id": "$response.body#/gate/approval_id"}
+
+
+HELD_HANDOFF = {
+    "ReadHandoff": READ_HANDOFF,
+    "ApproveHandoff": {"operationId": "admin_approvals", "requestBody": decide("approve")},
+    "DenyHandoff": {"operationId": "admin_approvals", "requestBody": decide("deny")},
+}
+
+
 RESPONSE_LINKS = {
     "RetrieveResponse": {"operationId": "retrieveResponse", "parameters": STORED},
     "ListInputItems": {"operationId": "listInputItems", "parameters": STORED},
@@ -180,9 +196,8 @@ OPERATIONS = (
         "fleetdeck",
         fleetdeck.HandoffRequest,
         fleetdeck.Handoff,
-        links={
-            "ReadHandoff": {"operationId": "readHandoff", "parameters": {"handoff_id": "$response.body#/id"}}
-        },
+        links={"ReadHandoff": READ_HANDOFF},
+        held_links=HELD_HANDOFF,
     ),
     Operation(
         "get",
@@ -191,6 +206,7 @@ OPERATIONS = (
         "A handoff's state",
         "fleetdeck",
         answer=fleetdeck.Handoff,
+        held_links=HELD_HANDOFF,
         parameters=[
             {"name": "handoff_id", "in": "path", "required": True, "schema": {"type": "string"}},
             {
@@ -276,6 +292,7 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": "the answer", "content": answers}
     if op.links:
         ok["links"] = op.links
+    held = {"description": "held by its gate", "content": answers, "links": op.held_links}
     error = {
         "description": "the protocol's error envelope",
         "content": {JSON: {"schema": _schema(op.error, schemas)}},
@@ -285,7 +302,7 @@ def _operation(op: Operation, schemas: dict[str, Any]) -> dict[str, Any]:
         "summary": op.summary,
         "tags": [op.tag],
         "security": op.security,
-        "responses": {"200": ok, "default": error},
+        "responses": {"200": ok, "default": error} | ({"202": held} if op.held_links else {}),
     }
     if op.parameters:
         spec["parameters"] = op.parameters
