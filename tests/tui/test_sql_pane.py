@@ -6,7 +6,7 @@ from pathlib import Path
 
 import duckdb
 from textual.pilot import Pilot
-from textual.widgets import Input, OptionList, RadioSet, Static, Tree
+from textual.widgets import Input, OptionList, RadioSet, Static, TabbedContent, Tree
 from textual_fastdatatable import DataTable as ResultTable
 
 from console.engine import Engine
@@ -43,8 +43,8 @@ def test_count_runs_and_shows_one_row(console_engine: Engine) -> None:
     async def scenario(pilot: Pilot[None]) -> None:
         pane = await run_sql(pilot, "select count(*) from traces")
         assert status(app).startswith("1 row ·")
-        table = app.query_one("#sql-table", ResultTable)
-        assert table.row_count == 1
+        table = pane.table
+        assert isinstance(table, ResultTable) and table.row_count == 1
         assert pane.result is not None and pane.result.table.column(0)[0].as_py() == traces
 
     drive(app, scenario)
@@ -54,9 +54,9 @@ def test_big_results_are_capped_and_say_so(console_engine: Engine) -> None:
     app = offline_app(console_engine)
 
     async def scenario(pilot: Pilot[None]) -> None:
-        await run_sql(pilot, "SELECT range AS n FROM range(25000)")
+        pane = await run_sql(pilot, "SELECT range AS n FROM range(25000)")
         assert status(app).startswith("showing 10,000 of 25,000 rows")
-        assert app.query_one("#sql-table", ResultTable).row_count == 10_000
+        assert pane.table is not None and pane.table.row_count == 10_000
 
     drive(app, scenario)
 
@@ -274,3 +274,30 @@ def test_a_query_holding_a_virtual_key_is_never_kept_in_the_history(
     assert history.add("SELECT count(*) FROM traces")
     assert token not in (tmp_path / "sql_history.jsonl").read_text()
     assert QueryHistory(tmp_path / "sql_history.jsonl").entries == ["SELECT count(*) FROM traces"]
+
+
+def test_each_result_tab_keeps_its_own_run_and_closes(console_engine: Engine) -> None:
+    app = offline_app(console_engine)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        pane = await run_sql(pilot, "SELECT 1 AS first_run")
+        await pilot.press("ctrl+t")
+        tabbed = app.query_one("#sql-results", TabbedContent)
+        await until(pilot, lambda: tabbed.tab_count == 2 and tabbed.active == "sql-tab-2", "a second tab")
+        assert pane.result is None and "result tab 2" in status(app)
+        pane.editor.load_text("SELECT 2 AS second_run, 3 AS more")
+        await pilot.press("ctrl+j")
+        await until(pilot, lambda: not pane.running and pane.result is not None, "the second run")
+        assert pane.result is not None and pane.result.table.column_names == ["second_run", "more"]
+        assert str(tabbed.get_tab("sql-tab-2").label) == "2: SELECT 2 AS second_run, …"
+        tabbed.active = "sql-tab-1"
+        await pilot.pause()
+        assert pane.result is not None and pane.result.table.column_names == ["first_run"]
+        assert pane.last_sql == "SELECT 1 AS first_run"
+        await pilot.press("ctrl+w")
+        await until(pilot, lambda: tabbed.tab_count == 1, "the tab to close")
+        assert pane.result is not None and pane.result.table.column_names == ["second_run", "more"]
+        await pilot.press("ctrl+w")
+        assert tabbed.tab_count == 1 and "the last result tab stays open" in status(app)
+
+    drive(app, scenario)
