@@ -137,8 +137,8 @@ class FleetdeckApp(App[None]):
             pending = seed.first_run(engine.db.cursor()) if options.seed else None
         except Exception as exc:
             pending, problem = None, f"{type(exc).__name__}: {exc}"
+        engine.progress = self._job_step  # the long jobs: the cache's, drift's, retention's
         if options.gateway and problem is None:
-            engine.progress = self._job_step
             try:
                 engine.open_gateway(options.policy, port=options.port)
                 engine.start()
@@ -165,7 +165,7 @@ class FleetdeckApp(App[None]):
             self.options.on_setup(step)
 
     def _job_step(self, step: Step) -> None:
-        """On the job's thread (the cache's writer or warm-up): tell the console."""
+        """On the job's thread (the cache's writer or warm-up, drift, retention, an export): tell the UI."""
         self.post_message(self.JobProgress(step))
 
     def on_fleetdeck_app_engine_ready(self, message: FleetdeckApp.EngineReady) -> None:

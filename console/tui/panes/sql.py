@@ -350,13 +350,16 @@ class SqlPane(Pane):
     def _export_chosen(self, request: ExportRequest | None) -> None:
         if request is None or self.last_sql is None:
             return
-        self.status(f"exporting to {request.path}…")
-        self._export(self.cursor, self.last_sql, request.path, request.format)
+        self.status(f"exporting to {request.path}… (its progress is in the header)")
+        total = self.result.total_rows if self.result is not None else None
+        self._export(self.cursor, self.last_sql, request.path, request.format, total)
 
     @work(thread=True, exit_on_error=False, group="sql-export")
-    def _export(self, cursor: duckdb.DuckDBPyConnection, text: str, path: Path, fmt: ExportFormat) -> None:
+    def _export(
+        self, cursor: duckdb.DuckDBPyConnection, text: str, path: Path, fmt: ExportFormat, total: int | None
+    ) -> None:
         try:
-            rows = sql_core.export(cursor, text, path, fmt)
+            rows = sql_core.export(cursor, text, path, fmt, self.context.engine.progress, total)
         except (duckdb.Error, adhoc.QueryRefused, OSError) as exc:
             self.post_message(self.Exported(None, 0, str(exc)))
         else:
