@@ -301,3 +301,32 @@ def test_each_result_tab_keeps_its_own_run_and_closes(console_engine: Engine) ->
         assert tabbed.tab_count == 1 and "the last result tab stays open" in status(app)
 
     drive(app, scenario)
+
+
+def test_a_query_typed_with_completion_runs_again_from_the_history(console_engine: Engine) -> None:
+    app = offline_app(console_engine)
+    (traces,) = console_engine.db.cursor().execute(
+        "SELECT count(DISTINCT workflow_id) FROM traces"
+    ).fetchone() or (0,)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        pane = await sql_pane(pilot)
+        await pilot.press(*"select count(distinct workflow_i")
+        assert pane.editor.suggestion == "d"
+        await pilot.press("tab", *") as n from trac")
+        assert pane.editor.suggestion == "es"
+        await pilot.press("tab")
+        typed = "select count(distinct workflow_id) as n from traces"
+        assert pane.editor.text == typed
+        await pilot.press("ctrl+j")
+        await until(pilot, lambda: not pane.running and pane.result is not None, "the typed query")
+        pane.editor.load_text("select 1 as other")
+        await pilot.press("ctrl+j")
+        await until(pilot, lambda: not pane.running and pane.last_sql == "select 1 as other", "another one")
+        await pilot.press("ctrl+up", "ctrl+up")
+        assert pane.editor.text == typed
+        await pilot.press("ctrl+j")
+        await until(pilot, lambda: not pane.running and pane.last_sql == typed, "the query from the history")
+        assert pane.result is not None and pane.result.table.column("n")[0].as_py() == traces
+
+    drive(app, scenario)

@@ -301,7 +301,7 @@ class SqlPane(Pane):
         else:
             self.post_message(self.Finished(tab, text, result, None))
 
-    def on_sql_pane_finished(self, message: SqlPane.Finished) -> None:
+    async def on_sql_pane_finished(self, message: SqlPane.Finished) -> None:
         self.running = False
         if message.result is None:
             self.status(message.error or "failed", error=True)
@@ -313,14 +313,14 @@ class SqlPane(Pane):
             return  # its tab was closed meanwhile
         tab.sql, tab.result = message.sql, message.result
         self.status(result_status(message.result))
-        self._show_table(tab, message.result)
+        await self._show_table(tab, message.result)
 
-    def _show_table(self, tab: ResultTab, result: SqlResult) -> None:
+    async def _show_table(self, tab: ResultTab, result: SqlResult) -> None:
         tabbed = self.query_one("#sql-results", TabbedContent)
         tabbed.get_tab(tab.pane_id).label = tab_label(tab.number, tab.sql)
         box = tabbed.get_pane(tab.pane_id)
-        box.remove_children()
-        box.mount(
+        await box.remove_children()  # the table before, gone before its successor takes its id
+        await box.mount(
             ResultTable(
                 data=result.table,
                 max_rows=sql_core.ROW_CAP,
