@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.message import Message
@@ -42,6 +42,8 @@ PANES: tuple[type[Pane], ...] = (
     PlaygroundPane,
 )
 SETUP = "importing the sample traces"
+SHORT_ROWS = 34  # below this many rows (80×24, say) the panes tighten: see `-short` in app.tcss
+NARROW_COLUMNS = 120  # below this many columns the side lists narrow: `-narrow` in app.tcss
 PANE_IDS = ("overview", "traffic", "fleet", "cost", "drift", "audit", "sql", "playground")
 
 
@@ -126,7 +128,17 @@ class FleetdeckApp(App[None]):
 
     def on_mount(self) -> None:
         self.sub_title = "opening the store…"
+        self._fit()
         self._start_engine()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit()
+
+    def _fit(self) -> None:
+        """A short terminal gets smaller charts and tighter sections, a narrow one narrower side
+        lists (app.tcss, `-short` and `-narrow`)."""
+        self.set_class(self.size.height < SHORT_ROWS, "-short")
+        self.set_class(self.size.width < NARROW_COLUMNS, "-narrow")
 
     @work(thread=True, exit_on_error=False, group="engine")
     def _start_engine(self) -> None:

@@ -21,6 +21,7 @@ from console.tui.readmodel import replay, traffic
 from console.tui.readmodel.traffic import TraceDetail
 from console.tui.screens.oversight import Override, OverrideScreen, console_actor
 
+KEYS_HINT = "p replay in Playground · y copy as curl · o override verdict · Esc close"
 SUMMARY_FIELDS = (
     ("request", "request_id"),
     ("task", "task_id"),
@@ -214,6 +215,7 @@ class TraceScreen(ModalScreen[None]):
             yield Static("", id="trace-response")
 
     def on_mount(self) -> None:
+        self.query_one("#trace-body").border_subtitle = KEYS_HINT
         self._load(self.context.new_cursor())
 
     def action_override(self) -> None:
