@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.geometry import Size
 from textual.message import Message
 from textual.widgets import ContentSwitcher, Footer, Header, Input, Tab, Tabs, TextArea
 
@@ -19,11 +20,11 @@ from console.store import importer, seed
 from console.tui.commands import FleetdeckCommands
 from console.tui.context import ConsoleContext
 from console.tui.panes.audit import AuditPane
-from console.tui.panes.base import Pane
+from console.tui.panes.base import OpenBehind, Pane
 from console.tui.panes.cost import CostPane
 from console.tui.panes.drift import DriftPane
 from console.tui.panes.fleet import FleetPane
-from console.tui.panes.overview import OpenBehind, OverviewPane
+from console.tui.panes.overview import OverviewPane
 from console.tui.panes.playground import PlaygroundPane
 from console.tui.panes.sql import SqlPane
 from console.tui.panes.traffic import TrafficPane
@@ -71,6 +72,11 @@ class FleetdeckApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         *[
             Binding(str(number), f"show_pane('{pane_id}')", pane.TITLE, show=False, priority=True)
+            for number, (pane_id, pane) in enumerate(zip(PANE_IDS, PANES, strict=True), start=1)
+        ],
+        # Alt+digit switches panes from anywhere, while typing too (a plain digit is typed there).
+        *[
+            Binding(f"alt+{number}", f"jump_pane('{pane_id}')", pane.TITLE, show=False, priority=True)
             for number, (pane_id, pane) in enumerate(zip(PANE_IDS, PANES, strict=True), start=1)
         ],
         Binding("f1", "help", "Help"),
@@ -128,17 +134,17 @@ class FleetdeckApp(App[None]):
 
     def on_mount(self) -> None:
         self.sub_title = "opening the store…"
-        self._fit()
+        self._fit(self.size)
         self._start_engine()
 
     def on_resize(self, event: events.Resize) -> None:
-        self._fit()
+        self._fit(event.size)  # the event's: the app's own size is updated after its handlers
 
-    def _fit(self) -> None:
+    def _fit(self, size: Size) -> None:
         """A short terminal gets smaller charts and tighter sections, a narrow one narrower side
         lists (app.tcss, `-short` and `-narrow`)."""
-        self.set_class(self.size.height < SHORT_ROWS, "-short")
-        self.set_class(self.size.width < NARROW_COLUMNS, "-narrow")
+        self.set_class(size.height < SHORT_ROWS, "-short")
+        self.set_class(size.width < NARROW_COLUMNS, "-narrow")
 
     @work(thread=True, exit_on_error=False, group="engine")
     def _start_engine(self) -> None:
@@ -271,6 +277,11 @@ class FleetdeckApp(App[None]):
 
     def action_show_pane(self, pane_id: str) -> None:
         self.query_one("#pane-tabs", Tabs).active = f"tab-{pane_id}"
+
+    def action_jump_pane(self, pane_id: str) -> None:
+        """Alt+digit: the pane, wherever the focus is (a dialog first closes: it has no panes)."""
+        if self.screen is self.screen_stack[0]:
+            self.action_show_pane(pane_id)
 
     def on_trace_screen_replay(self, message: TraceScreen.Replay) -> None:
         """A trace replayed: the Playground with its conversation, the last prompt ready to send."""

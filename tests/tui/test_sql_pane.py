@@ -223,6 +223,19 @@ def test_escape_leaves_the_editor_and_a_pane_key_switches_pane(console_engine: E
     drive(app, scenario)
 
 
+def test_alt_digit_switches_pane_from_inside_the_editor(console_engine: Engine) -> None:
+    app = offline_app(console_engine)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        pane = await sql_pane(pilot)
+        assert pane.editor.has_focus
+        await pilot.press("alt+4")
+        await until(pilot, lambda: app.active_pane.id == "cost", "the Cost pane")
+        assert pane.editor.text == "", "nothing was typed"
+
+    drive(app, scenario)
+
+
 def test_a_run_query_is_in_the_history_after_a_restart(console_engine: Engine) -> None:
     first = offline_app(console_engine)
 

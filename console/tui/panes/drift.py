@@ -15,11 +15,12 @@ from textual.widgets import DataTable, Static
 from console.quality.drift import Level, Statistic, value_text
 from console.tui import humanize
 from console.tui.context import ConsoleContext
-from console.tui.panes.base import Pane
+from console.tui.panes.base import Pane, traces_of
 from console.tui.panes.charts import TOGGLE, Chart, ChartRow
 from console.tui.panes.tables import Cell, fill, right
 from console.tui.readmodel import drift
 from console.tui.readmodel.drift import DriftView
+from console.tui.readmodel.overview import Opens
 
 COLUMNS = ("workflow", "metric", "component", "baseline", "last 7 d", "change", "test", "score", "")
 ALERT_COLUMNS = ("raised (UTC)", "workflow", "metric", "severity", "baseline", "current")
@@ -182,3 +183,13 @@ class DriftPane(Pane):
     def action_switch_metric(self) -> None:
         self.distribution = "output_tokens" if self.distribution == "latency" else "latency"
         self.chart(self.charted)
+
+    def behind(self, table: str, row: int) -> Opens | None:
+        """Enter on a statistic or an alert: the workflow's traces of the last 7 days."""
+        if self.view is None:
+            return None
+        if table == "drift-table" and row < len(self.view.report.statistics):
+            return traces_of("workflow", self.view.report.statistics[row].workflow_id, "7d")
+        if table == "drift-alerts" and row < len(self.view.recent_alerts):
+            return traces_of("workflow", self.view.recent_alerts[row]["workflow_id"], "7d")
+        return None

@@ -32,7 +32,8 @@ recorded as a trace. The panes read those traces; each refreshes only while it i
 ## Keys everywhere
 
 - `1`–`8` switch panes (while typing in a text field the digit is typed: `Esc` or
-  `Tab` leaves the field first)
+  `Tab` leaves the field first); `Alt+1`–`Alt+8` switch from anywhere, while typing too
+- `Enter` on a row of Cost, Fleet or Drift opens the traces behind it in Traffic
 - `ctrl+p` command palette: every pane and action
 - `F1` this help, `Esc` closes it
 - `ctrl+q` quit
