@@ -98,7 +98,7 @@ def task_text(calls: list[dict[str, Any]], current: str) -> str:
         step = call.get("step")
         lines.append(
             f"{mark} {humanize.day_and_time(call.get('ts_start'))}  step {humanize.text(step):<4}"
-            f" {humanize.text(call.get('route')):<18} {humanize.text(call.get('model')):<26}"
+            f" {humanize.text(call.get('route')):<24} {humanize.text(call.get('model')):<28}"
             f" {humanize.text(call.get('status')):<9} {humanize.usd(call.get('cost_usd')):>9}"
             f"  Σ {humanize.usd(call.get('running_cost_usd'))}"
         )
