@@ -616,6 +616,80 @@ def prompts_pin(
     typer.echo(f"Prompt {name} pinned to {answer['version']}{was}.")
 
 
+@prompts_app.command("optimize")
+def prompts_optimize(
+    name: Annotated[
+        str, typer.Argument(help="The prompt to improve (from its pinned, else latest, version).")
+    ],
+    golden_file: Annotated[
+        Path, typer.Option("--golden", help="The golden set (YAML) that says what good is.", dir_okay=False)
+    ],
+    route: Annotated[
+        str | None, typer.Option("--route", help="What answers the cases (default: the golden set's).")
+    ] = None,
+    optimizer_route: Annotated[
+        str,
+        typer.Option("--optimizer-route", help="The model that proposes edits (default: the local model)."),
+    ] = "local/smollm2-135m",
+    rounds: Annotated[int, typer.Option("--rounds", help="At most this many rounds.", min=0)] = 3,
+    budget: Annotated[
+        float, typer.Option("--budget", help="USD the whole search may spend, every call counted.", min=0)
+    ] = 1.0,
+    candidates: Annotated[
+        int, typer.Option("--candidates", help="Edits asked of the optimizer per round.", min=1)
+    ] = 3,
+    holdout: Annotated[
+        float,
+        typer.Option(
+            "--holdout", help="Share of the cases kept out of the optimizer's sight.", min=0, max=0.9
+        ),
+    ] = 0.3,
+    seed: Annotated[int, typer.Option("--seed", help="Shuffles the train/held-out split.")] = 0,
+    max_tokens: Annotated[
+        int, typer.Option("--max-tokens", help="max_tokens of cases that set none.", min=1)
+    ] = 256,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Price the search's worst case; send nothing.")
+    ] = False,
+    policy: Annotated[
+        Path | None,
+        typer.Option("--policy", help="routes.yaml when no instance runs (default: the configured one)."),
+    ] = None,
+    data_dir: DataDir = None,
+) -> None:
+    """Search for a better version of a prompt against a golden set; the best is added, never pinned.
+
+    Exit 0 when a better version was added (or on a dry run), 1 when none beat the current one,
+    2 on a bad file, prompt or route."""
+    from console.commands import eval_run as runs
+    from console.commands import prompts_optimize as search
+    from console.quality import golden
+
+    try:
+        golden_set = golden.load(golden_file)
+        chosen = policies.load_policy(policy) if policy else None
+    except (golden.GoldenSetError, policies.PolicyError) as exc:
+        fail(str(exc), code=2)
+    options = search.OptimizeOptions(
+        name, route, optimizer_route, rounds, candidates, budget, holdout, seed, max_tokens, dry_run,
+        chosen, _operator(),
+    )  # fmt: skip
+    try:
+        with progress("prompts optimize") as report:
+            result = search.optimize_prompt(load_settings(data_dir), golden_set, options, report)
+    except (search.OptimizeError, runs.EvalRunError) as exc:
+        fail(str(exc), code=2)
+    except DomainError as exc:
+        refused(exc)
+    if result.outcome is None:
+        formats.write(search.worst_case_table(result, options), formats.Format.table, None)
+    else:
+        formats.write(search.table(result.outcome), formats.Format.table, None)
+    typer.echo(search.summary(result, options))
+    if result.outcome is not None and not result.added:
+        raise typer.Exit(1)
+
+
 def _prompts_action(settings: Settings, request: dict[str, object]) -> dict[str, Any]:
     return _ask(settings, "prompts", request)
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from console import policy as policy_file
+from console.gateway import bounds
 from console.gateway.admin import AdminEndpoint, answer_query
 from console.gateway.approvals import ApprovalQueue
 from console.gateway.breaker import Breaker, Breakers
@@ -395,6 +396,7 @@ class Engine:
             "drift": self._answer_drift,
             "retention": self._answer_retention,
             "mcp": self._answer_mcp,
+            "price": lambda request: bounds.answer(getattr(self, "gateway", None), request),
         }
 
     def answer(self, action: str, request: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,8 +8,8 @@ Properties, for every request:
   /v1/messages, JSON-RPC's at /mcp), and the answer fits the document (schemathesis'
   response_schema_conformance);
 - a stream ends with its protocol's last event or its error event;
-and, once the instance has stopped: exactly one trace per request to /v1/, and the audit
-chain verifies.
+and, once the instance has stopped: exactly one trace per request to /v1/ and to /mcp, and
+the audit chain verifies.
 
 Bounded for `make test`: FUZZ_EXAMPLES (default 10) examples per operation and mode, a
 fixed seed (derandomize), no deadline. `FLEETDECK_FUZZ_EXAMPLES=200` for a soak.
@@ -120,8 +120,10 @@ def data_dir(data_dir: Path) -> Iterator[Path]:
         (v1,) = cur.execute(
             "SELECT count(*) FROM traces WHERE protocol IS DISTINCT FROM 'mcp'"
         ).fetchone() or (0,)
+        (mcp,) = cur.execute("SELECT count(*) FROM traces WHERE protocol = 'mcp'").fetchone() or (0,)
         verification = engine.verify_audit()
     assert v1 == SENT["v1"], f"{v1} traces for {SENT['v1']} requests to /v1/"
+    assert mcp == SENT["mcp"], f"{mcp} traces for {SENT['mcp']} requests to /mcp"
     assert verification.ok, verification.report()
 
 

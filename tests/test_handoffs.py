@@ -7,7 +7,6 @@ gate's loop is under test here, not a model).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -95,14 +94,24 @@ def submit(
     return client.post("/handoffs", json=doc)
 
 
-def settled(client: httpx.Client, handoff_id: str, timeout_s: float = 30) -> dict[str, Any]:
-    """The handoff once its gate decided (bounded polling of GET /v1/handoffs/{id})."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        found = client.get(f"/handoffs/{handoff_id}").json()
-        if found["status"] != "held" or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
+def settled(client: httpx.Client, handoff_id: str) -> dict[str, Any]:
+    """The handoff once its gate decided: GET waits for the decision (`?wait=`)."""
+    found: dict[str, Any] = client.get(f"/handoffs/{handoff_id}", params={"wait": 30}).json()
+    return found
+
+
+def consume_submitted(
+    client: httpx.Client, task: str, contract: str, payload: Any, **provenance: list[str]
+) -> httpx.Response:
+    """A consumer's call that submits the handoff it consumes, in its metadata."""
+    handoff = {"contract": contract, "payload": payload, "provenance": provenance}
+    body = {
+        "model": "route:reply",
+        "messages": [{"role": "user", "content": "write the reply"}],
+        "metadata": {"handoff": handoff},
+    }
+    headers = {"X-Fleetdeck-Task": task, "X-Fleetdeck-Workflow": "reply"}
+    return client.post("/chat/completions", json=body, headers=headers)
 
 
 def test_a_valid_payload_with_real_provenance_is_accepted_and_consumed(client: httpx.Client) -> None:
@@ -235,3 +244,49 @@ def test_every_decision_is_audited_and_the_evidence_pack_lists_every_handoff(
     assert handoffs.num_rows == submitted
     assert {"accepted", "refused"} <= set(handoffs.column("status").to_pylist())
     assert "Handoffs between agents" in (tmp_path / "pack" / "SUMMARY.md").read_text()
+
+
+def test_a_handoff_submitted_with_the_consumers_call_is_checked_then_consumed(
+    client: httpx.Client, upstream: FakeOpenAI
+) -> None:
+    source = produce(client, "t-inline")
+    payload = {"category": "billing", "summary": "double charge"}
+    served = consume_submitted(
+        client, "t-inline", "triage_to_reply", payload, category=[source], summary=[source]
+    )
+    assert served.status_code == 200, served.text
+    assert "handoff" not in str(upstream.requests[-1].body.get("metadata", {}))  # Fleetdeck's own, kept home
+    handoff = client.get(f"/handoffs/{served.headers['x-fleetdeck-handoff']}").json()
+    assert (handoff["status"], handoff["provenance"]) == (
+        "accepted",
+        {"category": [source], "summary": [source]},
+    )
+
+    bad = consume_submitted(client, "t-inline", "triage_to_reply", {"category": "billing"}, category=[source])
+    assert bad.status_code == 422, bad.text
+    assert bad.json()["error"]["code"] == "handoff_refused" and "'summary' is a required" in bad.text
+    assert client.get(f"/handoffs/{bad.headers['x-fleetdeck-handoff']}").json()["status"] == "refused"
+
+
+def test_a_submitted_handoff_held_for_approval_refuses_the_call_naming_it(
+    client: httpx.Client, served: Served
+) -> None:
+    source = produce(client, "t-inline-refund")
+    held = consume_submitted(client, "t-inline-refund", "refund_review", {"amount": 12.5}, amount=[source])
+    assert held.status_code == 409 and held.json()["error"]["code"] == "handoff_not_accepted", held.text
+    handoff_id = held.headers["x-fleetdeck-handoff"]
+    assert handoff_id in held.json()["error"]["message"] and "approval" in held.json()["error"]["message"]
+    approval_id = client.get(f"/handoffs/{handoff_id}").json()["gate"]["approval_id"]
+    assert run_cli(served.data_dir, "approvals", "approve", approval_id).returncode == 0
+    assert settled(client, handoff_id)["status"] == "accepted"
+    assert consume(client, "t-inline-refund", handoff_id).status_code == 200
+
+
+def test_a_reader_waits_for_the_gate_only_as_long_as_it_asks(client: httpx.Client) -> None:
+    source = produce(client, "t-wait")
+    held = submit(client, "refund_review", "t-wait", {"amount": 1.0}, amount=[source]).json()
+    still = client.get(f"/handoffs/{held['id']}", params={"wait": 0})
+    assert still.status_code == 202 and still.json()["status"] == "held"
+    for wrong in ("-1", "61", "soon", "nan"):
+        answer = client.get(f"/handoffs/{held['id']}", params={"wait": wrong})
+        assert answer.status_code == 400 and answer.json()["error"]["param"] == "wait", answer.text

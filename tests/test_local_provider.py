@@ -208,6 +208,35 @@ def test_a_named_tool_choice_streams_one_openai_shaped_tool_call(provider: Local
     assert "city" in json.loads("".join(c["function"].get("arguments", "") for c in calls))
 
 
+def test_a_schema_llamacpp_cannot_follow_is_a_bad_request_and_the_model_serves_on(
+    provider: LocalProvider,
+) -> None:
+    """llama.cpp refuses a grammar repeating a rule thousands of times; unchecked, that crashed
+    the process (llama-cpp-python used the missing sampler)."""
+    schema = {"type": "object", "properties": {"text": {"type": "string", "maxLength": 4000}}}
+    response_format = {"type": "json_schema", "json_schema": {"name": "long", "schema": schema}}
+    tool = {"type": "function", "function": {"name": "write", "parameters": schema}}
+    choice = {"type": "function", "function": {"name": "write"}}
+    refused = [
+        ("response_format.json_schema.schema", chat_body(response_format=response_format)),
+        ("tools['write'].function.parameters", chat_body(tools=[tool], tool_choice=choice)),
+    ]
+    for named, body in refused:
+        with pytest.raises(ProviderError) as caught:
+            asyncio.run(provider.chat(MODEL, body))
+        assert caught.value.error_type is ErrorType.bad_request and caught.value.status == 400
+        assert str(caught.value).startswith(named) and "maxLength" in str(caught.value)
+
+        async def stream(body: Body = body) -> list[Body]:
+            return [chunk async for chunk in provider.chat_stream(MODEL, body)]
+
+        with pytest.raises(ProviderError, match="cannot follow this schema"):
+            asyncio.run(stream())
+    schema["properties"]["text"]["maxLength"] = 40  # within llama.cpp's limits: served
+    content = asyncio.run(provider.chat(MODEL, chat_body(response_format=response_format)))
+    assert content["choices"][0]["message"]["content"].lstrip().startswith("{")
+
+
 def test_embeddings_have_one_vector_per_input_and_are_deterministic(provider: LocalProvider) -> None:
     texts = ["a red apple", "a tax invoice", "a red apple"]
 

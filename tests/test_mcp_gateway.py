@@ -157,7 +157,7 @@ def notes_calls(notes_files: tuple[Path, Path]) -> list[dict[str, Any]]:
 
 
 def traces_of(served: Served, where: str, count: int = 1) -> list[dict[str, Any]]:
-    sql = f"SELECT * FROM traces WHERE protocol = 'mcp' AND {where} ORDER BY ts_start"
+    sql = f"SELECT * FROM traces WHERE operation = 'execute_tool' AND {where} ORDER BY ts_start"
     deadline = time.monotonic() + 10
     while True:
         rows = rows_once_there(served, sql, f"no trace where {where}")
@@ -223,6 +223,37 @@ async def test_the_task_and_workflow_may_come_in_meta(served: Served, keys: dict
         await client.call_tool("notes__read_note", {"title": "meta"}, meta=meta)  # type: ignore[arg-type]
     (trace,) = traces_of(served, "task_id = 'task-meta'")
     assert (trace["workflow_id"], trace["route"], trace["status"]) == ("meta-agent", "support", "ok")
+
+
+def test_every_request_that_calls_no_tool_is_one_trace_too(served: Served, keys: dict[str, str]) -> None:
+    headers = {
+        "Authorization": f"Bearer {keys['agent']}",
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+        "MCP-Protocol-Version": "2025-06-18",
+        "X-Fleetdeck-Task": "task-housekeeping",
+    }
+    sent = [
+        {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 3, "method": "resources/list"},  # not offered: a JSON-RPC error
+    ]
+    for message in sent:
+        answer = httpx.post(f"{served.url}/mcp", json=message, headers=headers, timeout=10)
+        assert answer.status_code < 400, answer.text
+    sql = (
+        "SELECT operation, status, key_id FROM traces WHERE task_id = 'task-housekeeping' "
+        f"QUALIFY count(*) OVER () >= {len(sent)} ORDER BY ts_start"
+    )
+    rows = rows_once_there(served, sql, f"fewer than {len(sent)} traces of the requests")
+    assert [(r["operation"], r["status"]) for r in rows] == [
+        ("mcp:ping", "ok"),
+        ("mcp:tools/list", "ok"),
+        ("mcp:notifications/initialized", "ok"),
+        ("mcp:other", "error"),
+    ]
+    assert all(r["key_id"] for r in rows)
 
 
 async def test_a_client_of_the_handshake_era_is_served_alike(served: Served, keys: dict[str, str]) -> None:
@@ -511,7 +542,9 @@ def _wait_for_call(calls: Path, label: str) -> None:
 
 
 def test_one_trace_and_one_audit_entry_per_call_and_the_chain_verifies(served: Served) -> None:
-    traces = rows_once_there(served, "SELECT request_id FROM traces WHERE protocol = 'mcp'", "no traces")
+    traces = rows_once_there(
+        served, "SELECT request_id FROM traces WHERE operation = 'execute_tool'", "no traces"
+    )
     entries = rows_once_there(
         served,
         "SELECT json_extract_string(payload, '$.request_id') AS request_id FROM audit_log "

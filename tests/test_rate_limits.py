@@ -33,10 +33,10 @@ routes:
 default_route: open
 """
 MAX_TOKENS = 10
-# One-letter words: the estimate (prompt bytes / 4 + max_tokens, give or take the JSON
-# around the prompt) stays below what the fake upstream counts (a token a word), so
-# settling never frees room during a burst.
-PROMPT = [{"role": "user", "content": " ".join("x" for _ in range(80))}]
+# Three-letter words: the estimate (prompt bytes / 4 + max_tokens) is a little above what the
+# fake upstream counts (a token a word, 3 a message, max_tokens words of answer), so however
+# many calls settle during the burst, the fifth always fits and the sixth never does.
+PROMPT = [{"role": "user", "content": " ".join("xxx" for _ in range(80))}]
 ESTIMATE = len(orjson.dumps(PROMPT)) // 4 + MAX_TOKENS
 KEYS: dict[str, dict[str, int]] = {
     "burst": {"requests_per_minute": 60},

@@ -16,6 +16,7 @@ import pytest
 
 from console.engine import Engine
 from console.settings import Settings
+from console.store.flushed import Flushed
 from console.store.trace import Outcome, Payload, Trace
 
 CHILD = Path(__file__).with_name("recording_child.py")
@@ -232,3 +233,28 @@ def test_spooled_lines_hold_values_in_the_headers_order(engine: Engine) -> None:
     assert fields["request_id"] == trace.request_id
     assert fields["attempt_log"] == [{"provider": "local"}]
     assert engine.recorder.flush()
+
+
+def test_flush_listeners_hear_what_each_flush_stored_and_a_failing_one_harms_nothing(engine: Engine) -> None:
+    heard: list[Flushed] = []
+
+    def broken(flushed: Flushed) -> None:
+        raise RuntimeError("a listener's own bug")
+
+    engine.recorder.on_flush(broken)
+    stop = engine.recorder.on_flush(heard.append)
+    traces = [Trace(workflow_id=f"listened-{i}") for i in range(3)]
+    for trace in traces:
+        engine.recorder.record(trace)
+    engine.recorder.record_outcome(Outcome(task_id="t-1", workflow_id="wf", status="resolved"))
+    assert engine.recorder.flush()  # the listeners are called before flush() returns
+    assert sum(f.counts.get("traces", 0) for f in heard) == 3
+    assert sum(f.counts.get("outcomes", 0) for f in heard) == 1
+    pushed = [rid for f in heard if f.traces is not None for rid in f.traces["request_id"].to_pylist()]
+    assert sorted(pushed) == sorted(t.request_id for t in traces)
+    stop()
+    before = len(heard)
+    engine.recorder.record(Trace(workflow_id="unheard"))
+    assert engine.recorder.flush()
+    assert len(heard) == before
+    assert engine.db.cursor().execute("SELECT count(*) FROM traces").fetchone() == (4,)

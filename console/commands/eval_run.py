@@ -145,6 +145,7 @@ class GatewayTarget:
     key: str | None
     rows: Callable[[Mapping[str, Any]], list[dict[str, Any]]]  # a named query
     store: Callable[[EvalRun], None]
+    ask: Callable[[str, Mapping[str, Any]], dict[str, Any]] | None = None  # an admin action
 
 
 def run_golden_set(
@@ -166,41 +167,56 @@ def gateway_target(settings: Settings, options: RunOptions) -> Iterator[GatewayT
             fleetdeck.gateway_key(options.actor),
             lambda request: fleetdeck.query(request).to_pylist(),
             lambda run: _store(fleetdeck, run),
+            fleetdeck.ask,
         )
 
 
 class Runner:
+    """Sends cases, reads their traces back, checks the asserts; `run` also concludes and stores
+    the run. `evaluate` alone serves searches that score many prompts (prompts optimize)."""
+
     def __init__(
-        self, target: GatewayTarget, golden_set: GoldenSet, options: RunOptions, progress: Progress = silent
+        self,
+        target: GatewayTarget,
+        golden_set: GoldenSet,
+        options: RunOptions,
+        progress: Progress = silent,
+        task: str | None = None,
     ) -> None:
         self.target, self.golden_set, self.options = target, golden_set, options
         self.progress = progress
         self.route = options.route or golden_set.route or golden.DEFAULT_ROUTE
         self.prompt = options.prompt or golden_set.prompt
         self.run_id = new_request_id()
+        self.task = task or f"eval-{self.run_id}"
+        self.calls = 0  # requests sent (cases and judge calls): each one a trace
         self._traced_version: str | None = None
         self.client = httpx.Client(base_url=f"{target.url}/v1", timeout=REQUEST_TIMEOUT_S)
 
     def run(self) -> RunResult:
         started = utc_now()
         with self.client:
-            cases = self.golden_set.cases()
-            steps = _Steps(self.progress, 2 * len(cases) + 1)
-            answers = [
-                steps.after(self._send(case), f"case {n}/{len(cases)} answered")
-                for n, case in enumerate(cases, start=1)
-            ]
-            answers = steps.after(self._with_trace_numbers(answers), "traces read")
-            results = [
-                steps.after(
-                    CaseResult(
-                        number, _describe(case, number), answer, self._check(case, answer), case.threshold
-                    ),
-                    f"case {number}/{len(cases)} checked",
-                )
-                for number, (case, answer) in enumerate(zip(cases, answers, strict=True), start=1)
-            ]
+            results = self.evaluate(list(enumerate(self.golden_set.cases(), start=1)))
         return self._conclude(started, results)
+
+    def evaluate(self, numbered: list[tuple[int, Case]]) -> list[CaseResult]:
+        """Each (number, case) sent, its trace's numbers read, its asserts checked."""
+        steps = _Steps(self.progress, 2 * len(numbered) + 1)
+        count = len(numbered)
+        answers = [
+            steps.after(self._send(case), f"case {n}/{count} answered")
+            for n, (_, case) in enumerate(numbered, 1)
+        ]
+        answers = steps.after(self._with_trace_numbers(answers), "traces read")
+        return [
+            steps.after(
+                CaseResult(
+                    number, _describe(case, number), answer, self._check(case, answer), case.threshold
+                ),
+                f"case {n}/{count} checked",
+            )
+            for n, ((number, case), answer) in enumerate(zip(numbered, answers, strict=True), start=1)
+        ]
 
     def _conclude(self, started: datetime, results: list[CaseResult]) -> RunResult:
         name = str(self.golden_set.name)
@@ -251,7 +267,7 @@ class Runner:
     def _headers(self, parent: str | None = None) -> dict[str, str]:
         headers = {
             "X-Fleetdeck-Workflow": self.golden_set.workflow,
-            "X-Fleetdeck-Task": f"eval-{self.run_id}",
+            "X-Fleetdeck-Task": self.task,
         }
         if self.target.key:
             headers["Authorization"] = f"Bearer {self.target.key}"
@@ -259,13 +275,20 @@ class Runner:
             headers["X-Fleetdeck-Parent"] = parent
         return headers
 
-    def _send(self, case: Case) -> Answer:
+    def body(self, case: Case) -> dict[str, Any]:
+        """The case's request; the prompt is the gateway's to apply (X-Fleetdeck-Prompt)."""
         body: dict[str, Any] = {**case.options, "model": self.route, "messages": _messages(case)}
         if case.vars:
             body["metadata"] = {name: str(value) for name, value in case.vars.items()}
-        headers = self._headers()
-        if self.prompt:
-            headers["X-Fleetdeck-Prompt"] = self.prompt
+        return body
+
+    def prompt_headers(self) -> dict[str, str]:
+        return {"X-Fleetdeck-Prompt": self.prompt} if self.prompt else {}
+
+    def _send(self, case: Case) -> Answer:
+        body = self.body(case)
+        headers = {**self._headers(), **self.prompt_headers()}
+        self.calls += 1
         try:
             response = self.client.post("/chat/completions", content=orjson.dumps(body), headers=headers)
         except httpx.HTTPError as exc:
@@ -298,6 +321,7 @@ class Runner:
                 a.error,
                 cost_usd=(found.get(a.request_id or "") or {}).get("cost_usd"),
                 latency_ms=(found.get(a.request_id or "") or {}).get("latency_ms"),
+                tokens=_tokens(found.get(a.request_id or "")),
             )
             for a in answers
         ]
@@ -320,6 +344,7 @@ class Runner:
                     "json_schema": {"name": "grade", "schema": GRADE_SCHEMA},
                 },
             }
+            self.calls += 1
             try:
                 response = self.client.post(
                     "/chat/completions", content=orjson.dumps(body), headers=self._headers(answer.request_id)
@@ -348,6 +373,12 @@ class _Steps:
         self.done += 1
         self.progress(Step(self.done, self.total, name))
         return value
+
+
+def _tokens(row: dict[str, Any] | None) -> int | None:
+    if not row or row.get("input_tokens") is None:
+        return None
+    return int(row["input_tokens"] or 0) + int(row.get("output_tokens") or 0)
 
 
 def _messages(case: Case) -> list[dict[str, Any]]:

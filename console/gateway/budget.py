@@ -213,10 +213,10 @@ def worst_case(
     """What the call may cost at most: the dearest target of each plan it may run, summed
     (an escalating call runs its small tier's plan, then its large tier's)."""
     bound = Usage(input_tokens=prompt_token_bound(body), output_tokens=_max_tokens(body))
-    return sum(_worst_of(plan, bound, providers, prices) for plan in plans)
+    return sum(worst_of(plan, bound, providers, prices) for plan in plans)
 
 
-def _worst_of(plan: Plan, bound: Usage, providers: Mapping[str, Provider], prices: PriceBook) -> float:
+def worst_of(plan: Plan, bound: Usage, providers: Mapping[str, Provider], prices: PriceBook) -> float:
     worst = 0.0
     for target in plan.targets:
         kind = providers[target.provider].kind

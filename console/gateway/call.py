@@ -127,6 +127,7 @@ class Call:
     routing: dict[str, Any] = field(default_factory=dict)  # why this model: guard_results.routing
     output_schema: dict[str, Any] | None = None  # what every answer must match, when anything
     handoff: str | None = None  # the handoff this call consumes (X-Fleetdeck-Handoff), checked before routing
+    handoff_submitted: dict[str, Any] | None = None  # a handoff submitted in its metadata, to consume
     stored_request: Body | None = None  # as stored and as remote providers see it (redacted)
     pii_mode: str = "redact"
     lookup: response_cache.Lookup | None = None

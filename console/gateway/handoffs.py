@@ -16,6 +16,7 @@ in it is redacted, and its digest is kept whole.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ class Handoffs:
         self._states = stored.states(db.cursor())  # id → (state, task, contract)
         self._gates: set[asyncio.Task[None]] = set()
         self._submitted: dict[str, Handoff] = {}  # this process's, whole (older ones: their state)
+        self._decided: dict[str, asyncio.Event] = {}  # handoffs held here, set once their gate decides
         self._refuse_orphans()
 
     def _refuse_orphans(self) -> None:
@@ -114,10 +116,16 @@ class Handoffs:
         problem = (
             problem or _missing_provenance(contract, provenance) or await self._sources(task, provenance)
         )
+        self._keep(handoff)
         if problem is not None:
             return self._refuse(handoff, payload, problem)
         self._gate(handoff, contract, payload)
         return handoff
+
+    def _keep(self, handoff: Handoff) -> None:
+        if len(self._submitted) >= KEPT_WHOLE:
+            del self._submitted[next(iter(self._submitted))]
+        self._submitted[handoff.handoff_id] = handoff
 
     def _contract(self, name: object) -> tuple[str, HandoffContract]:
         if not isinstance(name, str) or name not in self.contracts:
@@ -168,6 +176,7 @@ class Handoffs:
         else:
             waiting = self._judged(handoff, payload, contract)
         self._decide(handoff, payload, "held", handoff.submitted_by, "key")
+        self._decided[handoff.handoff_id] = asyncio.Event()
         task = asyncio.get_running_loop().create_task(waiting)
         self._gates.add(task)
         task.add_done_callback(self._gates.discard)
@@ -229,6 +238,8 @@ class Handoffs:
     ) -> None:
         handoff.state, handoff.problem = state, problem
         self._states[handoff.handoff_id] = (state, handoff.task_id, handoff.contract)
+        if state != "held" and (decided := self._decided.pop(handoff.handoff_id, None)):
+            decided.set()
         redacted = redact_body({"payload": payload})[0]["payload"] if payload is not None else None
         entry = {**handoff.doc(), "payload": redacted}
         self._recorder.record_audit(
@@ -277,6 +288,15 @@ class Handoffs:
                 payload={"request_id": request_id, "task_id": task, "workflow": workflow},
             )
         )
+
+    async def read_decided(self, handoff_id: str, wait_s: float) -> Handoff:
+        """The handoff once its gate decided, or as it stands after `wait_s` seconds."""
+        found = self.read(handoff_id)
+        decided = self._decided.get(handoff_id)
+        if decided is not None and wait_s > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(decided.wait(), wait_s)
+        return self.read(handoff_id) if found.state == "held" else found
 
     def read(self, handoff_id: str) -> Handoff:
         """A handoff as submitted here, else what the audit log keeps of it; 404 when unknown."""

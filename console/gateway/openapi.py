@@ -191,7 +191,16 @@ OPERATIONS = (
         "A handoff's state",
         "fleetdeck",
         answer=fleetdeck.Handoff,
-        parameters=[{"name": "handoff_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        parameters=[
+            {"name": "handoff_id", "in": "path", "required": True, "schema": {"type": "string"}},
+            {
+                "name": "wait",
+                "in": "query",
+                "required": False,
+                "description": "answer once the gate decided, or after this many seconds",
+                "schema": {"type": "number", "minimum": 0, "maximum": 60},
+            },
+        ],
     ),
     Operation(
         "get",

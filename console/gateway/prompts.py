@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+import orjson
+
 from console.clock import utc_now
 from console.errors import Invalid
 from console.store import queries
@@ -119,12 +121,14 @@ class PromptRegistry:
         recorder: Recorder,
         versions: list[PromptVersion] | None = None,
         pins: Mapping[str, str] | None = None,
+        lineage: Mapping[str, dict[str, Any]] | None = None,
     ) -> None:
         self._db, self._recorder = db, recorder
         self._versions: dict[str, tuple[PromptVersion, ...]] = {}
         for version in versions or ():
             self._versions[version.name] = (*self._versions.get(version.name, ()), version)
         self._pins = dict(pins or {})
+        self._lineage: dict[str, dict[str, Any]] = dict(lineage or {})  # by ref, of optimized versions
         self._lock = threading.Lock()
         self.mirror: PromptMirror | None = None
         self.pinned_here = 0  # pins made through this registry: a sync read before one is stale
@@ -140,7 +144,11 @@ class PromptRegistry:
             )
             for row in rows
         ]
-        return cls(db, recorder, versions, pins)
+        lineage = {
+            f"{row['name']}@{row['version']}": orjson.loads(row["lineage"])
+            for row in queries.run(cur, "prompt_lineage", {}).to_pylist()
+        }
+        return cls(db, recorder, versions, pins, lineage)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -204,14 +212,20 @@ class PromptRegistry:
                         "created_at": version.created_at.isoformat(timespec="seconds"),
                         "author": version.author,
                         "variables": ", ".join(version.variables()),
+                        "parent": self._lineage.get(version.ref, {}).get("parent"),
                     }
                 )
         return rows
 
     # -- writing ------------------------------------------------------------------------
 
-    def add(self, name: str, template: str, author: str) -> tuple[PromptVersion, bool]:
-        """Store a new version of `name`; (the version, True) or (the existing one, False) for known text."""
+    def add(
+        self, name: str, template: str, author: str, lineage: Mapping[str, Any] | None = None
+    ) -> tuple[PromptVersion, bool]:
+        """Store a new version of `name`; (the version, True) or (the existing one, False) for known text.
+
+        `lineage` (where an optimized version came from: its parent, score, the optimizer's
+        reasoning) goes into the `prompt.added` audit entry, on the hash chain."""
         if not PROMPT_NAME.match(name):
             raise PromptError(
                 f"prompt name {name!r}: use letters, digits, '_', '.' or '-' (no '@')", code="prompt_refused"
@@ -232,7 +246,10 @@ class PromptRegistry:
                 version, added = made, True
             self._keep(version)
         if added:
-            payload = {"hash": digest, "variables": version.variables()}
+            payload: dict[str, Any] = {"hash": digest, "variables": version.variables()}
+            if lineage:
+                payload["lineage"] = dict(lineage)
+                self._lineage = {**self._lineage, version.ref: dict(lineage)}
             self._audit(author, "prompt.added", version.ref, payload)
         return version, added
 
@@ -275,13 +292,17 @@ class PromptRegistry:
         self._versions = {**self._versions, new.name: ordered}
 
     def answer(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """The admin API's `/_admin/prompts`: `{"action": "add" | "pin" | "list", …}`.
+        """The admin API's `/_admin/prompts`: `{"action": "add" | "pin" | "list" | "get", …}`.
 
         A refusal is a PromptError (an Invalid domain error with its code).
         """
         action, actor = request.get("action"), str(request.get("actor") or "admin-api")
         if action == "add":
-            version, added = self.add(str(request.get("name")), str(request.get("template") or ""), actor)
+            lineage = request.get("lineage")
+            template = str(request.get("template") or "")
+            version, added = self.add(
+                str(request.get("name")), template, actor, lineage if isinstance(lineage, dict) else None
+            )
             return {"name": version.name, "version": version.version, "hash": version.hash, "added": added}
         if action == "pin":
             name = str(request.get("name"))
@@ -289,7 +310,17 @@ class PromptRegistry:
             return {"name": name, "version": self._pins[name], "previous": previous}
         if action == "list":
             return {"prompts": self.listing()}
-        raise PromptError("send {'action': 'add' | 'pin' | 'list', …}", code="prompt_refused")
+        if action == "get":
+            wanted = request.get("version")
+            found = self.resolve(str(request.get("name")), str(wanted) if wanted else None)
+            return {
+                "name": found.name,
+                "version": found.version,
+                "template": found.template,
+                "hash": found.hash,
+                "pinned": self._pins.get(found.name),
+            }
+        raise PromptError("send {'action': 'add' | 'pin' | 'list' | 'get', …}", code="prompt_refused")
 
     def _audit(self, actor: str, action: str, ref: str, payload: dict[str, Any]) -> None:
         self._recorder.record_audit(

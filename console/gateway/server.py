@@ -30,7 +30,6 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from console.errors import DomainError
-from console.gateway import openapi
 from console.gateway.errors_http import api_error_from
 from console.gateway.handoffs import Handoff
 from console.gateway.ingress import ADAPTERS, Ingress, Reply
@@ -45,6 +44,7 @@ from console.store.trace import Outcome
 
 log = logging.getLogger("fleetdeck.gateway")
 JSON = "application/json"
+MAX_WAIT_S = 60.0  # GET /v1/handoffs/{id}?wait=S, the longest a reader waits for a gate
 OUTCOME = Checked(OutcomeRequest)
 ADMIN_CHECKS = {action: Checked(model) for action, model in ADMIN_REQUESTS.items()}
 
@@ -99,6 +99,8 @@ def build_app(
         return _json(health())
 
     async def openapi_document(request: Request) -> Response:
+        from console.gateway import openapi  # the document's models (MCP's among them) on first read
+
         return Response(openapi.document_bytes(), media_type=JSON)
 
     async def outcomes(request: Request) -> Response:
@@ -189,9 +191,28 @@ async def _handoff(gateway: Gateway, request: Request) -> Handoff:
     if gateway.handoffs is None:
         raise ApiError(404, "this gateway's policy has no `handoffs:` contracts", code="unknown_contract")
     if request.method == "GET":
-        return gateway.handoffs.read(request.path_params["handoff_id"])
+        wait_s = _wait_s(request.query_params.get("wait"))
+        return await gateway.handoffs.read_decided(request.path_params["handoff_id"], wait_s)
     doc = parse_body(await _read_body(request))
     return await gateway.handoffs.submit(doc, submitter, request.headers.get("x-fleetdeck-task"))
+
+
+def _wait_s(value: str | None) -> float:
+    """`?wait=S`: answer once the gate decided, or after S seconds (at most MAX_WAIT_S)."""
+    if value is None:
+        return 0.0
+    try:
+        wait_s = float(value)
+    except ValueError:
+        wait_s = -1.0
+    if not 0 <= wait_s <= MAX_WAIT_S:
+        raise ApiError(
+            400,
+            f"wait: seconds from 0 to {MAX_WAIT_S:g}, not {value!r}",
+            param="wait",
+            code="invalid_request",
+        )
+    return wait_s
 
 
 def stored_response(gateway: Gateway) -> Callable[[Request], Awaitable[Response]]:

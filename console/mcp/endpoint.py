@@ -5,12 +5,14 @@ authenticated with its own virtual key, and a session opened by one key is nobod
 The ASGI face refuses a request without a valid key before the SDK sees it (HTTP 401 with
 a JSON-RPC error body). `tools/list` and `tools/call` are the gateway's (console/mcp/
 pipeline.py); any request the SDK itself refuses (unparseable JSON, not JSON-RPC, bad
-params) is traced too: nothing reaches /mcp without leaving a trace of a refusal.
+params) is traced too, and so is every other request (initialize, tools/list, ping, a
+notification: operation `mcp:<method>`): each request to /mcp leaves exactly one trace.
 """
 
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,6 +33,7 @@ from console.mcp.pipeline import McpGateway
 
 TRACED = "fleetdeck.traced"  # set in the ASGI scope once a request's trace is taken care of
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+TAPPED_BYTES = 64 * 1024  # of a request and its answer, read to name the method and the outcome
 
 
 class McpEndpoint:
@@ -84,20 +87,34 @@ class McpEndpoint:
                 self.gateway.refused_request(headers, refused)
                 await _json_rpc_error(send, 401, refused)
                 return
+        started, asked, answered = time.perf_counter(), bytearray(), bytearray()
         status: list[int] = []
+
+        async def tap() -> Message:
+            message = await receive()
+            if message["type"] == "http.request" and len(asked) < TAPPED_BYTES:
+                asked.extend(message.get("body", b""))
+            return message
 
         async def watch(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status.append(message["status"])
+            elif message["type"] == "http.response.body" and len(answered) < TAPPED_BYTES:
+                answered.extend(message.get("body", b""))
             await send(message)
 
         scope[TRACED] = False
-        await self.manager.handle_request(scope, receive, watch)
-        if status and status[0] >= 400 and not scope[TRACED]:
+        await self.manager.handle_request(scope, tap, watch)
+        if scope[TRACED] or not status:
+            return
+        if status[0] >= 400:
             message = f"{scope['method']} /mcp refused by the MCP transport (HTTP {status[0]})"
             self.gateway.refused_request(
                 headers, Refused(types.INVALID_REQUEST, message, "malformed_request")
             )
+            return
+        failed = _json_rpc_failed(bytes(answered))
+        self.gateway.protocol_request(headers, _method(bytes(asked)), 500 if failed else status[0], started)
 
     async def _list_tools(
         self, ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
@@ -125,6 +142,24 @@ class McpEndpoint:
                     _headers(ctx), Refused(types.INVALID_PARAMS, message, "invalid_params")
                 )
             raise
+
+
+def _method(body: bytes) -> str:
+    """The JSON-RPC method a request named ("" for a response or anything else)."""
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ""
+    method = parsed.get("method") if isinstance(parsed, dict) else None
+    return method if isinstance(method, str) else ""
+
+
+def _json_rpc_failed(body: bytes) -> bool:
+    try:
+        parsed = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(parsed, dict) and "error" in parsed
 
 
 def _headers(ctx: ServerRequestContext[Any, Any]) -> Headers:

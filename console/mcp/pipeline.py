@@ -7,15 +7,18 @@ answered, refused, held and denied, or failed.
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import mcp_types as types
 
+from console.clock import utc_now
 from console.mcp import steps
 from console.mcp.access import namespaced
 from console.mcp.call import McpServices, Refused, ToolCall
 from console.mcp.upstream import Upstream
+from console.store.trace import MCP_METHODS
 
 Step = Callable[[ToolCall], Awaitable[None]]
 
@@ -49,6 +52,23 @@ class McpGateway(McpServices):
             raise call.refuse(error) from None
         finally:
             call.finish()  # 10 record
+
+    def protocol_request(
+        self, headers: Mapping[str, str], method: str, http_status: int, started: float
+    ) -> None:
+        """The one trace of a request that calls no tool (initialize, tools/list, ping, a
+        notification): operation `mcp:<method>` (console.store.trace.MCP_METHODS, else
+        `mcp:other`), no payload, no audit entry."""
+        call = ToolCall(self, headers, method, None, {})
+        _identify(call)
+        steps.identify_context(call)
+        trace = call.trace
+        trace.operation = f"mcp:{method if method in MCP_METHODS else 'other'}"
+        trace.request_model = None
+        trace.status, trace.http_status = ("ok" if http_status < 400 else "error"), http_status
+        trace.ts_end = utc_now()
+        trace.latency_ms = (time.perf_counter() - started) * 1000
+        self.recorder.record(trace)
 
     def refused_request(self, headers: Mapping[str, str], error: Refused) -> None:
         """The one trace (and audit entry) of a tools/call the SDK refused before it reached us."""

@@ -37,6 +37,7 @@ from typing import Any, TypeVar
 from console.providers import llama_devices
 from console.providers.base import Body, ErrorType, ProviderError
 from console.providers.llama_devices import Device, Placement
+from console.providers.local_grammar import GrammarCheck
 
 DEFAULT_MODEL_PATH = "default"
 DEFAULT_MODEL_NAME = "smollm2-135m"
@@ -561,6 +562,7 @@ class LocalProvider:
         self._chat_thread = _ModelThread(f"fleetdeck-{name}-generate")
         self._embed_thread = _ModelThread(f"fleetdeck-{name}-embed")
         self._llm: Any = None
+        self._grammars = GrammarCheck()  # a schema llama.cpp refuses would crash the process
         self._embedder: Any = None
         self._generation: _Generation | None = None  # set and cleared on the generation thread only
         self._n_ctx_train: int | None = None
@@ -851,6 +853,7 @@ class LocalProvider:
 
     def _generate(self, gen: _Generation, operation: str, args: dict[str, Any], completion: bool) -> Body:
         llm = self._chat_model()
+        self._grammars.check(llm, args)
         try:
             with self._running(gen, operation):
                 if completion:
@@ -869,6 +872,7 @@ class LocalProvider:
             return  # the consumer left while this waited its turn
         try:
             llm = self._chat_model()
+            self._grammars.check(llm, args)
             with self._running(gen, "chat"):
                 first = self._relay(llm.create_chat_completion(stream=True, **args), gen, emit)
             if gen.stop.is_set():

@@ -35,6 +35,7 @@ class Answer:
     error: str | None = None
     cost_usd: float | None = None
     latency_ms: float | None = None
+    tokens: int | None = None  # input + output, as the trace counted them
 
 
 @dataclass(frozen=True, slots=True)

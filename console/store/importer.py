@@ -24,6 +24,7 @@ import pyarrow as pa
 from console.clock import utc_now
 from console.store import audit, rollups
 from console.store.db import first_row
+from console.store.trace import OPERATIONS
 
 KEYS = {
     "traces": ("request_id",),
@@ -35,7 +36,7 @@ KEYS = {
 VOCABULARY = {
     ("traces", "status"): ("ok", "partial", "error", "blocked", "over_budget", "cached"),
     ("traces", "cache"): ("miss", "exact", "semantic"),
-    ("traces", "operation"): ("chat", "text_completion", "embeddings", "models", "outcome", "unknown"),
+    ("traces", "operation"): OPERATIONS,
     ("outcomes", "status"): ("resolved", "failed", "abandoned"),
     ("evals", "verdict"): ("correct", "partial", "incorrect"),
     ("audit_log", "actor_kind"): ("human", "key", "system"),

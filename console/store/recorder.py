@@ -17,6 +17,9 @@ value; the insert itself is DuckDB's.
 A row DuckDB refuses is never dropped: it is written to `spool/rejected/` with the
 reason, and the rest of its batch is stored.
 
+After each live flush the writer tells its listeners what it stored (`on_flush`,
+console/store/flushed.py): the console updates its panes from that instead of polling.
+
 Stored Responses API responses (`stored_responses`) travel the same way, and so do audit
 events; the writer, the only thread that appends to the audit log, numbers and chains them
 as it stores them (console/store/audit.py).
@@ -29,7 +32,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +44,7 @@ import pyarrow.compute as pc
 
 from console.store import audit, rollups
 from console.store.db import Database
+from console.store.flushed import Flushed, FlushListeners, Listener
 from console.store.spool import AUDIT, HEADER, LAYOUTS, Spooled, read_segment, spool_line
 from console.store.trace import Eval, Outcome, Payload, StoredResponse, Trace
 
@@ -95,6 +99,12 @@ class Recorder:
         self._stopping = False
         self._writer: threading.Thread | None = None
         self._columns: dict[str, _Columns] = {}
+        self._listeners = FlushListeners()
+
+    def on_flush(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` on the writer's thread after each committed flush (a `Flushed`);
+        returns the function that unsubscribes it. The listener must not block."""
+        return self._listeners.add(listener)
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -104,7 +114,7 @@ class Recorder:
         cur = self._db.cursor()
         self._columns = {table: _Columns.of(cur, table) for table in KEYS}
         leftovers = self._segments()
-        replayed = sum(self._store_segment(path) for path in leftovers)
+        replayed = sum(self._store_segment(path).trace_count for path in leftovers)
         if leftovers:
             log.info("replayed %d spooled traces from %d segments", replayed, len(leftovers))
             self._segment_seq = max(self._segment_seq, _segment_number(leftovers[-1]))
@@ -210,11 +220,13 @@ class Recorder:
     def _close_and_store(self, path: Path, fd: int, records: int) -> None:
         os.close(fd)
         try:
-            self._store_segment(path, live=True)
+            flushed = self._store_segment(path, live=True)
         except (OSError, duckdb.Error):
             # The segment stays on disk and is replayed at the next start.
             log.exception("could not store spool segment %s; it will be replayed at start", path.name)
             return
+        if len(self._listeners):
+            self._listeners.notify(flushed)
         with self._stored:
             self._stored_count += records
             self._stored.notify_all()
@@ -239,30 +251,35 @@ class Recorder:
     def _segments(self) -> list[Path]:
         return sorted(self._spool_dir.glob(f"*{SEGMENT_SUFFIX}"), key=_segment_number)
 
-    def _store_segment(self, path: Path, live: bool = False) -> int:
-        """Load one closed segment into DuckDB, then delete it. Returns its traces."""
+    def _store_segment(self, path: Path, live: bool = False) -> Flushed:
+        """Load one closed segment into DuckDB, then delete it. Returns what it stored."""
         segment = read_segment(path, self._legacy_names)
         for table, record, reason in segment.refused:
             self._reject(table, record, path.name, reason)
         cur = self._db.cursor()
+        counts: dict[str, int] = {}
+        traces: pa.Table | None = None
         for table in KEYS:
             spooled = segment.tables.get(table)
             if spooled:
-                self._insert(cur, table, spooled, path.name, live)  # returns the rows stored, as Arrow
+                stored = self._insert(cur, table, spooled, path.name, live)
+                counts[table] = stored.num_rows
+                if table == "traces":
+                    traces = stored
         events = segment.tables.get(AUDIT)
         if events:
-            self._append_audit(cur, events.records(), path.name)
+            counts[AUDIT] = self._append_audit(cur, events.records(), path.name)
         path.unlink()
-        traces = segment.tables.get("traces")
-        return len(traces) if traces else 0
+        return Flushed(counts, traces)
 
     @property
     def _legacy_names(self) -> dict[str, tuple[str, ...]]:
         """The fields kept of a record spooled as an object (the earlier format): its table's columns."""
         return {**{table: tuple(c.schema.names) for table, c in self._columns.items()}, AUDIT: LAYOUTS[AUDIT]}
 
-    def _append_audit(self, cur: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], segment: str) -> None:
-        """Chain the spooled events after the log's head; a malformed one is kept in rejected/."""
+    def _append_audit(self, cur: duckdb.DuckDBPyConnection, rows: list[dict[str, Any]], segment: str) -> int:
+        """Chain the spooled events after the log's head; a malformed one is kept in rejected/.
+        Returns the events appended."""
         events = []
         for row in rows:
             try:
@@ -271,8 +288,9 @@ class Recorder:
                 events.append(event)
             except (TypeError, ValueError, KeyError) as exc:
                 self._reject(AUDIT, row, segment, str(exc))
-        audit.append(cur, events)
+        appended = audit.append(cur, events)
         self._checkpoint(cur)
+        return appended
 
     def _insert(
         self, cur: duckdb.DuckDBPyConnection, table: str, spooled: Spooled, segment: str, live: bool

@@ -15,6 +15,27 @@ from console.clock import new_request_id, utc_now
 
 JSONValue = Any
 
+# The MCP requests that call no tool, each traced as operation `mcp:<method>`; any other
+# method is `mcp:other`.
+MCP_METHODS = ("initialize", "ping", "tools/list", "notifications/initialized", "notifications/cancelled")
+# Every `traces.operation` Fleetdeck writes (the importer refuses others, as a typo).
+OPERATIONS = (
+    "chat",  # Chat Completions, the Responses API, Anthropic's Messages
+    "text_completion",
+    "embeddings",
+    "count_tokens",
+    "execute_tool",  # an MCP tools/call
+    "models",
+    "outcome",
+    "handoff",
+    "handoff_get",
+    "response_get",
+    "response_delete",
+    "response_input_items",
+    "unknown",  # a path the gateway does not serve
+    *(f"mcp:{method}" for method in (*MCP_METHODS, "other")),
+)
+
 
 @dataclass(slots=True, kw_only=True)
 class Trace:

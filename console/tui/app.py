@@ -17,6 +17,7 @@ from console.demo import DemoTraffic
 from console.engine import Engine
 from console.progress import Step
 from console.store import importer, seed
+from console.store.flushed import Flushed
 from console.tui.commands import FleetdeckCommands
 from console.tui.context import ConsoleContext
 from console.tui.panes.audit import AuditPane
@@ -58,6 +59,9 @@ class ConsoleOptions:
     policy: Any = None  # a console.policy.Policy; None: the settings' policy file or the default
     port: int | None = None
     clock: Clock = SYSTEM_CLOCK
+    # The panes learn of stored traces from the recorder's flushes (False: they poll, as without a
+    # gateway here; bench/live_tail.py compares the two).
+    push: bool = True
     # What the console reads when it serves nothing (e.g. "lake PATH (read-only)"); None: its store.
     source: str | None = None
     # Called on the setup thread after each step of the first-run import (tests hold it there).
@@ -101,6 +105,13 @@ class FleetdeckApp(App[None]):
             super().__init__()
             self.step = step
 
+    class TracesStored(Message):
+        """The recorder committed a flush (posted from its writer's thread): what it stored."""
+
+        def __init__(self, flushed: Flushed) -> None:
+            super().__init__()
+            self.flushed = flushed
+
     class SetupDone(Message):
         """The first-run setup is over: `seeded` sample rows imported (0: none were needed)."""
 
@@ -117,6 +128,7 @@ class FleetdeckApp(App[None]):
         self.seeded = 0
         self.demo: DemoTraffic | None = None
         self.jobs: dict[str, Step] = {}  # long jobs under way, by name: shown with their percentage
+        self._unsubscribe: Callable[[], None] | None = None  # from the recorder's flushes
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
@@ -159,6 +171,8 @@ class FleetdeckApp(App[None]):
         if options.gateway and problem is None:
             try:
                 engine.open_gateway(options.policy, port=options.port)
+                if options.push:  # before the panes' first query: no flush falls between the two
+                    self._unsubscribe = engine.recorder.on_flush(self._flushed)
                 engine.start()
                 url = engine.url
                 _, new_key = self.context.make_dev_key()
@@ -182,12 +196,21 @@ class FleetdeckApp(App[None]):
         if self.options.on_setup is not None:
             self.options.on_setup(step)
 
+    def _flushed(self, flushed: Flushed) -> None:
+        """On the recorder's writer thread: hand the flush to the UI's loop, never wait for it."""
+        self.post_message(self.TracesStored(flushed))
+
+    def on_fleetdeck_app_traces_stored(self, message: FleetdeckApp.TracesStored) -> None:
+        for pane in self.query(Pane):
+            pane.flushed(message.flushed)
+
     def _job_step(self, step: Step) -> None:
         """On the job's thread (the cache's writer or warm-up, drift, retention, an export): tell the UI."""
         self.post_message(self.JobProgress(step))
 
     def on_fleetdeck_app_engine_ready(self, message: FleetdeckApp.EngineReady) -> None:
         self.context.gateway_url = message.url
+        self.context.pushed = message.url is not None and self._unsubscribe is not None
         self._show_jobs()
         if message.new_key and self.context.dev_key:
             self.notify(
@@ -303,6 +326,9 @@ class FleetdeckApp(App[None]):
             self.push_screen(HelpScreen())
 
     def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
         if self.demo is not None:
             self.demo.stop()
         self.context.close_cursors()

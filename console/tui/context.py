@@ -23,6 +23,9 @@ class ConsoleContext:
         self.clock = clock
         self.gateway_url: str | None = None
         self.dev_key: str | None = None  # the console's own key for the gateway, once made
+        # The recorder of this process tells the panes what each flush stored (panes/base.py);
+        # False: they poll (the gateway is off, or another process writes the store).
+        self.pushed = False
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._lock = threading.Lock()
 

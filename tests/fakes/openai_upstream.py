@@ -72,6 +72,8 @@ they were added); no fault means a normal answer. Faults apply before the api-ke
     paths           only requests to these paths, e.g. ("/v1/chat/completions",)
     stream          only streaming (True) or non-streaming (False) requests
 
+`fake.responder = function(body) -> str | None` answers a chat request with that text instead of
+the echo (None: the echo), e.g. a model whose answer depends on the system prompt.
 `fake.cached_tokens = N` reports N cached prompt tokens in every chat usage;
 `fake.reasoning_tokens = N` adds N reasoning tokens to every chat answer's completion tokens.
 
@@ -615,6 +617,7 @@ class FakeOpenAI(FakeUpstream):
         self.models = models or ["gpt-4o-mini", "gpt-4o", "text-embedding-3-small"]
         self.cached_tokens = 0  # prompt_tokens_details.cached_tokens of every chat usage
         self.reasoning_tokens = 0  # completion_tokens_details.reasoning_tokens, on top of the answer's
+        self.responder: Callable[[Body], str | None] | None = None  # a chat answer's text; None: the echo
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self.endpoint(self._chat))
@@ -645,7 +648,8 @@ class FakeOpenAI(FakeUpstream):
             return early
         if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
             return self.error_response(request, Fault(status=400, message="messages is required"))
-        answer = _ChatAnswer(body, next(self._ids), self.cached_tokens, self.reasoning_tokens)
+        text = self.responder(body) if self.responder is not None else None
+        answer = _ChatAnswer(body, next(self._ids), self.cached_tokens, self.reasoning_tokens, text)
         if body.get("stream"):
             return await self.send_events(request, self._stream_events(request, answer, body, fault), fault)
         return await self.send_json(request, answer.completion(), fault)
@@ -736,12 +740,14 @@ def embed(text: str, dims: int) -> list[float]:
 class _ChatAnswer:
     """The deterministic answer to one chat request, as a completion or as chunks."""
 
-    def __init__(self, body: Body, number: int, cached: int = 0, reasoning: int = 0) -> None:
+    def __init__(
+        self, body: Body, number: int, cached: int = 0, reasoning: int = 0, text: str | None = None
+    ) -> None:
         self.id = f"chatcmpl-fake{number}"
         self.cached, self.reasoning = cached, reasoning
         self.model = body.get("model") or "gpt-4o-mini"
         self.created = int(time.time())
-        text = last_user_text(body["messages"])
+        text = last_user_text(body["messages"]) if text is None else text
         self.prompt_tokens = prompt_tokens(body["messages"])
         self.tool_calls = _forced_tool_calls(body, text, number)
         parallel = len(self.tool_calls) > 1 or body.get("parallel_tool_calls") is True

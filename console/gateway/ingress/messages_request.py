@@ -26,6 +26,8 @@ import orjson
 from console.gateway import openai_api
 from console.gateway.call import CanonicalRequest
 from console.gateway.openai_api import ApiError
+from console.gateway.wire.anthropic import CountTokensRequest, MessageRequest
+from console.gateway.wire.check import Checked
 from console.providers.base import Body, Native
 
 PROTOCOL = "messages"
@@ -37,6 +39,7 @@ TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
 # The client's headers an Anthropic upstream gets with the client's own body: the betas it
 # asked for (interleaved thinking, longer contexts, …) shape what that body may hold.
 FORWARDED = ("anthropic-beta",)
+CHECKED, COUNT_CHECKED = Checked(MessageRequest), Checked(CountTokensRequest)  # /openapi.json's models
 
 
 def bad(message: str, param: str | None = None) -> ApiError:
@@ -46,6 +49,7 @@ def bad(message: str, param: str | None = None) -> ApiError:
 def parse(raw: bytes, operation: str = "chat", *, count: bool = False) -> CanonicalRequest:
     """The canonical request for a Messages body (`count`: a count_tokens body, no max_tokens)."""
     body = openai_api.parse_body(raw)
+    (COUNT_CHECKED if count else CHECKED).check(body)
     canonical = translate(body, count=count)
     native = {**body, "messages": _signed(body["messages"])}
     metadata = _anthropic_metadata(body.get("metadata"))

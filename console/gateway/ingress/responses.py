@@ -26,9 +26,12 @@ from console.gateway.ingress.responses_request import ResponsesRequest, parse_re
 from console.gateway.ingress.responses_stream import ResponseEvents
 from console.gateway.openai_api import ApiError
 from console.gateway.services import GatewayServices
+from console.gateway.wire.check import Checked
+from console.gateway.wire.openai import ResponseCreateRequest
 from console.providers.base import Body
 from console.store.trace import StoredResponse
 
+CHECKED = Checked(ResponseCreateRequest)  # the wire model /openapi.json is made from
 ORDERS = ("asc", "desc")
 MAX_PAGE = 100
 
@@ -40,7 +43,9 @@ class ResponsesIngress:
     protocol: str = "responses"
 
     def parse(self, raw: bytes) -> ResponsesRequest:
-        return parse_request(openai_api.parse_body(raw), len(raw))
+        body = openai_api.parse_body(raw)
+        CHECKED.check(body)
+        return parse_request(body, len(raw))
 
     def render(self, call: Call) -> Reply:
         request = call.request

@@ -11,6 +11,7 @@ A session may also come from the conversation id a client already sends in `meta
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from console import tracecontext
 from console.gateway import openai_api
@@ -38,6 +39,7 @@ async def read_context(call: Call) -> None:
 
 def read(call: Call, body: Body) -> None:
     """Fill the trace's context; the context keys leave `metadata` (providers never see them)."""
+    call.handoff_submitted = _submitted_handoff(body)  # before the context takes `handoff` as an id
     context = _context(call.headers, body)
     trace = call.trace
     trace.workflow_id = context.get("workflow")
@@ -63,6 +65,17 @@ def _trace_ids(call: Call) -> None:
     trace.parent_id = headers.get("x-fleetdeck-parent")
     call.span = tracecontext.call_span(trace.request_id, client, trace.trace_id, trace.parent_id)
     UPSTREAM_HEADERS.set({tracecontext.TRACEPARENT: call.span.traceparent()})
+
+
+def _submitted_handoff(body: Body) -> dict[str, Any] | None:
+    """`metadata.handoff` as an object: a handoff submitted with the call that consumes it."""
+    metadata = body.get("metadata")
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("handoff"), dict):
+        return None
+    submitted: dict[str, Any] = metadata.pop("handoff")
+    if not metadata:
+        del body["metadata"]
+    return submitted
 
 
 def _context(headers: Mapping[str, str], body: Body) -> dict[str, str]:

@@ -31,10 +31,22 @@ class Checked(Generic[T]):
 def refusal(errors: list[ErrorDetails]) -> ApiError:
     """The deepest of pydantic's errors (in a union, the branch that came closest) as OpenAI's
     400, `param` the path to the field."""
+    errors = [_tagged(e) for e in errors]
     param = max((param_of(e["loc"]) for e in errors), key=len)
     said = [_said(e) for e in errors if param_of(e["loc"]) == param]
     message = " or ".join(dict.fromkeys(said))  # a union's branches: each one's reason, once
     return bad_request(f"{param}: {message}" if param else message, param=param or None)
+
+
+def _tagged(error: ErrorDetails) -> ErrorDetails:
+    """An unknown `type` of a tagged union is about that field: `input[0].type`."""
+    if error["type"] != "union_tag_invalid":
+        return error
+    ctx = error.get("ctx") or {}
+    field = str(ctx.get("discriminator", "type")).strip("'")
+    field = "type" if field.endswith("()") else field
+    said = f"unknown {field} {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
+    return {**error, "loc": (*error["loc"], field), "msg": said, "type": "literal_error"}
 
 
 def _said(error: ErrorDetails) -> str:
@@ -60,4 +72,9 @@ def _is_tag(part: str) -> bool:
     return part in _TAGS or "[" in part or "-" in part or part[:1].isupper()
 
 
-_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "literal", "tagged-union"})
+_TAGS = frozenset({"str", "int", "float", "bool", "dict", "list", "none", "literal", "tagged-union"}) | {
+    "message",  # the Responses API's input items, tagged by wire.openai.item_type
+    "function_call",
+    "function_call_output",
+    "reasoning",
+}

@@ -119,10 +119,29 @@ class ApprovalsRequest(TypedDict, total=False):
 
 @with_config(WIRE)
 class PromptsRequest(TypedDict, total=False):
-    action: Required[Literal["add", "pin", "list"]]
+    action: Required[Literal["add", "pin", "list", "get"]]
     name: Text
     template: Text
     version: Text
+    lineage: Annotated[
+        dict[str, Any] | None,
+        Field(description="where an added version came from (parent, score, reasoning); audited"),
+    ]
+    actor: Text
+
+
+@with_config(WIRE)
+class PriceItem(TypedDict):
+    model: NonEmptyText
+    input_tokens: Annotated[int, Field(ge=0)]
+    output_tokens: Annotated[int, Field(ge=0)]
+
+
+@with_config(WIRE)
+class PriceRequest(TypedDict, total=False):
+    """The worst case of calls not yet made, as the reserve step prices them."""
+
+    items: Required[list[PriceItem]]
     actor: Text
 
 
@@ -173,5 +192,6 @@ ADMIN_REQUESTS: dict[str, type[Any]] = {
     "drift": DriftRequest,
     "retention": RetentionRequest,
     "mcp": Empty,
+    "price": PriceRequest,
 }
 """Every admin action's request model, by action (the Engine's handlers have the same names)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, NotRequired, Required
 
-from pydantic import ConfigDict, Field, with_config
+from pydantic import ConfigDict, Discriminator, Field, Tag, with_config
 from typing_extensions import TypedDict
 
 WIRE = ConfigDict(extra="ignore", strict=True)  # checked, never copied: the body goes on as sent
@@ -137,7 +137,18 @@ class ReasoningItem(TypedDict):
     id: NotRequired[str]
 
 
-InputItem = MessageItem | FunctionCallItem | FunctionCallOutputItem | ReasoningItem
+def item_type(item: Any) -> str | None:
+    """An input item's kind: its `type`, a message when it names none."""
+    return item.get("type", "message") if isinstance(item, dict) else None
+
+
+InputItem = Annotated[
+    Annotated[MessageItem, Tag("message")]
+    | Annotated[FunctionCallItem, Tag("function_call")]
+    | Annotated[FunctionCallOutputItem, Tag("function_call_output")]
+    | Annotated[ReasoningItem, Tag("reasoning")],
+    Discriminator(item_type),
+]
 
 
 @with_config(WIRE)

@@ -170,6 +170,7 @@ class BudgetRow(Horizontal):
 class FleetPane(Pane):
     TITLE = "Fleet"
     REFRESH_S = 2.0
+    IDLE_S = 2.0  # pushed too: calls in flight, breakers and holds are no flush's news
     FOCUS = "#fleet-models"
     BINDINGS: ClassVar[list[BindingType]] = [TOGGLE]
 

@@ -56,7 +56,8 @@ def _fit(text: str, width: int, right: bool) -> str:
 
 
 class TraceStream(ScrollView, can_focus=True):
-    """Rows newest first; the cursor follows its trace when new rows arrive above it."""
+    """Rows newest first; the cursor follows its trace when new rows arrive above it, unless it
+    is on the newest row: then it stays there, and new rows come into view (a live tail)."""
 
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "trace-stream--header",
@@ -85,7 +86,9 @@ class TraceStream(ScrollView, can_focus=True):
         self.rows: list[StreamRow] = []
 
     def set_rows(self, rows: Sequence[StreamRow]) -> None:
-        current = self.rows[self.cursor_row].request_id if self.rows else None
+        """New rows; the cursor stays on its trace, or on the newest if it was there (a followed tail)."""
+        following = self.cursor_row == 0
+        current = self.rows[self.cursor_row].request_id if self.rows and not following else None
         self.rows = list(rows)
         self.virtual_size = Size(WIDTH, len(self.rows) + 1)
         index = next((i for i, r in enumerate(self.rows) if r.request_id == current), 0)

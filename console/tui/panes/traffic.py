@@ -1,4 +1,9 @@
-"""Traffic: the live request stream, filters, and Enter for one trace in full."""
+"""Traffic: the live request stream, filters, and Enter for one trace in full.
+
+Pushed, the stream takes each flush's stored traces as they are (filtered here, merged
+newest first) and queries only for a new filter, the hour's charts and the slow timer;
+rows pushed while a query runs are merged into its answer, so none is lost to it.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Input, Static
 
+from console.store.flushed import Flushed
 from console.tui import humanize
 from console.tui.context import ConsoleContext
 from console.tui.panes.base import Pane
@@ -22,7 +28,7 @@ from console.tui.readmodel.charts import TrafficCharts
 from console.tui.readmodel.traffic import FilterError, StreamRow, TrafficFilter
 from console.tui.screens.trace import TraceScreen
 
-CHARTS_REFRESH_S = 5.0  # the stream refreshes every REFRESH_S; the charts of the hour this often
+CHARTS_REFRESH_S = 5.0  # the stream refreshes every REFRESH_S (or by push); the charts this often
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,8 @@ class TrafficData:
 class TrafficPane(Pane):
     TITLE = "Traffic"
     REFRESH_S = 0.5
+    IDLE_S = CHARTS_REFRESH_S
+    WATCHES = frozenset()  # a flush's traces are appended, never re-queried
     FOCUS = "#traffic-stream"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "focus_filter", "Filter"),
@@ -46,6 +54,8 @@ class TrafficPane(Pane):
         self.filter = TrafficFilter()
         self.filter_problem: str | None = None
         self._charted: tuple[TrafficFilter, float] | None = None  # the filter charted, and when
+        self._pushed_meanwhile: list[StreamRow] = []  # rows pushed since the running query began
+        self.pushes = 0  # flushes whose traces were taken into the stream, for tests and the bench
 
     def compose(self) -> ComposeResult:
         yield Input(placeholder=f"filter: {traffic.FILTER_HELP}", id="traffic-filter")
@@ -75,11 +85,31 @@ class TrafficPane(Pane):
         timeline = charts.traffic_timeline(cursor, flt.params(traffic.STREAM_CAP), now)
         return charts.traffic_charts(timeline, now, flt.describe())
 
+    def flushed(self, flushed: Flushed) -> None:
+        """A flush's stored traces: those that pass the filter go on top, no query."""
+        if flushed.traces is None or not flushed.trace_count:
+            return
+        if not self.active:
+            return  # shown again, the pane queries anyway
+        rows = traffic.pushed(flushed.traces, self.filter, traffic.STREAM_CAP, self.context.clock())
+        self.pushes += 1
+        if not rows:
+            return
+        if self.loading_now:
+            self._pushed_meanwhile.extend(rows)
+        self.show_rows(traffic.merged(self.stream.rows, rows))
+
+    def load_started(self) -> None:
+        self._pushed_meanwhile = []
+
     def show(self, data: TrafficData) -> None:
         if data.charts is not None:
             self.query_one("#traffic-load-chart", Chart).show(data.charts.load)
             self.query_one("#traffic-latency-chart", Chart).show(data.charts.latency)
-        self.show_rows(data.rows)
+        rows = data.rows
+        if self._pushed_meanwhile:  # stored after the query's snapshot: not in its answer
+            rows, self._pushed_meanwhile = traffic.merged(rows, self._pushed_meanwhile), []
+        self.show_rows(rows)
 
     def show_rows(self, data: list[StreamRow]) -> None:
         self.stream.set_rows(data)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from console.store import queries
 
@@ -79,6 +82,26 @@ class TrafficFilter:
             found["since"] = now - parse_since(self.since)
         return found
 
+    def matches(self, trace: dict[str, Any], now: datetime | None = None) -> bool:
+        """Whether a stored trace (its columns by name) passes this filter: what recent_traces's
+        WHERE says, in Python, for rows the recorder pushes (`since:` counts back from `now`)."""
+        for param, value in self.fields.items():
+            if param == "model":
+                if _model(trace) != value:
+                    return False
+            elif trace.get(PARAM_COLUMNS.get(param, param)) != value:
+                return False
+        if self.since is not None and now is not None:
+            started = trace.get("ts_start")
+            if started is None or started < now - parse_since(self.since):
+                return False
+        if self.text is not None:
+            searched = [trace.get(c) for c in TEXT_COLUMNS]
+            joined = " ".join(str(v) for v in searched if v is not None)
+            if not _ilike(self.text).search(joined):
+                return False
+        return True
+
     def describe(self) -> str:
         parts = [f"{name}={value}" for name, value in self.fields.items()]
         if self.text:
@@ -107,6 +130,53 @@ class StreamRow:
     cache: str | None
     attempts: int | None
     key_id: str | None
+
+
+# recent_traces's parameters named otherwise than the column they match.
+PARAM_COLUMNS = {"workflow": "workflow_id"}
+# What the free text of a filter is searched in (recent_traces.sql's concat_ws), in order.
+TEXT_COLUMNS = ("workflow_id", "route", "response_model", "request_model", "reason_code", "error_type")
+ROW_FIELDS = tuple(StreamRow.__dataclass_fields__)
+
+
+def _model(trace: dict[str, Any]) -> Any:
+    """coalesce(response_model, request_model)"""
+    answered = trace.get("response_model")
+    return answered if answered is not None else trace.get("request_model")
+
+
+def _ilike(text: str) -> re.Pattern[str]:
+    """`ILIKE '%' || text || '%'` as a regular expression: `%` any run, `_` any one character."""
+    body = "".join(".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in text)
+    return re.compile(body, re.IGNORECASE | re.DOTALL)
+
+
+def _order(row: StreamRow) -> tuple[datetime, str]:
+    return (row.ts_start, row.request_id)
+
+
+def pushed(
+    traces: pa.Table, flt: TrafficFilter, limit: int = STREAM_CAP, now: datetime | None = None
+) -> list[StreamRow]:
+    """The rows of a flush's stored traces (the `traces` table's columns, as the recorder pushes
+    them) that pass the filter, newest first, as recent_traces would answer them."""
+    filtered = {PARAM_COLUMNS.get(param, param) for param in flt.fields}
+    wanted = [c for c in {*ROW_FIELDS, *TEXT_COLUMNS, *filtered} if c in traces.column_names]
+    found = []
+    for trace in traces.select(wanted).to_pylist():
+        if flt.matches(trace, now):
+            trace["model"] = _model(trace)
+            found.append(StreamRow(**{name: trace.get(name) for name in ROW_FIELDS}))
+    found.sort(key=_order, reverse=True)
+    return found[:limit]
+
+
+def merged(shown: Sequence[StreamRow], new: Iterable[StreamRow], limit: int = STREAM_CAP) -> list[StreamRow]:
+    """The rows shown with the new ones among them, newest first, each trace once, at most `limit`."""
+    by_id = {row.request_id: row for row in shown}
+    by_id.update((row.request_id, row) for row in new)
+    rows = sorted(by_id.values(), key=_order, reverse=True)
+    return rows[:limit]
 
 
 def recent(
