@@ -51,15 +51,21 @@ def by_size(name: str) -> list[Any]:
 
 
 async def settle(pilot: Pilot[None]) -> None:
-    for widget in pilot.app.query(Input):
-        widget.cursor_blink = False
-    for area in pilot.app.query(TextArea):
-        area.cursor_blink = False
+    for screen in pilot.app.screen_stack:  # a dialog's fields too: the app's query sees one screen
+        for widget in screen.query(Input):
+            widget.cursor_blink = False  # the cursor stays shown
+        for area in screen.query(TextArea):
+            area.cursor_blink = False
     # Tables size their columns on idle: wait until no width changes between two looks.
     widths = None
     for _ in range(60):
         await pilot.pause(0.1)
-        tables = [t for t in pilot.app.query(DataTable) if isinstance(t, DataTable)]  # not fastdatatable's
+        tables = [  # every screen's (a dialog's background too); not fastdatatable's
+            t
+            for screen in pilot.app.screen_stack
+            for t in screen.query(DataTable)
+            if isinstance(t, DataTable)
+        ]
         now = [[c.get_render_width(t) for c in t.columns.values()] for t in tables]
         if now == widths:
             break
