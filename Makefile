@@ -12,7 +12,7 @@ LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAM
 BUILD_ENV := CMAKE_ARGS="$(LLAMA_CMAKE_ARGS) $(CMAKE_ARGS)" \
 	CMAKE_BUILD_PARALLEL_LEVEL="$$(nproc 2>/dev/null || echo 2)"
 
-.PHONY: run test lint bench soak venv clean scorecard-png
+.PHONY: run test lint bench soak venv clean scorecard-png screens
 
 # The venv is rebuilt only when pyproject.toml changes; pip's wheel cache keeps
 # llama-cpp-python from being compiled again.
@@ -41,6 +41,14 @@ lint: $(STAMP)
 TEST_WORKERS ?= 2
 test: lint
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+
+# The console's snapshot SVGs (every pane, chart and dialog at 80x24 and 180x48, on the sample
+# traces) updated after a deliberate change of the look, then copied to docs/screens/ for the
+# README's tour. Review the diff before committing.
+screens: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/tui/test_snapshots.py --snapshot-update -k "not docs"
+	rm -f snapshot_report.html
+	$(BIN)/python tests/tui/export_screens.py
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -39,7 +39,7 @@ from console.gateway.router import Router
 from console.gateway.server import AdminHandler, GatewayServer, build_app
 from console.otel import start_export
 from console.policy import Policy
-from console.progress import Progress, silent
+from console.progress import Progress, Step, silent
 from console.providers.base import Provider
 from console.quality import golden as golden_runs
 from console.quality import judge
@@ -96,8 +96,8 @@ class Engine:
         self._admin: AdminEndpoint | None = None
         self.providers: dict[str, Provider] = {}
         self.on_listening: Callable[[str], None] | None = None
-        # Hears the gateway's long start-up jobs (the cache index load, MiniLM's conversion), on
-        # their threads; set it before open_gateway.
+        # Hears the long jobs (the cache index load, MiniLM's conversion; drift and retention runs),
+        # on their threads; set it before open_gateway.
         self.progress: Progress = silent
         # A crashed predecessor's spool is stored before anyone reads the database.
         self.replayed = self.recorder.replay()
@@ -369,6 +369,10 @@ class Engine:
                 self._prompts.mirror = cluster.prompts if cluster is not None else None
             return self._prompts
 
+    def _job_progress(self, step: Step) -> None:
+        """A long job's step (drift, retention) to whoever watches now (`progress`, set late)."""
+        self.progress(step)
+
     @property
     def drift(self) -> DriftMonitor:
         """The drift monitor (console/quality/monitor.py); its audit events need the recorder running."""
@@ -376,6 +380,7 @@ class Engine:
             if self._drift is None:
                 self.start_recorder()
                 self._drift = DriftMonitor(self.db, self.recorder, self.settings.drift_webhook_url)
+                self._drift.progress = self._job_progress
             return self._drift
 
     def _admin_handlers(self) -> dict[str, AdminHandler]:
@@ -419,6 +424,7 @@ class Engine:
                     self.settings.audit_retention_days,
                 )
                 self._retention = store_retention.Retention(self.db, self.recorder, windows)
+                self._retention.progress = self._job_progress
             return self._retention
 
     def _answer_retention(self, request: Mapping[str, Any]) -> dict[str, Any]:

@@ -25,12 +25,14 @@ import httpx
 from console.clock import utc_now
 from console.errors import Invalid
 from console.periodic import Periodic
+from console.progress import Progress, Step, silent
 from console.quality import drift
 from console.store import audit
 from console.store.db import Database
 from console.store.recorder import Recorder
 
 log = logging.getLogger("fleetdeck.drift")
+JOB = "drift"  # the job `progress` hears about: statistics, alerts stored, webhook
 ACTOR = "fleetdeck:drift"
 WEBHOOK_TIMEOUT_S = 5.0
 
@@ -87,17 +89,24 @@ class DriftMonitor:
         self._clock = clock
         self._lock = threading.Lock()  # one run at a time, so an alert is stored once
         self.schedule = Periodic("drift", self._scheduled_run)  # hourly in the serving Engine
+        self.progress: Progress = silent  # hears each run's three steps (the Engine's progress)
 
     def run(self, as_of: datetime | None = None, workflow: str | None = None) -> DriftRun:
         with self._lock:
-            cur = self._db.cursor()
-            now = self._clock()
-            report = drift.compute(cur, drift.Windows(as_of or now), workflow)
-            alerts = report.alerts(now)
-            new = store_new(cur, alerts)
-            for alert in new:
-                self._recorder.record_audit(audit_event(alert))
-            error = post_webhook(self._webhook_url, new) if self._webhook_url and new else None
+            self.progress(Step(0, 3, JOB))
+            try:
+                cur = self._db.cursor()
+                now = self._clock()
+                report = drift.compute(cur, drift.Windows(as_of or now), workflow)
+                self.progress(Step(1, 3, JOB))
+                alerts = report.alerts(now)
+                new = store_new(cur, alerts)
+                for alert in new:
+                    self._recorder.record_audit(audit_event(alert))
+                self.progress(Step(2, 3, JOB))
+                error = post_webhook(self._webhook_url, new) if self._webhook_url and new else None
+            finally:
+                self.progress(Step(3, 3, JOB))  # over, also when it failed: nothing stays under way
             return DriftRun(report, alerts, {alert.alert_id for alert in new}, error)
 
     def answer(self, request: Mapping[str, Any]) -> dict[str, Any]:

@@ -33,11 +33,13 @@ import duckdb
 
 from console.clock import utc_now
 from console.periodic import Periodic
+from console.progress import Progress, Step, silent
 from console.store import audit, rollups
 from console.store.db import Database
 from console.store.recorder import Recorder
 
 log = logging.getLogger("fleetdeck.retention")
+JOB = "retention"  # the job `progress` hears about: a step per table purged
 ACTOR = "fleetdeck:retention"
 OLD_TRACES = "SELECT request_id FROM traces WHERE ts_start < $traces_before"
 OLD_PAYLOADS = f"ts < $payloads_before OR request_id IN ({OLD_TRACES})"
@@ -133,14 +135,21 @@ def count(cur: duckdb.DuckDBPyConnection, cutoffs: Mapping[str, datetime]) -> di
     return rows
 
 
-def purge(cur: duckdb.DuckDBPyConnection, cutoffs: Mapping[str, datetime]) -> dict[str, int]:
-    """Delete what retention no longer keeps, in one transaction; the rows taken per table."""
+def purge(
+    cur: duckdb.DuckDBPyConnection, cutoffs: Mapping[str, datetime], progress: Progress = silent
+) -> dict[str, int]:
+    """Delete what retention no longer keeps, in one transaction; the rows taken per table.
+    `progress` hears a step per table, then the rollups and the audit payloads."""
     rows: dict[str, int] = {}
+    total = len(PURGES) + 2
     cur.execute("BEGIN")
     try:
-        for step in PURGES:
+        for done, step in enumerate(PURGES):
+            progress(Step(done, total, JOB))
             rows[step.name] = _scalar(cur, step.apply_sql(), cutoffs)
+        progress(Step(len(PURGES), total, JOB))
         rollups.after_purge(cur, cutoffs["traces_before"])
+        progress(Step(len(PURGES) + 1, total, JOB))
         rows[AUDIT_PAYLOADS] = audit.clear_payloads(cur, cutoffs["audit_before"])
         cur.execute("COMMIT")
     except BaseException:
@@ -178,12 +187,19 @@ class Retention:
         self._db, self._recorder, self.windows, self._clock = db, recorder, windows, clock
         self._lock = threading.Lock()
         self.schedule = Periodic("retention", self.apply)  # hourly in the serving Engine
+        self.progress: Progress = silent  # hears a purge's steps (the Engine's progress)
 
     def apply(self, dry_run: bool = False, actor: str = ACTOR, actor_kind: str = "system") -> RetentionRun:
         with self._lock:
             cur = self._db.cursor()
             cutoffs = self.windows.cutoffs(self._clock())
-            rows = count(cur, cutoffs) if dry_run else purge(cur, cutoffs)
+            if dry_run:
+                rows = count(cur, cutoffs)
+            else:
+                try:
+                    rows = purge(cur, cutoffs, self.progress)
+                finally:
+                    self.progress(Step(1, 1, JOB))  # over, also when it failed
             run = RetentionRun(dry_run, self.windows, cutoffs, rows)
             if not dry_run and run.total:
                 self._recorder.record_audit(audit_event(run, actor, actor_kind))

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.geometry import Size
 from textual.message import Message
 from textual.widgets import ContentSwitcher, Footer, Header, Input, Tab, Tabs, TextArea
 
@@ -20,11 +21,11 @@ from console.store.flushed import Flushed
 from console.tui.commands import FleetdeckCommands
 from console.tui.context import ConsoleContext
 from console.tui.panes.audit import AuditPane
-from console.tui.panes.base import Pane
+from console.tui.panes.base import OpenBehind, Pane
 from console.tui.panes.cost import CostPane
 from console.tui.panes.drift import DriftPane
 from console.tui.panes.fleet import FleetPane
-from console.tui.panes.overview import OpenBehind, OverviewPane
+from console.tui.panes.overview import OverviewPane
 from console.tui.panes.playground import PlaygroundPane
 from console.tui.panes.sql import SqlPane
 from console.tui.panes.traffic import TrafficPane
@@ -43,6 +44,8 @@ PANES: tuple[type[Pane], ...] = (
     PlaygroundPane,
 )
 SETUP = "importing the sample traces"
+SHORT_ROWS = 34  # below this many rows (80×24, say) the panes tighten: see `-short` in app.tcss
+NARROW_COLUMNS = 120  # below this many columns the side lists narrow: `-narrow` in app.tcss
 PANE_IDS = ("overview", "traffic", "fleet", "cost", "drift", "audit", "sql", "playground")
 
 
@@ -73,6 +76,11 @@ class FleetdeckApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         *[
             Binding(str(number), f"show_pane('{pane_id}')", pane.TITLE, show=False, priority=True)
+            for number, (pane_id, pane) in enumerate(zip(PANE_IDS, PANES, strict=True), start=1)
+        ],
+        # Alt+digit switches panes from anywhere, while typing too (a plain digit is typed there).
+        *[
+            Binding(f"alt+{number}", f"jump_pane('{pane_id}')", pane.TITLE, show=False, priority=True)
             for number, (pane_id, pane) in enumerate(zip(PANE_IDS, PANES, strict=True), start=1)
         ],
         Binding("f1", "help", "Help"),
@@ -143,7 +151,17 @@ class FleetdeckApp(App[None]):
 
     def on_mount(self) -> None:
         self.sub_title = "opening the store…"
+        self._fit(self.size)
         self._start_engine()
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit(event.size)  # the event's: the app's own size is updated after its handlers
+
+    def _fit(self, size: Size) -> None:
+        """A short terminal gets smaller charts and tighter sections, a narrow one narrower side
+        lists (app.tcss, `-short` and `-narrow`)."""
+        self.set_class(size.height < SHORT_ROWS, "-short")
+        self.set_class(size.width < NARROW_COLUMNS, "-narrow")
 
     @work(thread=True, exit_on_error=False, group="engine")
     def _start_engine(self) -> None:
@@ -154,9 +172,9 @@ class FleetdeckApp(App[None]):
             pending = seed.first_run(engine.db.cursor()) if options.seed else None
         except Exception as exc:
             pending, problem = None, f"{type(exc).__name__}: {exc}"
+        engine.progress = self._job_step  # the long jobs: the cache's, drift's, retention's
         self.post_message(self.StoreOpen())
         if options.gateway and problem is None:
-            engine.progress = self._job_step
             try:
                 engine.open_gateway(options.policy, port=options.port)
                 if options.push:  # before the panes' first query: no flush falls between the two
@@ -193,7 +211,7 @@ class FleetdeckApp(App[None]):
             pane.flushed(message.flushed)
 
     def _job_step(self, step: Step) -> None:
-        """On the job's thread (the cache's writer or warm-up): tell the console."""
+        """On the job's thread (the cache's writer or warm-up, drift, retention, an export): tell the UI."""
         self.post_message(self.JobProgress(step))
 
     def on_fleetdeck_app_store_open(self, message: FleetdeckApp.StoreOpen) -> None:
@@ -299,6 +317,11 @@ class FleetdeckApp(App[None]):
 
     def action_show_pane(self, pane_id: str) -> None:
         self.query_one("#pane-tabs", Tabs).active = f"tab-{pane_id}"
+
+    def action_jump_pane(self, pane_id: str) -> None:
+        """Alt+digit: the pane, wherever the focus is (a dialog first closes: it has no panes)."""
+        if self.screen is self.screen_stack[0]:
+            self.action_show_pane(pane_id)
 
     def on_trace_screen_replay(self, message: TraceScreen.Replay) -> None:
         """A trace replayed: the Playground with its conversation, the last prompt ready to send."""

@@ -14,6 +14,7 @@ from console.store import queries
 from console.tui import humanize
 from console.tui.app import ConsoleOptions, FleetdeckApp
 from console.tui.panes.overview import TILE_NAMES, OverviewPane, OverviewTile
+from console.tui.panes.playground import PlaygroundPane
 from console.tui.panes.traffic import TrafficPane
 from console.tui.screens.trace import TraceScreen
 
@@ -23,7 +24,7 @@ from .test_with_gateway import POLICY
 FAILED_CALLS = 3
 
 
-def test_a_red_error_tile_opens_traffic_filtered_to_the_errors_and_a_trace_opens(
+def test_a_red_error_tile_opens_traffic_filtered_to_the_errors_a_trace_and_its_replay(
     console_engine: Engine, upstream: FakeOpenAI
 ) -> None:
     policy = parse_policy(POLICY.format(base_url=upstream.base_url))
@@ -77,6 +78,13 @@ def test_a_red_error_tile_opens_traffic_filtered_to_the_errors_and_a_trace_opens
         assert screen.detail is not None
         assert screen.detail.row["request_id"] == traffic.stream.rows[0].request_id
         assert screen.detail.row["status"] == "error"
+
+        await pilot.press("p")  # replay it in the Playground: the failed call's prompt, ready to send
+        playground = app.query_one(PlaygroundPane)
+        await until(pilot, lambda: app.active_pane is playground, "the Playground")
+        prompt = app.query_one("#playground-input", Input).value
+        assert prompt in {f"call {number}" for number in range(FAILED_CALLS)}
+        assert playground.replay_model == "route:general"
 
     drive(app, scenario)
 

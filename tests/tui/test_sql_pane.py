@@ -6,7 +6,7 @@ from pathlib import Path
 
 import duckdb
 from textual.pilot import Pilot
-from textual.widgets import Input, OptionList, RadioSet, Static, Tree
+from textual.widgets import Input, OptionList, RadioSet, Static, TabbedContent, Tree
 from textual_fastdatatable import DataTable as ResultTable
 
 from console.engine import Engine
@@ -43,8 +43,8 @@ def test_count_runs_and_shows_one_row(console_engine: Engine) -> None:
     async def scenario(pilot: Pilot[None]) -> None:
         pane = await run_sql(pilot, "select count(*) from traces")
         assert status(app).startswith("1 row ·")
-        table = app.query_one("#sql-table", ResultTable)
-        assert table.row_count == 1
+        table = pane.table
+        assert isinstance(table, ResultTable) and table.row_count == 1
         assert pane.result is not None and pane.result.table.column(0)[0].as_py() == traces
 
     drive(app, scenario)
@@ -54,9 +54,9 @@ def test_big_results_are_capped_and_say_so(console_engine: Engine) -> None:
     app = offline_app(console_engine)
 
     async def scenario(pilot: Pilot[None]) -> None:
-        await run_sql(pilot, "SELECT range AS n FROM range(25000)")
+        pane = await run_sql(pilot, "SELECT range AS n FROM range(25000)")
         assert status(app).startswith("showing 10,000 of 25,000 rows")
-        assert app.query_one("#sql-table", ResultTable).row_count == 10_000
+        assert pane.table is not None and pane.table.row_count == 10_000
 
     drive(app, scenario)
 
@@ -223,6 +223,19 @@ def test_escape_leaves_the_editor_and_a_pane_key_switches_pane(console_engine: E
     drive(app, scenario)
 
 
+def test_alt_digit_switches_pane_from_inside_the_editor(console_engine: Engine) -> None:
+    app = offline_app(console_engine)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        pane = await sql_pane(pilot)
+        assert pane.editor.has_focus
+        await pilot.press("alt+4")
+        await until(pilot, lambda: app.active_pane.id == "cost", "the Cost pane")
+        assert pane.editor.text == "", "nothing was typed"
+
+    drive(app, scenario)
+
+
 def test_a_run_query_is_in_the_history_after_a_restart(console_engine: Engine) -> None:
     first = offline_app(console_engine)
 
@@ -274,3 +287,59 @@ def test_a_query_holding_a_virtual_key_is_never_kept_in_the_history(
     assert history.add("SELECT count(*) FROM traces")
     assert token not in (tmp_path / "sql_history.jsonl").read_text()
     assert QueryHistory(tmp_path / "sql_history.jsonl").entries == ["SELECT count(*) FROM traces"]
+
+
+def test_each_result_tab_keeps_its_own_run_and_closes(console_engine: Engine) -> None:
+    app = offline_app(console_engine)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        pane = await run_sql(pilot, "SELECT 1 AS first_run")
+        await pilot.press("ctrl+t")
+        tabbed = app.query_one("#sql-results", TabbedContent)
+        await until(pilot, lambda: tabbed.tab_count == 2 and tabbed.active == "sql-tab-2", "a second tab")
+        assert pane.result is None and "result tab 2" in status(app)
+        pane.editor.load_text("SELECT 2 AS second_run, 3 AS more")
+        await pilot.press("ctrl+j")
+        await until(pilot, lambda: not pane.running and pane.result is not None, "the second run")
+        assert pane.result is not None and pane.result.table.column_names == ["second_run", "more"]
+        assert str(tabbed.get_tab("sql-tab-2").label) == "2: SELECT 2 AS second_run, …"
+        tabbed.active = "sql-tab-1"
+        await pilot.pause()
+        assert pane.result is not None and pane.result.table.column_names == ["first_run"]
+        assert pane.last_sql == "SELECT 1 AS first_run"
+        await pilot.press("ctrl+w")
+        await until(pilot, lambda: tabbed.tab_count == 1, "the tab to close")
+        assert pane.result is not None and pane.result.table.column_names == ["second_run", "more"]
+        await pilot.press("ctrl+w")
+        assert tabbed.tab_count == 1 and "the last result tab stays open" in status(app)
+
+    drive(app, scenario)
+
+
+def test_a_query_typed_with_completion_runs_again_from_the_history(console_engine: Engine) -> None:
+    app = offline_app(console_engine)
+    (traces,) = console_engine.db.cursor().execute(
+        "SELECT count(DISTINCT workflow_id) FROM traces"
+    ).fetchone() or (0,)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        pane = await sql_pane(pilot)
+        await pilot.press(*"select count(distinct workflow_i")
+        assert pane.editor.suggestion == "d"
+        await pilot.press("tab", *") as n from trac")
+        assert pane.editor.suggestion == "es"
+        await pilot.press("tab")
+        typed = "select count(distinct workflow_id) as n from traces"
+        assert pane.editor.text == typed
+        await pilot.press("ctrl+j")
+        await until(pilot, lambda: not pane.running and pane.result is not None, "the typed query")
+        pane.editor.load_text("select 1 as other")
+        await pilot.press("ctrl+j")
+        await until(pilot, lambda: not pane.running and pane.last_sql == "select 1 as other", "another one")
+        await pilot.press("ctrl+up", "ctrl+up")
+        assert pane.editor.text == typed
+        await pilot.press("ctrl+j")
+        await until(pilot, lambda: not pane.running and pane.last_sql == typed, "the query from the history")
+        assert pane.result is not None and pane.result.table.column("n")[0].as_py() == traces
+
+    drive(app, scenario)

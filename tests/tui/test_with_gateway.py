@@ -262,3 +262,81 @@ def test_a_route_is_stopped_from_the_audit_pane(console_engine: Engine, upstream
         assert refused.status_code == 503 and "refunds paid twice" in refused.text
 
     drive(app, scenario)
+
+
+HANDOFF_POLICY = (
+    TOOLS_POLICY
+    + """handoffs:
+  refund_review:
+    schema: {{type: object, required: [amount], properties: {{amount: {{type: number}}}}}}
+    provenance: [amount]
+    gate: {{kind: approval, deadline_s: 120}}
+"""
+)
+
+
+def test_a_held_handoff_is_approved_beside_a_held_tool_call_which_is_denied(
+    console_engine: Engine, upstream: FakeOpenAI
+) -> None:
+    policy = parse_policy(HANDOFF_POLICY.format(base_url=upstream.base_url))
+    options = ConsoleOptions(seed=False, policy=policy, port=0, clock=frozen(FROZEN_NOW))
+    app = FleetdeckApp(console_engine, options)
+
+    async def scenario(pilot: Pilot[None]) -> None:
+        url, key = app.context.gateway_url, app.context.dev_key
+        assert url is not None and key is not None
+        auth = {"Authorization": f"Bearer {key}"}
+        pane = await show(pilot, "6", "audit")
+        await loaded(pilot, pane)
+        async with httpx.AsyncClient(base_url=f"{url}/v1", timeout=60, headers=auth) as client:
+            produced = await client.post(
+                "/chat/completions",
+                json={"model": "route:refunds", "messages": [{"role": "user", "content": "how much?"}]},
+                headers={"X-Fleetdeck-Task": "t-refund"},
+            )
+            source = produced.headers["x-fleetdeck-request-id"]
+            doc = {
+                "contract": "refund_review",
+                "task_id": "t-refund",
+                "payload": {"amount": 42.5},
+                "provenance": {"amount": [source]},
+            }
+            submitted = await client.post("/handoffs", json=doc)
+            assert submitted.status_code == 202, submitted.text  # accepted for review: held
+            handoff = submitted.json()
+            assert handoff["status"] == "held"
+            asking = asyncio.ensure_future(client.post("/chat/completions", json=refund_request(url, key)))
+            held = app.query_one("#audit-held", DataTable)
+            await until(pilot, lambda: held.row_count == 2, "the handoff and the tool call in the Audit pane")
+            kinds = [str(held.get_row_at(row)[2]) for row in range(2)]
+            assert sorted(kinds) == ["handoff", "tool call"]
+            what = str(held.get_row_at(kinds.index("handoff"))[3])
+            assert what == f"refund_review ({handoff['id']})"
+            held.focus()
+            held.move_cursor(row=kinds.index("handoff"))
+            await pilot.press("a")
+            await until(pilot, lambda: held.row_count == 1, "the handoff decided")
+            assert str(held.get_row_at(0)[2]) == "tool call"
+            await pilot.press("x")
+            response = await asking
+            assert held.row_count == 0
+            for _ in range(200):
+                decided = (await client.get(f"/handoffs/{handoff['id']}")).json()
+                if decided["status"] != "held":
+                    break
+                await pilot.pause(0.05)
+        assert decided["status"] == "accepted", decided
+        assert response.status_code == 200, response.text
+        assert not response.json()["choices"][0]["message"].get("tool_calls"), "the denied call is withheld"
+
+    drive(app, scenario)
+    console_engine.recorder.flush()
+    rows = (
+        console_engine.db.cursor()
+        .execute(
+            "SELECT action FROM audit_log WHERE actor LIKE 'console:%' AND actor_kind = 'human' ORDER BY seq"
+        )
+        .fetchall()
+    )
+    # each decision names the console's user; the handoff's own decision follows its approval
+    assert sorted(action for (action,) in rows) == ["approval.denied", "approval.granted", "handoff.accepted"]

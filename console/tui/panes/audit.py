@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-import socket
 from typing import Any, ClassVar
 
 import duckdb
@@ -20,10 +18,17 @@ from console.tui.panes.base import Pane
 from console.tui.panes.tables import Cell, fill, right
 from console.tui.readmodel import audit
 from console.tui.readmodel.audit import AuditView
-from console.tui.screens.oversight import Override, OverrideScreen, RouteAction, RouteActionScreen
+from console.tui.screens.oversight import (
+    Override,
+    OverrideScreen,
+    RouteAction,
+    RouteActionScreen,
+    console_actor,
+)
 
 EVENT_COLUMNS = ("seq", "time (UTC)", "actor", "kind", "action", "subject", "payload")
-HELD_COLUMNS = ("approval", "held since (UTC)", "tool", "route", "asked by", "arguments")
+HELD_COLUMNS = ("approval", "held since (UTC)", "kind", "what", "route", "asked by", "arguments / payload")
+HANDOFF_PREFIX = "handoff:"  # a held handoff's `tool` in the approvals queue: handoff:<contract>
 OVERRIDE_COLUMNS = ("time (UTC)", "actor", "kind", "action", "decision", "subject", "reason")
 PAYLOAD_WIDTH = 60
 
@@ -55,19 +60,27 @@ def override_row(item: dict[str, Any]) -> list[Cell]:
     ]
 
 
+def held_kind(call: HeldCall) -> str:
+    return "handoff" if call.tool.startswith(HANDOFF_PREFIX) else "tool call"
+
+
+def held_what(call: HeldCall) -> str:
+    """A tool call's tool; a handoff's contract and id (the approvals queue holds both)."""
+    if call.tool.startswith(HANDOFF_PREFIX):
+        return f"{call.tool.removeprefix(HANDOFF_PREFIX)} ({call.request_id})"
+    return call.tool
+
+
 def held_row(call: HeldCall) -> list[Cell]:
     return [
         call.approval_id,
         humanize.day_and_time(call.held_at),
-        call.tool,
+        held_kind(call),
+        held_what(call),
         humanize.text(call.route),
         call.requested_by,
         call.arguments[:PAYLOAD_WIDTH],
     ]
-
-
-def console_actor() -> str:
-    return f"console:{getpass.getuser()}@{socket.gethostname()}"
 
 
 def chain_text(view: AuditView) -> str:
@@ -88,8 +101,8 @@ class AuditPane(Pane):
     REFRESH_S = 5.0
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("v", "verify", "Verify chain"),
-        Binding("a", "decide(True)", "Approve held call"),
-        Binding("x", "decide(False)", "Deny held call"),
+        Binding("a", "decide(True)", "Approve held"),
+        Binding("x", "decide(False)", "Deny held"),
         Binding("s", "route(True)", "Stop route"),
         Binding("r", "route(False)", "Resume route"),
         Binding("o", "override", "Override a verdict"),
@@ -109,7 +122,9 @@ class AuditPane(Pane):
         yield Static("", id="audit-chain", classes="pane-status")
         yield Static("", id="audit-verified", classes="pane-status")
         yield Static("", id="audit-stops", classes="pane-status")
-        yield Static("Tool calls held for approval (a approves, x denies)", classes="section-title")
+        yield Static(
+            "Held for approval: tool calls and handoffs (a approves, x denies)", classes="section-title"
+        )
         yield DataTable(id="audit-held", cursor_type="row", zebra_stripes=True)
         yield Static("Overrides and approvals", classes="section-title")
         yield DataTable(id="audit-overrides", cursor_type="row", zebra_stripes=True)
@@ -148,7 +163,7 @@ class AuditPane(Pane):
         held = self._held()
         table: DataTable[Cell] = self.query_one("#audit-held", DataTable)
         if not held or table.cursor_row >= len(held):
-            self.notify("no tool call is held", severity="warning")
+            self.notify("nothing is held: no tool call, no handoff", severity="warning")
             return
         call = held[table.cursor_row]
         approvals = self.context.engine.gateway.approvals
@@ -158,7 +173,8 @@ class AuditPane(Pane):
         except ValueError as exc:
             self.notify(str(exc), severity="warning")
         else:
-            self.notify(f"{'approved' if approve else 'denied'} {call.tool} ({call.approval_id})")
+            decided = "approved" if approve else "denied"
+            self.notify(f"{decided} {held_kind(call)} {held_what(call)} ({call.approval_id})")
         self._show_oversight()
 
     def action_route(self, stop: bool) -> None:

@@ -13,6 +13,7 @@ How a pane learns that the store changed depends on who writes it:
 
 from __future__ import annotations
 
+import shlex
 import time
 from typing import Any, ClassVar
 
@@ -21,9 +22,27 @@ from textual import work
 from textual.containers import Vertical
 from textual.message import Message
 from textual.timer import Timer
+from textual.widgets import DataTable
 
 from console.store.flushed import Flushed
 from console.tui.context import ConsoleContext
+from console.tui.readmodel.overview import Opens
+
+
+class OpenBehind(Message):
+    """Show what is behind a number (a tile, a row): its pane, or Traffic with a filter in its field."""
+
+    def __init__(self, opens: Opens) -> None:
+        super().__init__()
+        self.opens = opens
+
+
+def traces_of(field: str, value: str | None, since: str) -> Opens | None:
+    """Traffic filtered to one workflow, route, model, … over the stretch the number covers."""
+    if not value:
+        return None
+    return Opens("traffic", f"{field}:{shlex.quote(value)} since:{since}")
+
 
 STALE_MIN_S = 1.0  # a stale pane re-queries at most this often
 ALL_TABLES = frozenset({"traces", "payloads", "outcomes", "evals", "stored_responses", "audit"})
@@ -200,6 +219,16 @@ class Pane(Vertical):
         """Hide the pane's charts (more room for its tables), or show them again."""
         for row in self.query(".chart-row"):
             row.toggle_class("-hidden")
+
+    def behind(self, table: str, row: int) -> Opens | None:
+        """What Enter on row `row` of the pane's table `table` opens (the traces behind it), if any."""
+        return None
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        opens = self.behind(event.data_table.id or "", event.cursor_row)
+        if opens is not None:
+            event.stop()
+            self.app.post_message(OpenBehind(opens))
 
     def show_error(self, error: str) -> None:
         self.notify(error, title=f"{self.TITLE}: could not refresh", severity="error", timeout=6)

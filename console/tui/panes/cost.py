@@ -11,11 +11,12 @@ from textual.widgets import DataTable, Static
 
 from console.tui import humanize
 from console.tui.context import ConsoleContext
-from console.tui.panes.base import Pane
+from console.tui.panes.base import Pane, traces_of
 from console.tui.panes.charts import TOGGLE, Chart, ChartRow
 from console.tui.panes.tables import Cell, fill, right
 from console.tui.readmodel import charts, cost
 from console.tui.readmodel.cost import CostView, RouteSpend, WorkflowCost
+from console.tui.readmodel.overview import Opens
 
 WORKFLOW_COLUMNS = (
     "workflow",
@@ -66,6 +67,7 @@ class CostPane(Pane):
 
     def __init__(self, context: ConsoleContext, *, id: str = "cost") -> None:
         super().__init__(context, id=id)
+        self.view: CostView | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="cost-headline", classes="pane-status")
@@ -79,6 +81,7 @@ class CostPane(Pane):
         return cost.snapshot(cursor, self.context.clock())
 
     def show(self, data: CostView) -> None:
+        self.view = data
         self.query_one("#cost-headline", Static).update(headline(data))
         self.query_one("#cost-spend-chart", Chart).show(charts.spend_per_day(data.routes, data.days))
         outcome = charts.cost_per_outcome(data.workflows, data.window_days)
@@ -87,3 +90,12 @@ class CostPane(Pane):
         fill(workflows, WORKFLOW_COLUMNS, [workflow_row(item) for item in data.workflows])
         routes: DataTable[Cell] = self.query_one("#cost-routes", DataTable)
         fill(routes, ROUTE_COLUMNS, [route_row(item, data.total_spend_usd) for item in data.routes])
+
+    def behind(self, table: str, row: int) -> Opens | None:
+        """Enter on a workflow or a route: its traces over the pane's window."""
+        view, since = self.view, f"{self.view.window_days}d" if self.view else ""
+        if view is not None and table == "cost-workflows" and row < len(view.workflows):
+            return traces_of("workflow", view.workflows[row].workflow_id, since)
+        if view is not None and table == "cost-routes" and row < len(view.routes):
+            return traces_of("route", view.routes[row].route, since)
+        return None

@@ -6,18 +6,21 @@ from typing import ClassVar
 
 import duckdb
 from rich.text import Text
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.message import Message
 from textual.widgets import DataTable, Static
 
 from console.quality.drift import Level, Statistic, value_text
 from console.tui import humanize
 from console.tui.context import ConsoleContext
-from console.tui.panes.base import Pane
+from console.tui.panes.base import Pane, traces_of
 from console.tui.panes.charts import TOGGLE, Chart, ChartRow
 from console.tui.panes.tables import Cell, fill, right
 from console.tui.readmodel import drift
 from console.tui.readmodel.drift import DriftView
+from console.tui.readmodel.overview import Opens
 
 COLUMNS = ("workflow", "metric", "component", "baseline", "last 7 d", "change", "test", "score", "")
 ALERT_COLUMNS = ("raised (UTC)", "workflow", "metric", "severity", "baseline", "current")
@@ -94,8 +97,16 @@ class DriftPane(Pane):
     FOCUS = "#drift-table"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("m", "switch_metric", "Latency/tokens"),
+        Binding("d", "run_drift", "Run drift now"),
         TOGGLE,
     ]
+
+    class Ran(Message):
+        """A drift run the console started is over: what it found, or why it failed."""
+
+        def __init__(self, text: str, failed: bool = False) -> None:
+            super().__init__()
+            self.text, self.failed = text, failed
 
     def __init__(self, context: ConsoleContext, *, id: str = "drift") -> None:
         super().__init__(context, id=id)
@@ -150,6 +161,35 @@ class DriftPane(Pane):
         if event.data_table.id == "drift-table" and self.view is not None:
             self.chart(self._highlighted())
 
+    def action_run_drift(self) -> None:
+        """The hourly drift run, now (alerts stored and audited); its progress is in the header."""
+        self.notify("drift: running (its progress is in the header)", title="Drift", timeout=4)
+        self._run_drift()
+
+    @work(thread=True, exclusive=True, group="drift-run", exit_on_error=False)
+    def _run_drift(self) -> None:
+        try:
+            found = self.context.engine.drift.run(as_of=self.context.clock())
+        except Exception as exc:
+            self.post_message(self.Ran(f"drift failed: {type(exc).__name__}: {exc}", failed=True))
+        else:
+            text = f"{len(found.alerts)} alert(s) raised, {len(found.new_alert_ids)} new"
+            self.post_message(self.Ran(text + (f" · {found.webhook_error}" if found.webhook_error else "")))
+
+    def on_drift_pane_ran(self, message: DriftPane.Ran) -> None:
+        self.notify(message.text, title="Drift", severity="error" if message.failed else "information")
+        self.reload()
+
     def action_switch_metric(self) -> None:
         self.distribution = "output_tokens" if self.distribution == "latency" else "latency"
         self.chart(self.charted)
+
+    def behind(self, table: str, row: int) -> Opens | None:
+        """Enter on a statistic or an alert: the workflow's traces of the last 7 days."""
+        if self.view is None:
+            return None
+        if table == "drift-table" and row < len(self.view.report.statistics):
+            return traces_of("workflow", self.view.report.statistics[row].workflow_id, "7d")
+        if table == "drift-alerts" and row < len(self.view.recent_alerts):
+            return traces_of("workflow", self.view.recent_alerts[row]["workflow_id"], "7d")
+        return None

@@ -13,7 +13,7 @@ from textual.widgets import DataTable, Label, ProgressBar, Static
 
 from console.tui import humanize
 from console.tui.context import ConsoleContext
-from console.tui.panes.base import Pane
+from console.tui.panes.base import Pane, traces_of
 from console.tui.panes.charts import TOGGLE, Chart, ChartRow
 from console.tui.panes.tables import Cell, fill, right
 from console.tui.readmodel import fleet
@@ -26,6 +26,7 @@ from console.tui.readmodel.fleet import (
     ProviderState,
     ReplicaState,
 )
+from console.tui.readmodel.overview import Opens
 
 PROVIDER_COLUMNS = (
     "provider",
@@ -176,6 +177,7 @@ class FleetPane(Pane):
     def __init__(self, context: ConsoleContext, *, id: str = "fleet") -> None:
         super().__init__(context, id=id)
         self._budget_keys: list[tuple[str, str, float, float | None]] | None = None
+        self.view: FleetView | None = None
 
     def compose(self) -> ComposeResult:
         yield Static("", id="fleet-gateway", classes="pane-status")
@@ -198,6 +200,7 @@ class FleetPane(Pane):
         return fleet.snapshot(cursor, self.context.clock(), self.context.health(), self.context.policy)
 
     def show(self, data: FleetView) -> None:
+        self.view = data
         url = self.context.gateway_url
         self.query_one("#fleet-gateway", Static).update(
             f"gateway {url}/v1" if url else "gateway not running: providers and breakers appear when it is"
@@ -240,3 +243,11 @@ class FleetPane(Pane):
             box.mount(Label("no spend today", classes="budget-empty"))
             return
         box.mount_all(BudgetRow(burn) for burn in burns)
+
+    def behind(self, table: str, row: int) -> Opens | None:
+        """Enter on a model or a provider: its traces of the last hour."""
+        if self.view is not None and table == "fleet-models" and row < len(self.view.models):
+            return traces_of("model", self.view.models[row].model, "1h")
+        if self.view is not None and table == "fleet-providers" and row < len(self.view.providers):
+            return traces_of("provider", self.view.providers[row].name, "1h")
+        return None

@@ -13,7 +13,7 @@ from textual.message import Message
 from textual.widgets import Static
 
 from console.tui.context import ConsoleContext
-from console.tui.panes.base import Pane
+from console.tui.panes.base import OpenBehind, Pane
 from console.tui.readmodel import overview
 from console.tui.readmodel.overview import LEVELS, Opens, Oversight, Tile
 
@@ -123,11 +123,3 @@ class OverviewPane(Pane):
     def on_overview_tile_chosen(self, message: OverviewTile.Chosen) -> None:
         message.stop()
         self.app.post_message(OpenBehind(message.opens))
-
-
-class OpenBehind(Message):
-    """Show the pane behind a tile; for Traffic with the tile's filter in its field."""
-
-    def __init__(self, opens: Opens) -> None:
-        super().__init__()
-        self.opens = opens

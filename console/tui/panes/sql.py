@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -10,9 +11,9 @@ from textual import events, work
 from textual._tree_sitter import get_language
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.message import Message
-from textual.widgets import OptionList, Static, TextArea, Tree
+from textual.widgets import OptionList, Static, TabbedContent, TabPane, TextArea, Tree
 from textual.widgets.option_list import Option
 from textual_fastdatatable import DataTable as ResultTable
 
@@ -26,6 +27,8 @@ from console.tui.screens.export import ExportRequest, ExportScreen
 
 PLACEHOLDER = "select count(*) from traces    -- ctrl+j runs it; saved queries left, the catalog right"
 EDITOR_HINT = "Esc leaves the editor · Ctrl+Enter runs · Ctrl+↑/↓ history · Tab completes"
+TABS_HINT = "ctrl+t opens a result tab for the next run · ctrl+w closes one"
+TAB_LABEL_CHARS = 24
 CATALOG_HINT = "the catalog (right) lists the tables and their columns"
 
 
@@ -64,6 +67,27 @@ def sql_language() -> str | None:
     return "sql" if get_language("sql") is not None else None
 
 
+def tab_label(number: int, sql: str | None) -> str:
+    """A result tab's label: its number and the start of the query it shows."""
+    if not sql:
+        return f"{number}: (empty)"
+    flat = " ".join(sql.split())
+    return f"{number}: {flat[:TAB_LABEL_CHARS]}{'…' if len(flat) > TAB_LABEL_CHARS else ''}"
+
+
+@dataclass
+class ResultTab:
+    """One result tab: the query it ran and its result (None until a run fills it)."""
+
+    number: int
+    sql: str | None = None
+    result: SqlResult | None = None
+
+    @property
+    def pane_id(self) -> str:
+        return f"sql-tab-{self.number}"
+
+
 def result_status(result: SqlResult) -> str:
     took = humanize.duration_ms(result.elapsed_s * 1000)
     rows = result.table.num_rows
@@ -81,6 +105,8 @@ class SqlPane(Pane):
         Binding("ctrl+g", "cancel_query", "Cancel"),
         Binding("ctrl+s", "export", "Export"),
         Binding("ctrl+o", "focus_saved", "Saved queries", show=False),
+        Binding("ctrl+t", "new_tab", "New result tab", priority=True),
+        Binding("ctrl+w", "close_tab", "Close result tab", priority=True),  # over the editor's
         Binding("ctrl+up", "history(-1)", "Older query", show=False),
         Binding("ctrl+down", "history(1)", "Newer query", show=False),
     ]
@@ -91,9 +117,16 @@ class SqlPane(Pane):
             self.catalog, self.error = catalog, error
 
     class Finished(Message):
-        def __init__(self, result: SqlResult | None, error: str | None, refused: bool = False) -> None:
+        def __init__(
+            self,
+            tab: ResultTab,
+            sql: str,
+            result: SqlResult | None,
+            error: str | None,
+            refused: bool = False,
+        ) -> None:
             super().__init__()
-            self.result = result
+            self.tab, self.sql, self.result = tab, sql, result
             self.error = error
             self.refused = refused
 
@@ -105,8 +138,8 @@ class SqlPane(Pane):
     def __init__(self, context: ConsoleContext, *, id: str = "sql") -> None:
         super().__init__(context, id=id)
         self.running = False
-        self.last_sql: str | None = None
-        self.result: SqlResult | None = None
+        self.tabs: dict[str, ResultTab] = {"sql-tab-1": ResultTab(1)}
+        self._numbered = 1  # the last tab's number (numbers are not reused)
         self.saved = sql_core.saved_queries()
         self.catalog: list[sql_core.CatalogTable] | None = None
         self.history = sql_core.QueryHistory(context.engine.settings.data_dir / sql_core.HISTORY_FILE)
@@ -120,7 +153,8 @@ class SqlPane(Pane):
             )
             yield Tree("store", id="sql-catalog")
         yield Static("ctrl+j runs · ctrl+g cancels · ctrl+s exports", id="sql-status", classes="pane-status")
-        yield Vertical(id="sql-results")
+        with TabbedContent(id="sql-results"):
+            yield TabPane(tab_label(1, None), Static(TABS_HINT, classes="sql-tab-hint"), id="sql-tab-1")
 
     def on_mount(self) -> None:
         super().on_mount()
@@ -168,8 +202,52 @@ class SqlPane(Pane):
 
     def on_sql_editor_leave(self, message: SqlEditor.Leave) -> None:
         message.stop()
-        tables = self.query("#sql-table")
-        (tables.first() if tables else self.query_one("#sql-catalog", Tree)).focus()
+        table = self.table
+        (table if table is not None else self.query_one("#sql-catalog", Tree)).focus()
+
+    @property
+    def tab(self) -> ResultTab:
+        """The result tab shown: a run fills it, an export writes its query's result."""
+        active = self.query_one("#sql-results", TabbedContent).active
+        return self.tabs.get(active) or next(iter(self.tabs.values()))
+
+    @property
+    def result(self) -> SqlResult | None:
+        return self.tab.result
+
+    @property
+    def last_sql(self) -> str | None:
+        return self.tab.sql
+
+    @property
+    def table(self) -> ResultTable | None:
+        """The shown tab's result table, once a run filled it."""
+        found = self.query(f"#{self.tab.pane_id} .sql-table")
+        return found.first(ResultTable) if found else None
+
+    async def action_new_tab(self) -> None:
+        """A new, empty result tab, shown: the next run fills it and the others keep theirs."""
+        self._numbered += 1
+        tab = ResultTab(self._numbered)
+        self.tabs[tab.pane_id] = tab
+        tabbed = self.query_one("#sql-results", TabbedContent)
+        await tabbed.add_pane(
+            TabPane(tab_label(tab.number, None), Static(TABS_HINT, classes="sql-tab-hint"), id=tab.pane_id)
+        )
+        tabbed.active = tab.pane_id
+        self.status(f"result tab {tab.number}: the next run shows here · ctrl+w closes it")
+
+    async def action_close_tab(self) -> None:
+        if self.running:
+            self.status("a query is running: wait for it or cancel it (ctrl+g)", error=True)
+            return
+        if len(self.tabs) == 1:
+            self.status("the last result tab stays open", error=True)
+            return
+        tab = self.tab
+        del self.tabs[tab.pane_id]
+        await self.query_one("#sql-results", TabbedContent).remove_pane(tab.pane_id)
+        self.status(f"closed result tab {tab.number}")
 
     def action_history(self, step: int) -> None:
         entries = self.history.entries
@@ -202,48 +280,54 @@ class SqlPane(Pane):
             self.status("nothing to run: type a query", error=True)
             return
         self.running = True
-        self.last_sql = text
         self.recalled = None
-        self.status("running… (ctrl+g cancels)")
-        self._run(self.cursor, text)
+        tab = self.tab
+        self.status(f"running in result tab {tab.number}… (ctrl+g cancels)")
+        self._run(self.cursor, text, tab)
 
     @work(thread=True, exit_on_error=False, group="sql")
-    def _run(self, cursor: duckdb.DuckDBPyConnection, text: str) -> None:
+    def _run(self, cursor: duckdb.DuckDBPyConnection, text: str, tab: ResultTab) -> None:
         self.history.add(text)  # a file write: here, off the UI thread
         try:
             result = sql_core.run_capped(cursor, text)
         except adhoc.QueryRefused as exc:
-            self.post_message(self.Finished(None, f"refused: {exc}", refused=True))
+            self.post_message(self.Finished(tab, text, None, f"refused: {exc}", refused=True))
         except duckdb.InterruptException:
-            self.post_message(self.Finished(None, "cancelled"))
+            self.post_message(self.Finished(tab, text, None, "cancelled"))
         except duckdb.BinderException as exc:
-            self.post_message(self.Finished(None, f"{exc} · {CATALOG_HINT}"))
+            self.post_message(self.Finished(tab, text, None, f"{exc} · {CATALOG_HINT}"))
         except duckdb.Error as exc:
-            self.post_message(self.Finished(None, str(exc)))
+            self.post_message(self.Finished(tab, text, None, str(exc)))
         else:
-            self.post_message(self.Finished(result, None))
+            self.post_message(self.Finished(tab, text, result, None))
 
-    def on_sql_pane_finished(self, message: SqlPane.Finished) -> None:
+    async def on_sql_pane_finished(self, message: SqlPane.Finished) -> None:
         self.running = False
         if message.result is None:
             self.status(message.error or "failed", error=True)
             if message.refused:
                 self.notify(message.error or "", title="Query refused", severity="error", timeout=8)
             return
-        self.result = message.result
+        tab = message.tab
+        if tab.pane_id not in self.tabs:
+            return  # its tab was closed meanwhile
+        tab.sql, tab.result = message.sql, message.result
         self.status(result_status(message.result))
-        self._show_table(message.result)
+        await self._show_table(tab, message.result)
 
-    def _show_table(self, result: SqlResult) -> None:
-        box = self.query_one("#sql-results", Vertical)
-        box.remove_children()
-        box.mount(
+    async def _show_table(self, tab: ResultTab, result: SqlResult) -> None:
+        tabbed = self.query_one("#sql-results", TabbedContent)
+        tabbed.get_tab(tab.pane_id).label = tab_label(tab.number, tab.sql)
+        box = tabbed.get_pane(tab.pane_id)
+        await box.remove_children()  # the table before, gone before its successor takes its id
+        await box.mount(
             ResultTable(
                 data=result.table,
                 max_rows=sql_core.ROW_CAP,
                 null_rep="∅",
                 render_markup=False,
-                id="sql-table",
+                id=f"sql-table-{tab.number}",
+                classes="sql-table",
             )
         )
 
@@ -266,13 +350,16 @@ class SqlPane(Pane):
     def _export_chosen(self, request: ExportRequest | None) -> None:
         if request is None or self.last_sql is None:
             return
-        self.status(f"exporting to {request.path}…")
-        self._export(self.cursor, self.last_sql, request.path, request.format)
+        self.status(f"exporting to {request.path}… (its progress is in the header)")
+        total = self.result.total_rows if self.result is not None else None
+        self._export(self.cursor, self.last_sql, request.path, request.format, total)
 
     @work(thread=True, exit_on_error=False, group="sql-export")
-    def _export(self, cursor: duckdb.DuckDBPyConnection, text: str, path: Path, fmt: ExportFormat) -> None:
+    def _export(
+        self, cursor: duckdb.DuckDBPyConnection, text: str, path: Path, fmt: ExportFormat, total: int | None
+    ) -> None:
         try:
-            rows = sql_core.export(cursor, text, path, fmt)
+            rows = sql_core.export(cursor, text, path, fmt, self.context.engine.progress, total)
         except (duckdb.Error, adhoc.QueryRefused, OSError) as exc:
             self.post_message(self.Exported(None, 0, str(exc)))
         else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from console import formats
 from console.guards import pii
+from console.progress import Progress, Step, silent
 from console.store import adhoc, queries
 
 ROW_CAP = 10_000
@@ -71,18 +72,45 @@ def _take(reader: pa.RecordBatchReader, cap: int) -> tuple[list[pa.RecordBatch],
     return kept, total
 
 
-def export(cur: duckdb.DuckDBPyConnection, sql: str, path: Path, fmt: ExportFormat) -> int:
-    """Write the whole result of a read-only statement to `path`; returns the rows written."""
+def export(
+    cur: duckdb.DuckDBPyConnection,
+    sql: str,
+    path: Path,
+    fmt: ExportFormat,
+    progress: Progress = silent,
+    total_rows: int | None = None,
+) -> int:
+    """Write the whole result of a read-only statement to `path`; returns the rows written.
+
+    `progress` hears the rows written so far after each batch, of `total_rows` when the run
+    before counted them (the pane's result), and the end.
+    """
     adhoc.check_read_only(cur, sql)
     path.parent.mkdir(parents=True, exist_ok=True)
+    job = f"export to {path.name}"
     cur.execute("BEGIN")
     try:
         reader = cur.sql(sql).to_arrow_reader(BATCH_ROWS)
-        return formats.write_batches(reader, formats.Format(fmt.value), path)
+        progress(Step(0, total_rows, job))
+        batches = _counted(reader, job, total_rows, progress)
+        counted = pa.RecordBatchReader.from_batches(reader.schema, batches)
+        return formats.write_batches(counted, formats.Format(fmt.value), path)
     except duckdb.Error as exc:
         raise adhoc.refused_by_duckdb(exc) or exc from None
     finally:
         cur.execute("ROLLBACK")
+        progress(Step(1, 1, job))  # over (written, or failed): nothing stays under way
+
+
+def _counted(
+    reader: pa.RecordBatchReader, job: str, total_rows: int | None, progress: Progress
+) -> Iterator[pa.RecordBatch]:
+    done = 0
+    for batch in reader:
+        yield batch
+        done += batch.num_rows
+        if total_rows is None or done < total_rows:  # the end is told once, by export()
+            progress(Step(done, total_rows, job))
 
 
 def saved_queries() -> list[queries.NamedQuery]:

@@ -198,6 +198,9 @@ class TraceDetail:
     response: Any
     session: list[dict[str, Any]] = field(default_factory=list)  # the session's calls, in order
     handoffs: list[dict[str, Any]] = field(default_factory=list)  # the task's handoffs, oldest first
+    task: list[dict[str, Any]] = field(default_factory=list)  # the task's calls (its steps), in order
+    verdicts: list[dict[str, Any]] = field(default_factory=list)  # judge's and humans', newest first
+    audit: list[dict[str, Any]] = field(default_factory=list)  # the audit entries naming it, in order
 
 
 def detail(cur: duckdb.DuckDBPyConnection, request_id: str) -> TraceDetail | None:
@@ -214,7 +217,17 @@ def detail(cur: duckdb.DuckDBPyConnection, request_id: str) -> TraceDetail | Non
         response=_json(row.pop("payload_response", None)),
         session=session_timeline(cur, row.get("session_id")),
         handoffs=task_handoffs(cur, row.get("task_id")),
+        task=task_timeline(cur, row.get("task_id")),
+        verdicts=queries.run(cur, "trace_verdicts", {"request_id": request_id}).to_pylist(),
+        audit=queries.run(cur, "trace_audit", {"request_id": request_id}).to_pylist(),
     )
+
+
+def task_timeline(cur: duckdb.DuckDBPyConnection, task_id: str | None) -> list[dict[str, Any]]:
+    if not task_id:
+        return []
+    rows: list[dict[str, Any]] = queries.run(cur, "task_timeline", {"task_id": task_id}).to_pylist()
+    return rows
 
 
 def task_handoffs(cur: duckdb.DuckDBPyConnection, task_id: str | None) -> list[dict[str, Any]]:

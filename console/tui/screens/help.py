@@ -32,7 +32,8 @@ recorded as a trace. The panes read those traces; each refreshes only while it i
 ## Keys everywhere
 
 - `1`–`8` switch panes (while typing in a text field the digit is typed: `Esc` or
-  `Tab` leaves the field first)
+  `Tab` leaves the field first); `Alt+1`–`Alt+8` switch from anywhere, while typing too
+- `Enter` on a row of Cost, Fleet or Drift opens the traces behind it in Traffic
 - `ctrl+p` command palette: every pane and action
 - `F1` this help, `Esc` closes it
 - `ctrl+q` quit
@@ -65,11 +66,32 @@ Filter with `field:value` words (`status:error`, `workflow:support-triage`,
 (also `15m`, `7d`: the last stretch before now) and free text, e.g. `status:error timeout`.
 `Esc` clears the filter.
 
+## A trace
+
+`Enter` on a row opens the call: its attempts, the redacted payload, its verdicts (the
+judge's and any human's), its task's steps with their costs, its session, its handoffs and
+the audit entries that name it. `p` replays it in the Playground, `y` copies it as `curl`,
+`o` overrides its verdict (pass, partial or fail, and why: a human verdict, audited).
+
+## Audit
+
+Tool calls and handoffs held for approval are listed together: `a` approves the
+highlighted one, `x` denies it. `s` and `r` stop and resume a route, `o` overrides a
+verdict, `v` verifies every hash and signed checkpoint.
+
 ## SQL
 
 `ctrl+j` (or `ctrl+enter`) runs the statement (the selection, if any); `ctrl+g` cancels
 it; `ctrl+s` exports the whole result to CSV or Parquet. Only read-only statements run:
 writes are refused. The table shows the first 10,000 rows and says how many there were.
+`ctrl+t` opens a new result tab for the next run (the others keep theirs), `ctrl+w` closes
+one. `Tab` takes the completion offered; `ctrl+↑`/`ctrl+↓` walk the history.
+
+## Long jobs
+
+The first-run import, MiniLM's conversion, the cache index load, drift runs (`d` on the
+Drift pane starts one), retention and exports show their percentage in the header and a
+notification when they are done.
 
 ## Playground
 

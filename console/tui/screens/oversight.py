@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import socket
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
@@ -12,6 +14,11 @@ from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
 _T = TypeVar("_T")
+
+
+def console_actor() -> str:
+    """Who acts from this console, as the audit log names them."""
+    return f"console:{getpass.getuser()}@{socket.gethostname()}"
 
 
 class _Dialog(ModalScreen[_T | None]):
@@ -84,20 +91,29 @@ class Override:
 
 
 class OverrideScreen(_Dialog[Override]):
-    """A human verdict on one call: its request id, correct / partial / incorrect, and why."""
+    """A human verdict on one call: its request id, pass / partial / fail, and why.
+
+    The store's verdicts are correct, partial and incorrect; pass and fail are the same two.
+    Opened from a trace, the request id is filled in and the verdict field has the focus.
+    """
 
     AUTO_FOCUS = "#override-request"
     VERDICTS = ("correct", "partial", "incorrect")
+    ALIASES: ClassVar[dict[str, str]] = {"pass": "correct", "fail": "incorrect"}
 
     def __init__(self, request_id: str = "") -> None:
         super().__init__()
         self._request_id = request_id
 
+    def on_mount(self) -> None:
+        if self._request_id:  # the call is known: the verdict is what to type (before AUTO_FOCUS)
+            self.query_one("#override-verdict", Input).focus()
+
     def compose(self) -> ComposeResult:
         with Vertical(id="override-dialog", classes="dialog"):
             yield Static("Override the verdict on a call (kept in the audit log)", classes="section-title")
             yield Input(value=self._request_id, placeholder="request id", id="override-request")
-            yield Input(placeholder="correct, partial or incorrect", id="override-verdict")
+            yield Input(placeholder="pass (correct), partial or fail (incorrect)", id="override-verdict")
             yield Input(placeholder="why", id="override-reason")
             yield Static("", id="override-problem", classes="pane-status -error")
             with Horizontal(classes="dialog-buttons"):
@@ -110,11 +126,12 @@ class OverrideScreen(_Dialog[Override]):
             for name in ("request", "verdict", "reason")
         ]
         request_id, verdict, reason = values
+        verdict = self.ALIASES.get(verdict.lower(), verdict.lower())
         problem = self.query_one("#override-problem", Static)
         if not request_id:
             problem.update("which call? (its request id, from Traffic)")
         elif verdict not in self.VERDICTS:
-            problem.update("the verdict is correct, partial or incorrect")
+            problem.update("the verdict is pass, partial or fail (correct, partial or incorrect)")
         elif not reason:
             problem.update("say why: an override without a reason cannot be audited")
         else:

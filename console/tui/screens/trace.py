@@ -19,7 +19,9 @@ from console.tui import humanize
 from console.tui.context import ConsoleContext
 from console.tui.readmodel import replay, traffic
 from console.tui.readmodel.traffic import TraceDetail
+from console.tui.screens.oversight import Override, OverrideScreen, console_actor
 
+KEYS_HINT = "p replay in Playground · y copy as curl · o override verdict · Esc close"
 SUMMARY_FIELDS = (
     ("request", "request_id"),
     ("task", "task_id"),
@@ -86,6 +88,55 @@ def session_text(calls: list[dict[str, Any]], current: str) -> str:
     return "\n".join(lines)
 
 
+def task_text(calls: list[dict[str, Any]], current: str) -> str:
+    """The task's steps as a timeline, this call marked, each with its cost and the running total."""
+    if not calls:
+        return "not part of a task (send X-Fleetdeck-Task to group a task's calls and price its outcome)"
+    lines = []
+    for call in calls:
+        mark = "▶" if call["request_id"] == current else " "
+        step = call.get("step")
+        lines.append(
+            f"{mark} {humanize.day_and_time(call.get('ts_start'))}  step {humanize.text(step):<4}"
+            f" {humanize.text(call.get('route')):<24} {humanize.text(call.get('model')):<28}"
+            f" {humanize.text(call.get('status')):<9} {humanize.usd(call.get('cost_usd')):>9}"
+            f"  Σ {humanize.usd(call.get('running_cost_usd'))}"
+        )
+    lines.append(f"{len(calls)} steps · {humanize.usd(calls[-1].get('running_cost_usd'))} in all")
+    return escape("\n".join(lines))
+
+
+def verdicts_text(verdicts: list[dict[str, Any]]) -> str:
+    """Every verdict on the call, newest first; the newest human one stands over the judge's."""
+    if not verdicts:
+        return "not judged (the judge samples calls; o gives a human verdict)"
+    lines = []
+    standing = next((v["eval_id"] for v in verdicts if v.get("human")), None)
+    for verdict in verdicts:
+        mark = "▶" if verdict["eval_id"] == standing else " "
+        score = f" score {verdict['score']:.2f}" if verdict.get("score") is not None else ""
+        lines.append(
+            f"{mark} {humanize.day_and_time(verdict.get('ts'))}  {verdict['verdict']:<9}"
+            f" {verdict['component']:<12} by {verdict['evaluator']}{score}"
+            f"  {humanize.text(verdict.get('rationale'))}"
+        )
+    if standing is not None:
+        lines.append("▶ a human's override: it stands over the judge's verdict")
+    return escape("\n".join(lines))
+
+
+def audit_text(entries: list[dict[str, Any]]) -> str:
+    """The audit entries that name the call, oldest first."""
+    if not entries:
+        return "no audit entry names this call"
+    lines = [
+        f"#{entry['seq']}  {humanize.day_and_time(entry.get('ts'))}  {entry['action']:<20}"
+        f" by {entry['actor']} ({entry['actor_kind']})  {humanize.text(entry.get('payload'))[:120]}"
+        for entry in entries
+    ]
+    return escape("\n".join(lines))
+
+
 def handoffs_text(handoffs: list[dict[str, Any]], current: str) -> str:
     """The task's handoffs as chains: the fields' source calls → the payload → its gate → consumers."""
     if not handoffs:
@@ -118,6 +169,7 @@ class TraceScreen(ModalScreen[None]):
         Binding("q", "dismiss", "Close", show=False),
         Binding("y", "copy_curl", "Copy as curl"),
         Binding("p", "replay", "Replay in Playground"),
+        Binding("o", "override", "Override verdict"),
     ]
 
     class Replay(Message):
@@ -145,8 +197,14 @@ class TraceScreen(ModalScreen[None]):
             yield Static("loading…", id="trace-summary")
             yield Static("Session", classes="section-title")
             yield Static("", id="trace-session")
+            yield Static("Verdicts", classes="section-title")
+            yield Static("", id="trace-verdicts")
+            yield Static("Task steps", classes="section-title")
+            yield Static("", id="trace-task")
             yield Static("Handoffs", classes="section-title")
             yield Static("", id="trace-handoffs")
+            yield Static("Audit entries naming it", classes="section-title")
+            yield Static("", id="trace-audit")
             yield Static("Attempts", classes="section-title")
             yield Static("", id="trace-attempts")
             yield Static("Guard results", classes="section-title")
@@ -157,10 +215,38 @@ class TraceScreen(ModalScreen[None]):
             yield Static("", id="trace-response")
 
     def on_mount(self) -> None:
+        self.query_one("#trace-body").border_subtitle = KEYS_HINT
         self._load(self.context.new_cursor())
+
+    def action_override(self) -> None:
+        """A human verdict on this call (pass, partial or fail, and why), audited."""
+        self.app.push_screen(OverrideScreen(self.request_id), self._override_chosen)
+
+    def _override_chosen(self, override: Override | None) -> None:
+        if override is not None:
+            self._override(override, self.context.new_cursor())
+
+    @work(thread=True, exit_on_error=False, group="trace-override")
+    def _override(self, override: Override, cursor: duckdb.DuckDBPyConnection) -> None:
+        """Through the Engine's oversight (an eval row by human:<actor>, one audit entry), then shown."""
+        try:
+            self.context.engine.oversight.override(
+                override.request_id, override.verdict, override.reason, console_actor()
+            )
+        except ValueError as exc:
+            self.context.release(cursor)
+            self.app.call_from_thread(self.notify, str(exc), severity="error")
+            return
+        self.context.engine.recorder.flush()  # the verdict and its audit entry are in the store
+        self.app.call_from_thread(self.notify, f"override recorded: {override.verdict}", title="Verdict")
+        self._load_now(cursor)
 
     @work(thread=True, exit_on_error=False)
     def _load(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        self._load_now(cursor)
+
+    def _load_now(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        """On a worker thread: read the trace, tell the screen, release the cursor."""
         try:
             self.post_message(self.Ready(traffic.detail(cursor, self.request_id)))
         except Exception as exc:
@@ -197,6 +283,9 @@ class TraceScreen(ModalScreen[None]):
         self.detail = detail = message.found
         summary.update(summary_text(detail.row))
         self.query_one("#trace-session", Static).update(session_text(detail.session, self.request_id))
+        self.query_one("#trace-verdicts", Static).update(verdicts_text(detail.verdicts))
+        self.query_one("#trace-task", Static).update(task_text(detail.task, self.request_id))
+        self.query_one("#trace-audit", Static).update(audit_text(detail.audit))
         self.query_one("#trace-handoffs", Static).update(handoffs_text(detail.handoffs, self.request_id))
         self.query_one("#trace-attempts", Static).update(attempts_text(detail.attempts))
         self.query_one("#trace-guards", Static).update(pretty(detail.guards, "no guard ran"))
