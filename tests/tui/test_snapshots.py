@@ -208,8 +208,15 @@ DIALOGS = {
 
 @pytest.mark.parametrize(("dialog", "size"), at_both_sizes(*[(name,) for name in DIALOGS]))
 def test_dialog(
-    snap_compare: Any, console_engine: Engine, few_saved_queries: None, dialog: str, size: tuple[int, int]
+    snap_compare: Any,
+    console_engine: Engine,
+    few_saved_queries: None,
+    dialog: str,
+    size: tuple[int, int],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.chdir("/")  # the export dialog offers a file in the working directory: the same on every box
+
     async def run_before(pilot: Pilot[None]) -> None:
         await DIALOGS[dialog](pilot)
         await settle(pilot)
