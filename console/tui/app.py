@@ -277,7 +277,7 @@ class FleetdeckApp(App[None]):
             self.notify(
                 message.problem, title="The sample traces were not imported", severity="error", timeout=15
             )
-        if self.live:
+        if self.live and message.seeded:  # the pane shown may hold none of what was imported yet
             self.active_pane.reload()
 
     def _gateway_line(self) -> str:
