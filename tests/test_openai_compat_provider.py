@@ -113,7 +113,7 @@ def test_stream_yields_chunks_and_a_final_usage_chunk(fake: FakeOpenAI) -> None:
     assert text == "the quick brown fox jumps over the lazy dog"
     assert chunks[-1]["choices"] == []
     assert Usage.from_openai(chunks[-1]["usage"]) == Usage(input_tokens=12, output_tokens=9)
-    assert fake.streams_completed == 1
+    assert fake.wait_until(lambda: fake.streams_completed == 1)  # counted once its last write returned
 
 
 def test_stream_keeps_the_clients_stream_options(fake: FakeOpenAI) -> None:
