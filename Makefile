@@ -57,7 +57,7 @@ bench: $(STAMP)
 # (docs/reliability.md). `make soak SOAK_ARGS=--quick` runs every drill with small counts.
 # The full-disk drill mounts a small tmpfs: as root only, else it is reported as skipped.
 # Then the contract fuzz with FUZZ_EXAMPLES examples per operation and mode (`make test`: 10).
-FUZZ_EXAMPLES ?= 100
+FUZZ_EXAMPLES ?= 40
 soak: $(STAMP)
 	PYTHONPATH=$(CURDIR) $(BIN)/python bench/soak.py $(SOAK_ARGS)
 	FLEETDECK_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider \
