@@ -193,6 +193,9 @@ async def stop_route(pilot: Pilot[None]) -> None:
 
 async def export(pilot: Pilot[None]) -> None:
     await sql_after_a_query(pilot)
+    for area in pilot.app.screen.query(TextArea):  # the editor behind the dialog is drawn as the
+        area.cursor_blink = False  # dialog opens: its cursor steady, not caught mid-blink
+    await pilot.pause()
     await pilot.press("ctrl+s")
     await until(pilot, lambda: isinstance(pilot.app.screen, ExportScreen), "the export dialog")
 
