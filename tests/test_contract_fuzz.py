@@ -45,6 +45,11 @@ from console.settings import Settings
 EXAMPLES = int(os.environ.get("FLEETDECK_FUZZ_EXAMPLES", "10"))
 # bounded: the failing example as found (each shrink step is a request to a live gateway)
 PHASES = [Phase.explicit, Phase.reuse, Phase.generate] + ([Phase.shrink] if EXAMPLES > 10 else [])
+# A state machine's steps follow the live gateway's answers (ids it made, an upstream fault
+# now and then), which a replay cannot reproduce: generated runs only, and a bounded number of
+# them, since hypothesis calls a prefix it meets twice with different steps a flaky strategy.
+STATEFUL_PHASES = [Phase.generate]
+STATEFUL_EXAMPLES = 5
 UPSTREAM_KEY = "sk-ant-fuzz"
 SCHEMA = schemathesis.openapi.from_dict(document())
 OPERATIONS = {op.label: op for op in (result.ok() for result in SCHEMA.get_all_operations())}
@@ -313,8 +318,9 @@ def test_stored_responses_follow_their_links(served: Served, admin_token: str) -
 
     Responses.run(
         settings=settings(
-            max_examples=max(EXAMPLES // 2, 3),
+            max_examples=STATEFUL_EXAMPLES,
             stateful_step_count=5,
+            phases=STATEFUL_PHASES,
             deadline=None,
             derandomize=True,
             database=None,
@@ -354,8 +360,9 @@ def test_held_handoffs_follow_their_links_to_a_decision(served: Served, admin_to
 
     Handoffs.run(
         settings=settings(
-            max_examples=max(EXAMPLES // 2, 3),
+            max_examples=STATEFUL_EXAMPLES,
             stateful_step_count=4,
+            phases=STATEFUL_PHASES,
             deadline=None,
             derandomize=True,
             database=None,
