@@ -29,6 +29,7 @@ from console.gateway.services import GatewayServices
 from console.gateway.wire.check import Checked
 from console.gateway.wire.openai import ResponseCreateRequest
 from console.providers.base import Body
+from console.store.recorder import RecorderUnavailable
 from console.store.trace import StoredResponse
 
 CHECKED = Checked(ResponseCreateRequest)  # the wire model /openapi.json is made from
@@ -80,7 +81,11 @@ async def _events(call: Call, request: ResponsesRequest) -> AsyncIterator[bytes]
                     yield rendered
             elif isinstance(event, End):
                 closing = stream.end()
-                keep(call, request, stream.response())
+                try:
+                    keep(call, request, stream.response())
+                except RecorderUnavailable as unrecorded:  # fail closed: no clean end unkept
+                    yield stream.failed(openai_api.unrecorded(unrecorded.message))
+                    return
                 yield closing
             elif isinstance(event, KeepAlive):
                 yield SSE_KEEP_ALIVE
