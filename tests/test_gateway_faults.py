@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
+import resource
 import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -311,3 +314,69 @@ def test_a_full_disk_fails_calls_closed_in_their_protocol_and_loses_nothing_ackn
         assert events[-1] == "data: [DONE]"
     stored = {t["request_id"] for t in stored_traces(data_dir, "request_id")}
     assert set(acked) <= stored, "every acknowledged call is in the store"
+
+
+def _events_of(answer: httpx.Response) -> list[dict[str, Any]]:
+    return [orjson.loads(line[6:]) for line in answer.text.splitlines() if line.startswith("data: ")]
+
+
+def _spooled_bytes(spool: Path, request_id: str) -> tuple[int, int, int]:
+    """The newest segment's size, and how many bytes of it the call's trace (with its payloads)
+    and its stored response took."""
+    segment = max(path for path in spool.glob("*.jsonl"))
+    lines = segment.read_bytes().split(b"\n")
+    mine = [line for line in lines if request_id.encode() in line[:120]]
+    stored = sum(len(line) + 1 for line in mine if line.startswith(b'["stored_responses"'))
+    return segment.stat().st_size, sum(len(line) + 1 for line in mine) - stored, stored
+
+
+def test_a_responses_stream_whose_stored_response_cannot_be_kept_ends_failed(
+    tmp_path: Path, upstreams: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    """`make soak` found it on a clean clone: the spool filled between a stored Responses stream's
+    trace and its stored response, and the gateway dropped the connection. The stream must end in
+    its protocol's failure, never `response.completed` for a response that was not kept.
+
+    A file-size limit on the serving process (prlimit; every write past it fails, as on a full
+    disk) lets the trace through and stops the stored response; the writer's hourly turn keeps
+    the segment from rotating in between."""
+    primary, _ = upstreams
+    primary.reset()
+    policy = f"providers:\n  lab: {{kind: openai_compat, base_url: '{primary.base_url}'}}\n"
+    policy += "routes:\n  - {intent: alone, primary: lab/mock-gpt, max_retries: 0}\n"
+    body = {"model": "route:alone", "input": "hello there", "stream": True, "store": True}
+    data_dir = tmp_path / "data"
+    hourly = {"FLEETDECK_RECORDER_FLUSH_INTERVAL_S": "3600"}
+    with fleetdeck_serve(data_dir, policy, hourly) as served:
+        assert served.process is not None
+        post = functools.partial(httpx.post, f"{served.base_url}/responses", headers=served.auth, timeout=30)
+        first = post(json=body)
+        kept = _events_of(first)[-1]["response"]["id"]
+        size, trace_bytes, stored_bytes = _spooled_bytes(
+            data_dir / "spool", first.headers["x-fleetdeck-request-id"]
+        )
+        assert trace_bytes and stored_bytes, "the call's trace and stored response are on the spool"
+        limits = resource.prlimit(served.process.pid, resource.RLIMIT_FSIZE)
+        room = size + trace_bytes + stored_bytes // 2
+        resource.prlimit(served.process.pid, resource.RLIMIT_FSIZE, (room, limits[1]))
+        try:
+            events = _events_of(post(json=body))
+        finally:
+            resource.prlimit(served.process.pid, resource.RLIMIT_FSIZE, limits)
+        kinds = [event["type"] for event in events]
+        assert "response.completed" not in kinds
+        assert kinds[-2:] == ["response.failed", "error"], kinds
+        assert events[-2]["response"]["error"]["code"] == "recorder_unavailable"
+        assert "too large" in events[-2]["response"]["error"]["message"]  # EFBIG's strerror
+        refused = post(json=body)  # until the writer writes the spool again
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "recorder_unavailable"
+        # A read flushes: the writer's turn finds room again, and the first response is there.
+        found = httpx.get(f"{served.base_url}/responses/{kept}", headers=served.auth, timeout=30)
+        assert found.status_code == 200 and found.json()["status"] == "completed"
+        unkept = events[-2]["response"]["id"]
+        missing = httpx.get(f"{served.base_url}/responses/{unkept}", headers=served.auth, timeout=30)
+        assert missing.status_code == 404
+        again = post(json=body)
+        assert again.status_code == 200 and _events_of(again)[-1]["type"] == "response.completed"
+    stored = {t["request_id"] for t in stored_traces(data_dir, "request_id")}
+    assert {first.headers["x-fleetdeck-request-id"], again.headers["x-fleetdeck-request-id"]} <= stored
