@@ -34,7 +34,7 @@ def test_a_trace_copied_as_curl_sends_the_same_redacted_call(upstream: FakeOpenA
     with fleetdeck_serve(data_dir, policy) as served:
         body = {"model": "route:triage", "messages": MESSAGES, "max_tokens": 20}
         first = httpx.post(
-            f"{served.base_url}/chat/completions", json=body, headers={**served.auth, **headers}
+            f"{served.base_url}/chat/completions", json=body, headers={**served.auth, **headers}, timeout=30
         )
         assert first.status_code == 200, first.text
         request_id = first.headers["x-fleetdeck-request-id"]
