@@ -1,6 +1,7 @@
 """The gateway's HTTP face: a Starlette app on uvicorn, headless or on its own thread.
 
-Each wire protocol is an ingress adapter (console.gateway.ingress) mounted here. The
+Each wire protocol is an ingress adapter (console.gateway.ingress) mounted here; its
+model calls are answered in front of the app, as plain ASGI (console.gateway.edge). The
 request path touches no database: the call hands its trace to the recorder. The admin
 API (`/_admin/…`) answers only loopback clients holding the token from the 0600 file in
 the data dir; its DuckDB work runs in a thread.
@@ -25,14 +26,15 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from console.errors import DomainError
+from console.gateway.edge import ModelCall, ModelCalls
 from console.gateway.errors_http import api_error_from
 from console.gateway.handoffs import Handoff
-from console.gateway.ingress import ADAPTERS, Ingress, Reply
+from console.gateway.ingress import ADAPTERS
 from console.gateway.ingress import responses as stored_responses
 from console.gateway.ingress.messages import MESSAGES
 from console.gateway.ingress.messages_reply import error_body
@@ -67,17 +69,11 @@ def build_app(
     admin_token: str,
     admin_handlers: Mapping[str, AdminHandler],
     mcp: Mounted | None = None,
-) -> Starlette:
+) -> ModelCalls:
     """`admin_handlers` by path under /_admin/: bytes answer as Arrow IPC, dicts as JSON.
     `mcp`, when the policy names MCP servers, is mounted at /mcp and runs with the app."""
 
-    def operation(ingress: Ingress) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
-            raw = await _read_body(request)
-            reply = await gateway.handle(ingress, raw, request.headers, _disconnect_waiter(request))
-            return _response(reply)
-
-        return endpoint
+    calls = [(ingress.path, ModelCall(gateway, ingress)) for ingress in ADAPTERS]
 
     async def models(request: Request) -> Response:
         try:
@@ -145,7 +141,7 @@ def build_app(
         return _json(answer)
 
     routes = [
-        *(Route(ingress.path, operation(ingress), methods=["POST"]) for ingress in ADAPTERS),
+        *(Route(path, call, methods=["POST"]) for path, call in calls),  # what ModelCalls leaves
         Route("/v1/responses/{response_id}", stored_response(gateway), methods=["GET", "DELETE"]),
         Route("/v1/responses/{response_id}/input_items", stored_response(gateway), methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),
@@ -158,11 +154,12 @@ def build_app(
     ]
     if mcp is not None:
         routes.append(Route("/mcp", mcp))  # the MCP gateway (console/mcp/endpoint.py)
-    return Starlette(
+    app = Starlette(
         routes=routes,
         exception_handlers={HTTPException: http_error, RecorderUnavailable: _unrecorded, Exception: _crash},
         lifespan=(lambda app: mcp.running()) if mcp is not None else None,
     )
+    return ModelCalls(calls, app, _unrecorded, _crash)
 
 
 def handoffs_endpoint(gateway: Gateway) -> Callable[[Request], Awaitable[Response]]:
@@ -248,20 +245,6 @@ async def _read_body(request: Request) -> bytes:
     return b"".join(chunks)
 
 
-def _disconnect_waiter(request: Request) -> Callable[[], Awaitable[None]]:
-    async def wait() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    return wait
-
-
-def _response(reply: Reply) -> Response:
-    if reply.stream is not None:
-        return StreamingResponse(reply.stream, media_type="text/event-stream", headers=reply.headers)
-    return Response(reply.body, status_code=reply.status, headers=reply.headers, media_type=JSON)
-
-
 def _json(body: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status_code=status, headers=headers, media_type=JSON)
 
@@ -334,7 +317,7 @@ class GatewayServer:
 
     def __init__(
         self,
-        app: Starlette,
+        app: ModelCalls,
         host: str,
         port: int,
         on_started: Callable[[], None],
