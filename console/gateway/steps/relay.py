@@ -22,6 +22,7 @@ from console.gateway import cache as response_cache
 from console.gateway import openai_api
 from console.gateway.call import Call, End, Failed, StreamEvent
 from console.gateway.executor import Target
+from console.gateway.read_timer import ReadTimer
 from console.gateway.steps.keep import cache_answer, check_schema
 from console.gateway.steps.settle import called_tools, settle_cost
 from console.gateway.steps.stream_tools import StreamTools
@@ -42,6 +43,7 @@ async def relay(
     policy = call.route.tools if call.route else None
     tools = StreamTools(call, policy, text, wants_usage) if policy is not None else None
     ended = False  # the upstream's stream ended cleanly: recorded before the client sees its end
+    timer = ReadTimer()
     try:
         chunk: Body | None = first
         while chunk is not None:
@@ -59,7 +61,7 @@ async def relay(
                 yield chunk
             elif wants_usage:
                 yield chunk
-            chunk = await _next_chunk(chunks, timeouts.idle_s, deadline - time.perf_counter())
+            chunk = await _next_chunk(timer, chunks, timeouts.idle_s, deadline - time.perf_counter())
         trace.status, trace.http_status = "ok", 200
         check_schema(call, ["".join(text[i]) for i in sorted(text)])
         ended = True
@@ -71,6 +73,7 @@ async def relay(
         trace.status, trace.error_type, trace.http_status = "partial", "client_disconnected", 499
         raise
     finally:
+        timer.close()
         await chunks.aclose()
         if not ended:
             _close_quietly(call, target, tools, text, finish, usage, deltas, compute_s, answered)
@@ -188,11 +191,12 @@ def _assembled(text: dict[int, list[str]], released: dict[int, list[Body]]) -> l
     return choices
 
 
-async def _next_chunk(chunks: AsyncGenerator[Body, None], idle_s: float, left_s: float) -> Body | None:
+async def _next_chunk(
+    timer: ReadTimer, chunks: AsyncGenerator[Body, None], idle_s: float, left_s: float
+) -> Body | None:
     """The next chunk within the idle timeout and the time the call has left."""
     try:
-        async with asyncio.timeout(max(min(idle_s, left_s), 0)):
-            return await anext(chunks)
+        return await timer.within(anext(chunks), max(min(idle_s, left_s), 0))
     except StopAsyncIteration:
         return None
     except TimeoutError:
