@@ -30,7 +30,7 @@ class ReadTimer:
 
     async def within(self, read: Awaitable[T], limit_s: float) -> T:
         """`read`'s result, or TimeoutError once it has waited `limit_s`."""
-        task = asyncio.current_task()
+        task = asyncio.current_task(self._loop)
         assert task is not None, "a read is awaited by a task"
         self._limit = self._loop.time() + limit_s
         if self._timer is None or self._armed_for > self._limit:
