@@ -39,6 +39,10 @@ routes:
     primary: lab/mock-gpt
     max_retries: 1
     timeouts: {{first_token_s: 2, idle_s: 2, total_s: 3}}
+  - intent: patient
+    primary: lab/mock-gpt
+    max_retries: 0
+    timeouts: {{first_token_s: 20, idle_s: 1, total_s: 30}}
 breaker: {{consecutive_failures: 3, min_requests: 1000, base_ejection_s: {ejection_s}, max_ejection_s: 600}}
 retry: {{backoff_base_s: 0.01, backoff_max_s: 0.05}}
 """
@@ -217,6 +221,21 @@ def test_a_stream_outliving_the_deadline_ends_with_an_error_that_says_so(
         events = [line for line in response.iter_lines() if line.startswith("data: ")]
     assert "data: [DONE]" not in events
     assert "the request's deadline passed mid-stream" in events[-1]
+
+
+def test_a_stream_going_quiet_past_its_idle_timeout_ends_with_an_error_that_says_so(
+    gateway: Served, upstreams: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    primary, _ = upstreams
+    primary.fail_always(Fault(stall_at=2, stall_s=2.5, stream=True))  # past idle_s 1, well within total_s
+    body = {"model": "route:patient", "messages": HELLO, "stream": True}
+    next(requests_sent)
+    with httpx.stream(
+        "POST", f"{gateway.base_url}/chat/completions", json=body, headers=gateway.auth, timeout=30
+    ) as response:
+        events = [line for line in response.iter_lines() if line.startswith("data: ")]
+    assert "data: [DONE]" not in events
+    assert "the stream went quiet for 1.0s" in events[-1]
 
 
 def test_a_stream_failing_before_its_first_chunk_falls_back(
