@@ -238,6 +238,27 @@ def test_a_stream_going_quiet_past_its_idle_timeout_ends_with_an_error_that_says
     assert "the stream went quiet for 1.0s" in events[-1]
 
 
+def test_a_client_leaving_mid_stream_is_traced_as_gone(
+    gateway: Served, upstreams: tuple[FakeOpenAI, FakeOpenAI]
+) -> None:
+    primary, _ = upstreams
+    primary.fail_always(Fault(chunk_delay_s=0.5, stream=True))  # slow enough to leave halfway
+    body = {"model": "route:patient", "messages": HELLO, "stream": True}
+    next(requests_sent)
+    with httpx.stream(
+        "POST", f"{gateway.base_url}/chat/completions", json=body, headers=gateway.auth, timeout=30
+    ) as response:
+        request_id = response.headers["x-fleetdeck-request-id"]
+        first = next(line for line in response.iter_lines() if line.startswith("data: "))
+    assert '"choices"' in first
+    trace = trace_of(gateway, request_id)
+    assert (trace["status"], trace["error_type"], trace["http_status"]) == (
+        "partial",
+        "client_disconnected",
+        499,
+    )
+
+
 def test_a_stream_failing_before_its_first_chunk_falls_back(
     gateway: Served, upstreams: tuple[FakeOpenAI, FakeOpenAI]
 ) -> None:
