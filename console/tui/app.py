@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
@@ -50,6 +51,9 @@ PANE_IDS = ("overview", "traffic", "fleet", "cost", "drift", "audit", "sql", "pl
 PANE_KINDS: dict[str, type[Pane]] = dict(zip(PANE_IDS, PANES, strict=True))
 FIRST_PANE = "overview"  # the pane a start shows, and the only one it composes (the others: when first shown)
 PaneT = TypeVar("PaneT", bound=Pane)
+# The gateway opens once the pane shown has drawn the store (its imports and start would slow that
+# first screenful down), or after this long at most.
+FIRST_SCREEN_WAIT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -138,6 +142,7 @@ class FleetdeckApp(App[None]):
         self.jobs: dict[str, Step] = {}  # long jobs under way, by name: shown with their percentage
         self._unsubscribe: Callable[[], None] | None = None  # from the recorder's flushes
         self._mounting: dict[str, AwaitComplete] = {}  # panes mounted since the start, by id
+        self._first_screen = threading.Event()  # the pane shown has drawn the store
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
@@ -189,6 +194,7 @@ class FleetdeckApp(App[None]):
         engine.progress = self._job_step  # the long jobs: the cache's, drift's, retention's
         self.post_message(self.StoreOpen())
         if options.gateway and problem is None:
+            self._first_screen.wait(FIRST_SCREEN_WAIT_S)
             try:
                 engine.open_gateway(options.policy, port=options.port)
                 if options.push:  # before the panes' first query: no flush falls between the two
@@ -232,7 +238,7 @@ class FleetdeckApp(App[None]):
         self.context.pushed = self.options.gateway and self.options.push  # as the gateway will be
         self.live = True
         self._show_jobs()
-        self.active_pane.activate()
+        self._activate(self.active_pane)
 
     def on_fleetdeck_app_engine_ready(self, message: FleetdeckApp.EngineReady) -> None:
         self.context.gateway_url = message.url
@@ -323,7 +329,17 @@ class FleetdeckApp(App[None]):
             if pane.active and pane is not shown:
                 pane.deactivate()
         if not shown.active:
-            shown.activate()
+            self._activate(shown)
+
+    def _activate(self, pane: Pane) -> None:
+        """Show the pane's data; one that reads nothing from the store at once (SQL, Playground)
+        has nothing for the gateway's start to wait for."""
+        pane.activate()
+        if not pane.loading_now:
+            self._first_screen.set()
+
+    def on_pane_drawn(self, message: Pane.Drawn) -> None:
+        self._first_screen.set()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Number keys switch panes, except while typing: then the digit goes to the text."""
@@ -362,6 +378,7 @@ class FleetdeckApp(App[None]):
             self.push_screen(HelpScreen())
 
     def on_unmount(self) -> None:
+        self._first_screen.set()  # a start under way goes on at once (and finds the console gone)
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
