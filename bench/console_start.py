@@ -36,7 +36,7 @@ GIVE_UP_S = 600.0  # the first start imports the sample: minutes on a slow box
 # Runs in the child: `spawned` is the parent's clock (time.time()) just before the spawn.
 CHILD = """
 import asyncio, json, sys, time
-spawned, data_dir, port = float(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+spawned, data_dir, port, out = float(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
 from pathlib import Path
 from console.engine import Engine
 from console.settings import Settings
@@ -51,16 +51,22 @@ async def until(pilot, condition, give_up_s):
         await pilot.pause(0.01)
     return time.time() - spawned
 
+def traffic_populated(app):
+    return any(pane.active and len(pane.stream.rows) > 0 for pane in app.query(TrafficPane))
+
 async def main():
     with Engine(Settings(data_dir=Path(data_dir))) as engine:
         app = FleetdeckApp(engine, ConsoleOptions(port=port))  # its own port: nothing else is on 8787
         async with app.run_test(size=(180, 48)) as pilot:
             await until(pilot, lambda: app.live, {give_up})  # the store is open: panes show it
-            await pilot.press("2")
-            pane = app.query_one(TrafficPane)
-            traffic = await until(pilot, lambda: pane.active and len(pane.stream.rows) > 0, {give_up})
+            # The key reaches the console at once; the pilot then waits for the whole process to
+            # go idle (up to 2 s, while the gateway warms up): its settling, not the console's start.
+            press = asyncio.create_task(pilot.press("2"))
+            traffic = await until(pilot, lambda: traffic_populated(app), {give_up})
             ready = await until(pilot, lambda: app.ready, {give_up})
-    print(json.dumps({{"ready_s": ready, "traffic_s": traffic}}))
+            await press
+    # A file, not stdout: llama.cpp points stdout at /dev/null while a model loads on another thread.
+    Path(out).write_text(json.dumps({{"ready_s": ready, "traffic_s": traffic}}))
 
 asyncio.run(main())
 """
@@ -68,9 +74,10 @@ asyncio.run(main())
 
 def start_once(data_dir: Path) -> dict[str, float]:
     script = CHILD.format(give_up=GIVE_UP_S)
+    out = data_dir.parent / "start.json"
     spawned = time.time()
     done = subprocess.run(
-        [sys.executable, "-c", script, repr(spawned), str(data_dir), str(free_port())],
+        [sys.executable, "-c", script, repr(spawned), str(data_dir), str(free_port()), str(out)],
         cwd=REPO,
         check=False,
         env={**FLEETDECK_ENV},
@@ -80,7 +87,8 @@ def start_once(data_dir: Path) -> dict[str, float]:
     )
     if done.returncode != 0:
         raise SystemExit(f"the console did not start: {done.stderr[-2000:]}")
-    result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    result: dict[str, float] = json.loads(out.read_text())
+    out.unlink()
     return result
 
 

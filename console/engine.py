@@ -126,6 +126,8 @@ class Engine:
     ) -> None:
         """Build providers and the gateway from the policy (default: the settings' policy file)."""
         self.policy = policy or self._load_policy()
+        if self._oversight is not None:  # made before (a pane read the stops): the routes in force
+            self._oversight.known_routes = {route.intent for route in self.policy.routes}
         self.start_recorder()
         self._audit_policy(self.policy)
         self.providers = build_providers(self.policy, self.settings)

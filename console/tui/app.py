@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from textual import events, work
 from textual.app import App, ComposeResult
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding, BindingType
 from textual.geometry import Size
 from textual.message import Message
@@ -30,7 +32,6 @@ from console.tui.panes.playground import PlaygroundPane
 from console.tui.panes.sql import SqlPane
 from console.tui.panes.traffic import TrafficPane
 from console.tui.readmodel.clock import SYSTEM_CLOCK, Clock
-from console.tui.screens.help import HelpScreen
 from console.tui.screens.trace import TraceScreen
 
 PANES: tuple[type[Pane], ...] = (
@@ -47,6 +48,12 @@ SETUP = "importing the sample traces"
 SHORT_ROWS = 34  # below this many rows (80×24, say) the panes tighten: see `-short` in app.tcss
 NARROW_COLUMNS = 120  # below this many columns the side lists narrow: `-narrow` in app.tcss
 PANE_IDS = ("overview", "traffic", "fleet", "cost", "drift", "audit", "sql", "playground")
+PANE_KINDS: dict[str, type[Pane]] = dict(zip(PANE_IDS, PANES, strict=True))
+FIRST_PANE = "overview"  # the pane a start shows, and the only one it composes (the others: when first shown)
+PaneT = TypeVar("PaneT", bound=Pane)
+# The gateway opens once the pane shown has drawn the store (its imports and start would slow that
+# first screenful down), or after this long at most.
+FIRST_SCREEN_WAIT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,8 @@ class FleetdeckApp(App[None]):
         self.demo: DemoTraffic | None = None
         self.jobs: dict[str, Step] = {}  # long jobs under way, by name: shown with their percentage
         self._unsubscribe: Callable[[], None] | None = None  # from the recorder's flushes
+        self._mounting: dict[str, AwaitComplete] = {}  # panes mounted since the start, by id
+        self._first_screen = threading.Event()  # the pane shown has drawn the store
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
@@ -144,10 +153,20 @@ class FleetdeckApp(App[None]):
             ],
             id="pane-tabs",
         )
-        with ContentSwitcher(initial="overview", id="panes"):
-            for pane_id, pane in zip(PANE_IDS, PANES, strict=True):
-                yield pane(self.context, id=pane_id)
+        with ContentSwitcher(initial=FIRST_PANE, id="panes"):
+            yield PANE_KINDS[FIRST_PANE](self.context, id=FIRST_PANE)
         yield Footer()
+
+    async def pane(self, kind: type[PaneT]) -> PaneT:
+        """The pane of that kind, mounted (hidden) the first time it is asked for: a start composes
+        only the pane it shows, and each other pane waits until it is first wanted."""
+        pane_id = PANE_IDS[PANES.index(kind)]
+        switcher = self.query_one("#panes", ContentSwitcher)
+        if pane_id != FIRST_PANE and pane_id not in self._mounting:
+            self._mounting[pane_id] = switcher.add_content(kind(self.context, id=pane_id))
+        if pane_id in self._mounting:
+            await self._mounting[pane_id]  # again when already mounted: at once
+        return switcher.get_child_by_id(pane_id, kind)
 
     def on_mount(self) -> None:
         self.sub_title = "opening the store…"
@@ -175,6 +194,7 @@ class FleetdeckApp(App[None]):
         engine.progress = self._job_step  # the long jobs: the cache's, drift's, retention's
         self.post_message(self.StoreOpen())
         if options.gateway and problem is None:
+            self._first_screen.wait(FIRST_SCREEN_WAIT_S)
             try:
                 engine.open_gateway(options.policy, port=options.port)
                 if options.push:  # before the panes' first query: no flush falls between the two
@@ -218,7 +238,7 @@ class FleetdeckApp(App[None]):
         self.context.pushed = self.options.gateway and self.options.push  # as the gateway will be
         self.live = True
         self._show_jobs()
-        self.active_pane.activate()
+        self._activate(self.active_pane)
 
     def on_fleetdeck_app_engine_ready(self, message: FleetdeckApp.EngineReady) -> None:
         self.context.gateway_url = message.url
@@ -297,19 +317,29 @@ class FleetdeckApp(App[None]):
     def active_pane(self) -> Pane:
         return self.query_one(f"#{self.query_one('#panes', ContentSwitcher).current}", Pane)
 
-    def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
+    async def on_tabs_tab_activated(self, event: Tabs.TabActivated) -> None:
         """A tab was chosen (number key, palette or click): show its pane, pause the others."""
         event.stop()
-        pane_id = (event.tab.id or "tab-overview").removeprefix("tab-")
+        pane_id = (event.tab.id or f"tab-{FIRST_PANE}").removeprefix("tab-")
+        shown = await self.pane(PANE_KINDS[pane_id])
         self.query_one("#panes", ContentSwitcher).current = pane_id
         if not self.live:
             return
-        shown = self.active_pane
         for pane in self.query(Pane):
             if pane.active and pane is not shown:
                 pane.deactivate()
         if not shown.active:
-            shown.activate()
+            self._activate(shown)
+
+    def _activate(self, pane: Pane) -> None:
+        """Show the pane's data; one that reads nothing from the store at once (SQL, Playground)
+        has nothing for the gateway's start to wait for."""
+        pane.activate()
+        if not pane.loading_now:
+            self._first_screen.set()
+
+    def on_pane_drawn(self, message: Pane.Drawn) -> None:
+        self._first_screen.set()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Number keys switch panes, except while typing: then the digit goes to the text."""
@@ -323,26 +353,32 @@ class FleetdeckApp(App[None]):
         if self.screen is self.screen_stack[0]:
             self.action_show_pane(pane_id)
 
-    def on_trace_screen_replay(self, message: TraceScreen.Replay) -> None:
+    async def on_trace_screen_replay(self, message: TraceScreen.Replay) -> None:
         """A trace replayed: the Playground with its conversation, the last prompt ready to send."""
         self.action_show_pane("playground")
-        self.query_one(PlaygroundPane).prefill(message.model, message.history, message.prompt)
+        playground = await self.pane(PlaygroundPane)
+        playground.prefill(message.model, message.history, message.prompt)
 
-    def on_open_behind(self, message: OpenBehind) -> None:
+    async def on_open_behind(self, message: OpenBehind) -> None:
         """A tile was opened: its pane; Traffic with the tile's filter typed in its field, to edit."""
         self.action_show_pane(message.opens.pane)
         if message.opens.filter is not None:
-            self.query_one(TrafficPane).show_filter(message.opens.filter)
+            traffic = await self.pane(TrafficPane)
+            traffic.show_filter(message.opens.filter)
 
     async def action_pane_action(self, pane_id: str, action: str) -> None:
         self.action_show_pane(pane_id)
-        await self.query_one(f"#{pane_id}", Pane).run_action(action)
+        pane = await self.pane(PANE_KINDS[pane_id])
+        await pane.run_action(action)
 
     def action_help(self) -> None:
+        from console.tui.screens.help import HelpScreen  # Markdown: imported when first asked for
+
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
     def on_unmount(self) -> None:
+        self._first_screen.set()  # a start under way goes on at once (and finds the console gone)
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None

@@ -69,12 +69,16 @@ class Pane(Vertical):
             self.pane = pane
             self.error = error
 
+    class Drawn(Message):
+        """The pane, shown, drew its first refresh (or its error): for the console's start (app.py)."""
+
     def __init__(self, context: ConsoleContext, *, id: str) -> None:
         super().__init__(id=id, classes="pane")
         self.context = context
         self.active = False
         self.loading_now = False
         self.loads = 0  # completed refreshes, for tests and the status line
+        self.drawn = False  # a refresh was shown while the pane was (Drawn)
         self.last_error: str | None = None
         self._cursor: duckdb.DuckDBPyConnection | None = None
         self._timer: Timer | None = None
@@ -203,6 +207,9 @@ class Pane(Vertical):
 
     def _done(self) -> None:
         self.loading_now = False
+        if self.active and not self.drawn:
+            self.drawn = True
+            self.post_message(self.Drawn())
         if self._again:
             self._again = False
             self.reload()

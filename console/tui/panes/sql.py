@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import duckdb
 from textual import events, work
@@ -15,7 +15,6 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import OptionList, Static, TabbedContent, TabPane, TextArea, Tree
 from textual.widgets.option_list import Option
-from textual_fastdatatable import DataTable as ResultTable
 
 from console.store import adhoc
 from console.tui import humanize
@@ -24,6 +23,9 @@ from console.tui.panes.base import Pane
 from console.tui.readmodel import sql as sql_core
 from console.tui.readmodel.sql import ExportFormat, SqlResult
 from console.tui.screens.export import ExportRequest, ExportScreen
+
+if TYPE_CHECKING:
+    from textual_fastdatatable import DataTable as ResultTable
 
 PLACEHOLDER = "select count(*) from traces    -- ctrl+j runs it; saved queries left, the catalog right"
 EDITOR_HINT = "Esc leaves the editor · Ctrl+Enter runs · Ctrl+↑/↓ history · Tab completes"
@@ -65,6 +67,14 @@ class SqlEditor(TextArea):
 def sql_language() -> str | None:
     """'sql' when tree-sitter and its SQL grammar are installed (highlighting), else plain text."""
     return "sql" if get_language("sql") is not None else None
+
+
+def result_table() -> type[ResultTable]:
+    """The result's table widget; textual-fastdatatable imports polars (a fifth of a second), so
+    it is imported by the first run's worker, not at the console's start."""
+    from textual_fastdatatable import DataTable
+
+    return DataTable
 
 
 def tab_label(number: int, sql: str | None) -> str:
@@ -223,7 +233,7 @@ class SqlPane(Pane):
     def table(self) -> ResultTable | None:
         """The shown tab's result table, once a run filled it."""
         found = self.query(f"#{self.tab.pane_id} .sql-table")
-        return found.first(ResultTable) if found else None
+        return found.first(result_table()) if found else None
 
     async def action_new_tab(self) -> None:
         """A new, empty result tab, shown: the next run fills it and the others keep theirs."""
@@ -299,6 +309,7 @@ class SqlPane(Pane):
         except duckdb.Error as exc:
             self.post_message(self.Finished(tab, text, None, str(exc)))
         else:
+            result_table()  # imported here, off the UI thread, before the table is shown
             self.post_message(self.Finished(tab, text, result, None))
 
     async def on_sql_pane_finished(self, message: SqlPane.Finished) -> None:
@@ -321,7 +332,7 @@ class SqlPane(Pane):
         box = tabbed.get_pane(tab.pane_id)
         await box.remove_children()  # the table before, gone before its successor takes its id
         await box.mount(
-            ResultTable(
+            result_table()(
                 data=result.table,
                 max_rows=sql_core.ROW_CAP,
                 null_rep="∅",
