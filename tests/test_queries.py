@@ -568,12 +568,25 @@ def sample_files(table: str) -> list[Path]:
     return sorted(sample_traces_dir().glob(f"{table}*.parquet"))
 
 
-@pytest.fixture
-def sample(cur: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
-    """The shipped sample traces, loaded the way users load them: through the importer."""
+@pytest.fixture(scope="module")
+def sample_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    """The shipped sample traces, loaded the way users load them (through the importer), once
+    for the module: importing 122,630 rows per query was most of this file's time."""
     assert sample_files("traces") and sample_files("outcomes"), f"no sample dataset in {sample_traces_dir()}"
-    import_files(cur, [sample_traces_dir()])
-    return cur
+    database = Database(tmp_path_factory.mktemp("sample") / "sample.duckdb")
+    import_files(database.cursor(), [sample_traces_dir()])
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def sample(sample_store: Database) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A cursor on the sample store in a transaction rolled back afterwards: a test sees the
+    sample as imported, whatever the one before it ran."""
+    cur = sample_store.cursor()
+    cur.execute("BEGIN")
+    yield cur
+    cur.execute("ROLLBACK")
 
 
 def polars_cost_per_outcome(since: datetime, until: datetime) -> dict[str | None, dict[str, Any]]:
