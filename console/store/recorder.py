@@ -41,9 +41,11 @@ import contextlib
 import errno
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,7 @@ BATCH_ERRORS = (duckdb.Error, pa.ArrowException, ValueError, TypeError)
 # DuckDB errors that are about the disk or the database, not about a row: the batch is not
 # stored row by row (no row is to blame), its segment waits for a later turn.
 STORE_ERRORS = (duckdb.IOException, duckdb.FatalException)
+LIVENESS_S = 0.1  # how often a wait for the storer checks that it still runs
 
 
 class RecorderUnavailable(Unavailable):
@@ -120,7 +123,6 @@ class Recorder:
         self._fd: int | None = None
         self._size = 0  # bytes in the current segment, all of them whole lines
         self._unwritable: str | None = None  # why the last append failed, until a probe writes
-        self._unstored: list[tuple[Path, int]] = []  # closed segments DuckDB could not store yet
         self._store_failing = False
         self._segment_seq = 0
         self._pending = 0
@@ -128,6 +130,11 @@ class Recorder:
         self._stored_count = 0
         self._stopping = False
         self._writer: threading.Thread | None = None
+        self._storer: threading.Thread | None = None
+        self._read: queue.Queue[_Closed | None] = queue.Queue(maxsize=1)  # read, waiting for DuckDB
+        self._halt = threading.Event()  # set by stop(): a segment DuckDB cannot store waits for replay
+        self._retry = threading.Event()  # set by flush(): try a segment DuckDB could not store now
+        self._taken = threading.Event()  # set by the storer as it takes a read segment
         self._columns: dict[str, _Columns] = {}
         self._listeners = FlushListeners()
 
@@ -144,7 +151,7 @@ class Recorder:
         cur = self._db.cursor()
         self._columns = {table: _Columns.of(cur, table) for table in KEYS}
         leftovers = self._segments()
-        replayed = sum(self._store_segment(path).trace_count for path in leftovers)
+        replayed = sum(self._store(self._read_closed(path, 0, live=False)).trace_count for path in leftovers)
         if leftovers:
             log.info("replayed %d spooled traces from %d segments", replayed, len(leftovers))
             self._segment_seq = max(self._segment_seq, _segment_number(leftovers[-1]))
@@ -154,7 +161,11 @@ class Recorder:
         """Replay what a previous process left, then start the writer; returns the replayed."""
         replayed = self.replay()
         self._open_segment()
+        self._halt.clear()
+        self._read = queue.Queue(maxsize=1)
+        self._storer = threading.Thread(target=self._run_storer, name="fleetdeck-recorder-store", daemon=True)
         self._writer = threading.Thread(target=self._run_writer, name="fleetdeck-recorder", daemon=True)
+        self._storer.start()
         self._writer.start()
         return replayed
 
@@ -164,9 +175,12 @@ class Recorder:
             return
         self.flush()
         self._stopping = True
+        self._halt.set()
         self._wake.set()
         self._writer.join()
-        self._writer = None
+        if self._storer is not None:
+            self._storer.join()
+        self._writer = self._storer = None
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)
@@ -265,53 +279,86 @@ class Recorder:
         with self._lock:
             target = self._recorded
         self._wake.set()
+        self._retry.set()
         with self._stored:
             return self._stored.wait_for(lambda: self._stored_count >= target, timeout_s)
 
     # -- the writer ------------------------------------------------------------------
 
     def _run_writer(self) -> None:
+        """Close the current segment every turn that has records, read it into Arrow batches and
+        hand it to the storer: the next segment is read while DuckDB stores the last one."""
         last_fsync = time.monotonic()
-        while True:
-            self._wake.wait(self._flush_interval_s)
-            self._wake.clear()
-            self._probe()
-            with self._lock:
-                pending, closed = self._pending, None
-                if pending:
-                    closed = self._rotate()
-            if closed is not None:
-                self._unstored.append((closed[0], pending))
-                os.close(closed[1])
-            if self._unstored:
-                self._store_unstored()
-            elif self._fsync_interval_s and time.monotonic() - last_fsync >= self._fsync_interval_s:
+        try:
+            while True:
+                self._wake.wait(self._flush_interval_s)
+                self._wake.clear()
+                self._probe()
                 with self._lock:
-                    if self._fd is not None:
-                        os.fsync(self._fd)
-                last_fsync = time.monotonic()
-            if self._stopping and not pending:
-                return  # a segment still unstored is replayed at the next start
+                    pending, closed = self._pending, None
+                    if pending:
+                        closed = self._rotate()
+                if closed is not None:
+                    os.close(closed[1])
+                    self._hand_over(self._read_closed(closed[0], pending, live=True))
+                elif self._fsync_interval_s and time.monotonic() - last_fsync >= self._fsync_interval_s:
+                    with self._lock:
+                        if self._fd is not None:
+                            os.fsync(self._fd)
+                    last_fsync = time.monotonic()
+                if self._stopping and not pending:
+                    return  # a segment still unstored is replayed at the next start
+        finally:
+            self._hand_over(None)
 
-    def _store_unstored(self) -> None:
-        """Store the closed segments in order; one DuckDB cannot store waits for the next turn
-        (on disk, so a stop before then leaves it to the replay at start)."""
-        while self._unstored:
-            path, records = self._unstored[0]
+    def _hand_over(self, closed: _Closed | None) -> None:
+        """Give a read segment to the storer (None: no more) and return once it has taken it: the
+        next segment is closed then, as large as the load makes it, and read while this one is
+        stored. Gives up once the storer has stopped (the segment stays on the spool, replayed
+        at start)."""
+        self._taken.clear()
+        while self._storer_running():
             try:
-                flushed = self._store_segment(path, live=True)
-            except (OSError, duckdb.Error) as exc:
-                if not self._store_failing:
-                    log.error("could not store spool segment %s (%s); trying again", path.name, exc)
-                self._store_failing = True
+                self._read.put(closed, timeout=LIVENESS_S)
+                break
+            except queue.Full:
+                continue
+        while self._storer_running() and not self._taken.wait(LIVENESS_S):
+            continue
+
+    def _storer_running(self) -> bool:
+        return self._storer is not None and self._storer.is_alive()
+
+    def _run_storer(self) -> None:
+        """Store the read segments in order; one DuckDB cannot store is tried again until it is
+        stored, or until stop() (on disk, so the replay at start stores it)."""
+        while True:
+            closed = self._read.get()
+            self._taken.set()
+            if closed is None:
                 return
-            self._store_failing = False
-            self._unstored.pop(0)
-            if len(self._listeners):
-                self._listeners.notify(flushed)
-            with self._stored:
-                self._stored_count += records
-                self._stored.notify_all()
+            while not self._store_live(closed):
+                self._retry.wait(self._flush_interval_s)
+                self._retry.clear()
+                if self._halt.is_set():
+                    return
+
+    def _store_live(self, closed: _Closed) -> bool:
+        """Store one live segment and tell its listeners and flush(); False when DuckDB could not."""
+        try:
+            flushed = self._store(closed)
+        except (OSError, duckdb.Error) as exc:
+            if not self._store_failing:
+                log.error("could not store spool segment %s (%s); trying again", closed.path.name, exc)
+            self._store_failing = True
+            return False
+        self._store_failing = False
+        if len(self._listeners):
+            self._listeners.notify(flushed)
+        with self._stored:
+            self._stored_count += closed.records
+            self._stored.notify_all()
+        return True
 
     def _rotate(self) -> tuple[Path, int] | None:
         """Swap in a fresh segment (caller holds the lock); returns the closed one, or None when
@@ -344,44 +391,54 @@ class Recorder:
     def _segments(self) -> list[Path]:
         return sorted(self._spool_dir.glob(f"*{SEGMENT_SUFFIX}"), key=_segment_number)
 
-    def _store_segment(self, path: Path, live: bool = False) -> Flushed:
-        """Load one closed segment into DuckDB, then delete it. Returns what it stored."""
+    def _read_closed(self, path: Path, records: int, live: bool) -> _Closed:
+        """Read a closed segment: its refused records to rejected/, a live one's write-once tables
+        into Arrow batches (none when Arrow refuses one: those go the careful way)."""
         segment = read_segment(path, self._legacy_names)
         for table, record, reason in segment.refused:
             self._reject(table, record, path.name, reason)
+        batches: dict[str, pa.Table] = {}
+        if live:
+            tables = [t for t in KEYS if ON_CONFLICT[t] == "IGNORE" and segment.tables.get(t)]
+            try:
+                batches = {table: self._columns[table].arrow(segment.tables[table]) for table in tables}
+            except BATCH_ERRORS:
+                batches = {}
+        return _Closed(path, records, segment, batches, live)
+
+    def _store(self, closed: _Closed) -> Flushed:
+        """Load one read segment into DuckDB, then delete it. Returns what it stored."""
+        segment, name = closed.segment, closed.path.name
         cur = self._db.cursor()
-        fresh = self._store_fresh(cur, segment) if live else {}
+        fresh = self._store_fresh(cur, closed.batches)
         counts = {table: batch.num_rows for table, batch in fresh.items()}
         traces = fresh.get("traces")
         for table in KEYS:
             spooled = segment.tables.get(table)
             if spooled and table not in fresh:
-                stored = self._insert(cur, table, spooled, path.name, live)
+                stored = self._insert(cur, table, spooled, name, closed.live)
                 counts[table] = stored.num_rows
                 if table == "traces":
                     traces = stored
         events = segment.tables.get(AUDIT)
         if events:
-            counts[AUDIT] = self._append_audit(cur, events.records(), path.name)
-        path.unlink()
+            counts[AUDIT] = self._append_audit(cur, events.records(), name)
+        closed.path.unlink()
         return Flushed(counts, traces)
 
-    def _store_fresh(self, cur: duckdb.DuckDBPyConnection, segment: Segment) -> dict[str, pa.Table]:
+    def _store_fresh(
+        self, cur: duckdb.DuckDBPyConnection, batches: dict[str, pa.Table]
+    ) -> dict[str, pa.Table]:
         """A live segment's write-once tables (traces, payloads, …) in one transaction of plain
         INSERTs with their rollups; returns each table's rows stored. A fresh segment holds new keys
         only, so this is the usual path: one commit per flush, no conflict checks, no RETURNING.
-        Whatever DuckDB (or Arrow) refuses rolls it all back, and the tables go the careful way
-        (`_insert`: a conflict rule, then row by row), which sets aside only the refused rows."""
-        tables = tuple(t for t in KEYS if ON_CONFLICT[t] == "IGNORE" and segment.tables.get(t))
-        if not tables:
-            return {}
-        try:
-            batches = [(table, self._columns[table].arrow(segment.tables[table])) for table in tables]
-        except BATCH_ERRORS:
+        Whatever DuckDB refuses rolls it all back, and the tables go the careful way (`_insert`:
+        a conflict rule, then row by row), which sets aside only the refused rows."""
+        if not batches:
             return {}
         cur.execute("BEGIN")
         try:
-            for table, batch in batches:
+            for table, batch in batches.items():
                 cur.register("spool_batch", batch)
                 try:
                     sql = f"INSERT INTO {table} BY NAME SELECT * FROM spool_batch"
@@ -395,7 +452,7 @@ class Recorder:
             if isinstance(refused, STORE_ERRORS):
                 raise  # the disk or the database, not a row: the segment waits
             return {}
-        return dict(batches)
+        return batches
 
     @property
     def _legacy_names(self) -> dict[str, tuple[str, ...]]:
@@ -469,6 +526,18 @@ class Recorder:
         entry = {"table": table, "row": row, "segment": segment, "error": reason}
         with (self._rejected_dir / f"{table}.jsonl").open("ab") as f:
             f.write(orjson.dumps(entry, default=str) + b"\n")
+
+
+@dataclass(slots=True)
+class _Closed:
+    """A closed segment read back: its records by table and, for a live one, the Arrow batches
+    of its write-once tables; `records` counts what flush() waits for."""
+
+    path: Path
+    records: int
+    segment: Segment
+    batches: dict[str, pa.Table]
+    live: bool
 
 
 def _insert_batch(cur: duckdb.DuckDBPyConnection, table: str, batch: pa.Table, plain: bool = False) -> None:
