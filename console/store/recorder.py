@@ -2,9 +2,13 @@
 
 `record()` appends one JSON line to the current spool segment with a single
 `write(2)` and returns: the trace is acknowledged, and survives the process being
-killed from then on. One writer thread rotates the segment every flush interval (or
-sooner, once a batch is full), loads the closed segment into DuckDB through Arrow in
-one transaction, and deletes it only after the commit. At start, segments left by
+killed from then on. A writer thread rotates the segment every flush interval (or
+sooner, once a batch is full) and reads the closed segment into Arrow batches; a storer
+thread loads them into DuckDB in one transaction and deletes the segment only after the
+commit. The two form a pipeline: DuckDB releases the GIL while it inserts, so the next
+segment is read while the last is stored, and the writer closes that next segment only
+once the storer has taken the last, so under load a segment holds what arrived meanwhile
+(fewer, larger statements). At start, segments left by
 a crashed process are replayed first; inserts ignore request_ids already stored, so
 replaying a segment twice changes nothing.
 
@@ -20,11 +24,11 @@ row, is most of a flush's, so a flush runs as few statements as it can.
 A row DuckDB refuses is never dropped: it is written to `spool/rejected/` with the
 reason, and the rest of its batch is stored.
 
-After each live flush the writer tells its listeners what it stored (`on_flush`,
+After each live flush the storer tells its listeners what it stored (`on_flush`,
 console/store/flushed.py): the console updates its panes from that instead of polling.
 
 Stored Responses API responses (`stored_responses`) travel the same way, and so do audit
-events; the writer, the only thread that appends to the audit log, numbers and chains them
+events; the storer, the only thread that appends to the audit log, numbers and chains them
 as it stores them (console/store/audit.py).
 
 When the spool cannot be written (the disk is full, a quota or file-size limit is reached),
@@ -139,7 +143,7 @@ class Recorder:
         self._listeners = FlushListeners()
 
     def on_flush(self, listener: Listener) -> Callable[[], None]:
-        """Call `listener` on the writer's thread after each committed flush (a `Flushed`);
+        """Call `listener` on the storer's thread after each committed flush (a `Flushed`);
         returns the function that unsubscribes it. The listener must not block."""
         return self._listeners.add(listener)
 
@@ -158,7 +162,7 @@ class Recorder:
         return replayed
 
     def start(self) -> int:
-        """Replay what a previous process left, then start the writer; returns the replayed."""
+        """Replay what a previous process left, then start the writer and the storer; returns the replayed."""
         replayed = self.replay()
         self._open_segment()
         self._halt.clear()
@@ -170,7 +174,7 @@ class Recorder:
         return replayed
 
     def stop(self) -> None:
-        """Store everything recorded so far, then stop the writer."""
+        """Store everything recorded so far, then stop the writer and the storer."""
         if self._writer is None:
             return
         self.flush()
@@ -218,7 +222,7 @@ class Recorder:
         self._append(spool_line("stored_responses", stored))
 
     def record_audit(self, event: audit.AuditEvent) -> None:
-        """Acknowledge an audit event once it is on the spool; the writer chains it."""
+        """Acknowledge an audit event once it is on the spool; the storer chains it."""
         self._append(spool_line(AUDIT, event))
 
     @property
