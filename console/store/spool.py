@@ -97,12 +97,8 @@ class Segment:
 
 def read_segment(path: Path, legacy_names: Mapping[str, tuple[str, ...]]) -> Segment:
     """Decode a segment; `legacy_names` are the fields kept of the earlier format's objects."""
-    data = path.read_bytes()
     reader = _Reader(legacy_names)
-    if reader.take_whole(data):
-        return reader.segment()
-    reader = _Reader(legacy_names)
-    lines = data.split(b"\n")
+    lines = path.read_bytes().split(b"\n")
     last = len(lines) - 1
     for number, line in enumerate(lines, start=1):
         if line and not reader.take(line) and number < last:
@@ -116,24 +112,6 @@ class _Reader:
         self._layouts: dict[str, tuple[str, ...]] = {}
         self._rows: dict[str, list[list[Any]]] = {}
         self._objects: dict[str, list[dict[str, Any]]] = {}
-
-    def take_whole(self, data: bytes) -> bool:
-        """Keep every record of a segment written whole (a header, then records, one per line) with
-        one decode; False for any other (a torn tail, an empty or corrupt line, the earlier format),
-        which a fresh reader then reads line by line."""
-        head, _, body = data.partition(b"\n")
-        if not body.endswith(b"\n") or not self.take(head) or not self._layouts or self._rows:
-            return False
-        try:
-            entries = orjson.loads(b"[" + body[:-1].replace(b"\n", b",") + b"]")
-        except orjson.JSONDecodeError:
-            return False
-        rows = self._rows
-        for entry in entries:
-            if type(entry) is not list or not entry or type(entry[0]) is not str:
-                return False
-            rows.setdefault(entry[0], []).append(entry)
-        return True
 
     def take(self, line: bytes) -> bool:
         """Keep one line's record; False for a line that is not one (torn or corrupt)."""
