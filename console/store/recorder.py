@@ -43,12 +43,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import logging
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -397,24 +398,32 @@ class Recorder:
 
     def _read_closed(self, path: Path, records: int, live: bool) -> _Closed:
         """Read a closed segment: its refused records to rejected/, a live one's write-once tables
-        into Arrow batches (none when Arrow refuses one: those go the careful way)."""
-        segment = read_segment(path, self._legacy_names)
+        into Arrow batches (none when Arrow refuses one: those go the careful way), whose rows are
+        dropped then (the careful way reads them again). The collector is paused meanwhile."""
+        with _collector_paused():
+            segment = read_segment(path, self._legacy_names)
+            batches = self._batches(segment) if live else {}
+            for table in batches:
+                del segment.tables[table]
         for table, record, reason in segment.refused:
             self._reject(table, record, path.name, reason)
-        batches: dict[str, pa.Table] = {}
-        if live:
-            tables = [t for t in KEYS if ON_CONFLICT[t] == "IGNORE" and segment.tables.get(t)]
-            try:
-                batches = {table: self._columns[table].arrow(segment.tables[table]) for table in tables}
-            except BATCH_ERRORS:
-                batches = {}
         return _Closed(path, records, segment, batches, live)
+
+    def _batches(self, segment: Segment) -> dict[str, pa.Table]:
+        """The write-once tables of a live segment as Arrow batches; none when Arrow refuses one."""
+        tables = [t for t in KEYS if ON_CONFLICT[t] == "IGNORE" and segment.tables.get(t)]
+        try:
+            return {table: self._columns[table].arrow(segment.tables[table]) for table in tables}
+        except BATCH_ERRORS:
+            return {}
 
     def _store(self, closed: _Closed) -> Flushed:
         """Load one read segment into DuckDB, then delete it. Returns what it stored."""
         segment, name = closed.segment, closed.path.name
         cur = self._db.cursor()
         fresh = self._store_fresh(cur, closed.batches)
+        if closed.batches and not fresh:  # DuckDB refused a row: the careful way needs them all
+            segment = read_segment(closed.path, self._legacy_names)
         counts = {table: batch.num_rows for table, batch in fresh.items()}
         traces = fresh.get("traces")
         for table in KEYS:
@@ -555,6 +564,24 @@ def _insert_batch(cur: duckdb.DuckDBPyConnection, table: str, batch: pa.Table, p
         rollups.insert(cur, table, sql, stores_all=batch if plain else None, opened=False if plain else None)
     finally:
         cur.unregister("spool_batch")
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused while a segment is decoded. Its rows are new lists
+    (and the dicts of their JSON values), alive until their Arrow arrays are built: each
+    collection they set off would walk them and every other object of the process, and
+    those many times per segment cost more than the decode itself. They hold no cycles and
+    are freed by reference counting before it resumes. (Process-wide: meanwhile no thread's
+    allocations start a collection; one that is due runs once it resumes.)"""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _audit_event(row: dict[str, Any]) -> audit.AuditEvent:
