@@ -91,6 +91,7 @@ BATCH_ERRORS = (duckdb.Error, pa.ArrowException, ValueError, TypeError)
 # stored row by row (no row is to blame), its segment waits for a later turn.
 STORE_ERRORS = (duckdb.IOException, duckdb.FatalException)
 LIVENESS_S = 0.1  # how often a wait for the storer checks that it still runs
+COMPACT_EVERY = 64  # flushes after which the hourly rollups are compacted even under load
 
 
 class RecorderUnavailable(Unavailable):
@@ -140,6 +141,8 @@ class Recorder:
         self._halt = threading.Event()  # set by stop(): a segment DuckDB cannot store waits for replay
         self._retry = threading.Event()  # set by flush(): try a segment DuckDB could not store now
         self._taken = threading.Event()  # set by the storer as it takes a read segment
+        self._uncompacted: datetime | None = None  # the first hour with rollup rows not compacted
+        self._flushes_uncompacted = 0
         self._columns: dict[str, _Columns] = {}
         self._listeners = FlushListeners()
 
@@ -338,15 +341,43 @@ class Recorder:
         """Store the read segments in order; one DuckDB cannot store is tried again until it is
         stored, or until stop() (on disk, so the replay at start stores it)."""
         while True:
-            closed = self._read.get()
+            try:
+                closed = self._read.get(timeout=self._flush_interval_s)
+            except queue.Empty:  # idle
+                self._compact()
+                continue
             self._taken.set()
             if closed is None:
+                self._compact()
                 return
             while not self._store_live(closed):
                 self._retry.wait(self._flush_interval_s)
                 self._retry.clear()
                 if self._halt.is_set():
                     return
+            if self._flushes_uncompacted >= COMPACT_EVERY:
+                self._compact()
+
+    def _compact(self) -> None:
+        """Merge the hourly rollups' rows appended since the last time (`rollups.compact`)."""
+        since = self._uncompacted
+        if since is None:
+            return
+        try:
+            rollups.compact(self._db.cursor(), since)
+        except duckdb.Error as exc:  # a purge's transaction on the same rows: the next idle turn
+            log.warning("could not compact the hourly rollups (%s); trying again later", exc)
+            return
+        self._uncompacted, self._flushes_uncompacted = None, 0
+
+    def _appended_rollups(self, traces: pa.Table | None) -> None:
+        """Note the hours whose rollups got rows from stored traces, for `_compact`."""
+        if traces is None or not traces.num_rows:
+            return
+        first = pc.min(traces.column("ts_start")).as_py()
+        if first is not None:
+            self._uncompacted = first if self._uncompacted is None else min(self._uncompacted, first)
+            self._flushes_uncompacted += 1
 
     def _store_live(self, closed: _Closed) -> bool:
         """Store one live segment and tell its listeners and flush(); False when DuckDB could not."""
@@ -436,6 +467,7 @@ class Recorder:
         events = segment.tables.get(AUDIT)
         if events:
             counts[AUDIT] = self._append_audit(cur, events.records(), name)
+        self._appended_rollups(traces)
         closed.path.unlink()
         return Flushed(counts, traces)
 
