@@ -1,7 +1,7 @@
 """What one flush of the recorder stored, and who hears of it.
 
-The recorder's storer calls every listener after each live segment is committed, on the
-storer's thread, with a `Flushed`: how many rows of each table went in and the stored
+The recorder's writer calls every listener after each live segment is committed, on the
+writer's thread, with a `Flushed`: how many rows of each table went in and the stored
 traces themselves (the Arrow table the insert was made from, so nothing is copied or
 queried again). A listener must be quick and must not block: the console's posts a
 message to its event loop and returns. A listener that raises is logged and kept.
@@ -42,7 +42,7 @@ Listener = Callable[[Flushed], None]
 
 
 class FlushListeners:
-    """A registry of callbacks, safe to change from any thread while the storer notifies."""
+    """A registry of callbacks, safe to change from any thread while the writer notifies."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

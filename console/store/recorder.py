@@ -2,13 +2,9 @@
 
 `record()` appends one JSON line to the current spool segment with a single
 `write(2)` and returns: the trace is acknowledged, and survives the process being
-killed from then on. A writer thread rotates the segment every flush interval (or
-sooner, once a batch is full) and reads the closed segment into Arrow batches; a storer
-thread loads them into DuckDB in one transaction and deletes the segment only after the
-commit. The two form a pipeline: DuckDB releases the GIL while it inserts, so the next
-segment is read while the last is stored, and the writer closes that next segment only
-once the storer has taken the last, so under load a segment holds what arrived meanwhile
-(fewer, larger statements). At start, segments left by
+killed from then on. One writer thread rotates the segment every flush interval (or
+sooner, once a batch is full), loads the closed segment into DuckDB through Arrow in
+one transaction, and deletes it only after the commit. At start, segments left by
 a crashed process are replayed first; inserts ignore request_ids already stored, so
 replaying a segment twice changes nothing.
 
@@ -19,16 +15,21 @@ INSERT. The writer's Python work is the decode and the arrays, per column rather
 value; the insert itself is DuckDB's. A live segment holds new keys only, so its write-once
 tables (traces, payloads, evals, stored responses) and their rollups go in one transaction of
 plain INSERTs, the rollups reading the batch itself: DuckDB's cost per statement, not per
-row, is most of a flush's, so a flush runs as few statements as it can.
+row, is most of a flush's, so a flush runs as few statements as it can. The hourly rollups
+get each flush's partial sums appended; a turn with nothing to store (or every
+COMPACT_EVERY flushes under load) compacts them (`rollups.compact`).
+
+The garbage collector is paused while a segment is decoded (`_collector_paused`): the rows
+are short-lived lists that would otherwise set off collections walking the whole heap.
 
 A row DuckDB refuses is never dropped: it is written to `spool/rejected/` with the
 reason, and the rest of its batch is stored.
 
-After each live flush the storer tells its listeners what it stored (`on_flush`,
+After each live flush the writer tells its listeners what it stored (`on_flush`,
 console/store/flushed.py): the console updates its panes from that instead of polling.
 
 Stored Responses API responses (`stored_responses`) travel the same way, and so do audit
-events; the storer, the only thread that appends to the audit log, numbers and chains them
+events; the writer, the only thread that appends to the audit log, numbers and chains them
 as it stores them (console/store/audit.py).
 
 When the spool cannot be written (the disk is full, a quota or file-size limit is reached),
@@ -46,7 +47,6 @@ import errno
 import gc
 import logging
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -90,7 +90,6 @@ BATCH_ERRORS = (duckdb.Error, pa.ArrowException, ValueError, TypeError)
 # DuckDB errors that are about the disk or the database, not about a row: the batch is not
 # stored row by row (no row is to blame), its segment waits for a later turn.
 STORE_ERRORS = (duckdb.IOException, duckdb.FatalException)
-LIVENESS_S = 0.1  # how often a wait for the storer checks that it still runs
 COMPACT_EVERY = 64  # flushes after which the hourly rollups are compacted even under load
 
 
@@ -129,6 +128,7 @@ class Recorder:
         self._fd: int | None = None
         self._size = 0  # bytes in the current segment, all of them whole lines
         self._unwritable: str | None = None  # why the last append failed, until a probe writes
+        self._unstored: list[tuple[Path, int]] = []  # closed segments DuckDB could not store yet
         self._store_failing = False
         self._segment_seq = 0
         self._pending = 0
@@ -136,18 +136,13 @@ class Recorder:
         self._stored_count = 0
         self._stopping = False
         self._writer: threading.Thread | None = None
-        self._storer: threading.Thread | None = None
-        self._read: queue.Queue[_Closed | None] = queue.Queue(maxsize=1)  # read, waiting for DuckDB
-        self._halt = threading.Event()  # set by stop(): a segment DuckDB cannot store waits for replay
-        self._retry = threading.Event()  # set by flush(): try a segment DuckDB could not store now
-        self._taken = threading.Event()  # set by the storer as it takes a read segment
-        self._uncompacted: datetime | None = None  # the first hour with rollup rows not compacted
-        self._flushes_uncompacted = 0
         self._columns: dict[str, _Columns] = {}
         self._listeners = FlushListeners()
+        self._uncompacted: datetime | None = None  # the first hour with rollup rows not compacted
+        self._flushes_uncompacted = 0
 
     def on_flush(self, listener: Listener) -> Callable[[], None]:
-        """Call `listener` on the storer's thread after each committed flush (a `Flushed`);
+        """Call `listener` on the writer's thread after each committed flush (a `Flushed`);
         returns the function that unsubscribes it. The listener must not block."""
         return self._listeners.add(listener)
 
@@ -159,36 +154,29 @@ class Recorder:
         cur = self._db.cursor()
         self._columns = {table: _Columns.of(cur, table) for table in KEYS}
         leftovers = self._segments()
-        replayed = sum(self._store(self._read_closed(path, 0, live=False)).trace_count for path in leftovers)
+        replayed = sum(self._store(self._read_closed(path, live=False)).trace_count for path in leftovers)
         if leftovers:
             log.info("replayed %d spooled traces from %d segments", replayed, len(leftovers))
             self._segment_seq = max(self._segment_seq, _segment_number(leftovers[-1]))
         return replayed
 
     def start(self) -> int:
-        """Replay what a previous process left, then start the writer and the storer; returns the replayed."""
+        """Replay what a previous process left, then start the writer; returns the replayed."""
         replayed = self.replay()
         self._open_segment()
-        self._halt.clear()
-        self._read = queue.Queue(maxsize=1)
-        self._storer = threading.Thread(target=self._run_storer, name="fleetdeck-recorder-store", daemon=True)
         self._writer = threading.Thread(target=self._run_writer, name="fleetdeck-recorder", daemon=True)
-        self._storer.start()
         self._writer.start()
         return replayed
 
     def stop(self) -> None:
-        """Store everything recorded so far, then stop the writer and the storer."""
+        """Store everything recorded so far, then stop the writer."""
         if self._writer is None:
             return
         self.flush()
         self._stopping = True
-        self._halt.set()
         self._wake.set()
         self._writer.join()
-        if self._storer is not None:
-            self._storer.join()
-        self._writer = self._storer = None
+        self._writer = None
         with self._lock:
             if self._fd is not None:
                 os.close(self._fd)
@@ -226,7 +214,7 @@ class Recorder:
         self._append(spool_line("stored_responses", stored))
 
     def record_audit(self, event: audit.AuditEvent) -> None:
-        """Acknowledge an audit event once it is on the spool; the storer chains it."""
+        """Acknowledge an audit event once it is on the spool; the writer chains it."""
         self._append(spool_line(AUDIT, event))
 
     @property
@@ -287,76 +275,57 @@ class Recorder:
         with self._lock:
             target = self._recorded
         self._wake.set()
-        self._retry.set()
         with self._stored:
             return self._stored.wait_for(lambda: self._stored_count >= target, timeout_s)
 
     # -- the writer ------------------------------------------------------------------
 
     def _run_writer(self) -> None:
-        """Close the current segment every turn that has records, read it into Arrow batches and
-        hand it to the storer: the next segment is read while DuckDB stores the last one."""
         last_fsync = time.monotonic()
-        try:
-            while True:
-                self._wake.wait(self._flush_interval_s)
-                self._wake.clear()
-                self._probe()
-                with self._lock:
-                    pending, closed = self._pending, None
-                    if pending:
-                        closed = self._rotate()
-                if closed is not None:
-                    os.close(closed[1])
-                    self._hand_over(self._read_closed(closed[0], pending, live=True))
-                elif self._fsync_interval_s and time.monotonic() - last_fsync >= self._fsync_interval_s:
+        while True:
+            self._wake.wait(self._flush_interval_s)
+            self._wake.clear()
+            self._probe()
+            with self._lock:
+                pending, closed = self._pending, None
+                if pending:
+                    closed = self._rotate()
+            if closed is not None:
+                self._unstored.append((closed[0], pending))
+                os.close(closed[1])
+            if self._unstored:
+                self._store_unstored()
+                if self._flushes_uncompacted >= COMPACT_EVERY:
+                    self._compact()
+            else:
+                self._compact()  # idle
+                if self._fsync_interval_s and time.monotonic() - last_fsync >= self._fsync_interval_s:
                     with self._lock:
                         if self._fd is not None:
                             os.fsync(self._fd)
                     last_fsync = time.monotonic()
-                if self._stopping and not pending:
-                    return  # a segment still unstored is replayed at the next start
-        finally:
-            self._hand_over(None)
+            if self._stopping and not pending:
+                return  # a segment still unstored is replayed at the next start
 
-    def _hand_over(self, closed: _Closed | None) -> None:
-        """Give a read segment to the storer (None: no more) and return once it has taken it: the
-        next segment is closed then, as large as the load makes it, and read while this one is
-        stored. Gives up once the storer has stopped (the segment stays on the spool, replayed
-        at start)."""
-        self._taken.clear()
-        while self._storer_running():
+    def _store_unstored(self) -> None:
+        """Store the closed segments in order; one DuckDB cannot store waits for the next turn
+        (on disk, so a stop before then leaves it to the replay at start)."""
+        while self._unstored:
+            path, records = self._unstored[0]
             try:
-                self._read.put(closed, timeout=LIVENESS_S)
-                break
-            except queue.Full:
-                continue
-        while self._storer_running() and not self._taken.wait(LIVENESS_S):
-            continue
-
-    def _storer_running(self) -> bool:
-        return self._storer is not None and self._storer.is_alive()
-
-    def _run_storer(self) -> None:
-        """Store the read segments in order; one DuckDB cannot store is tried again until it is
-        stored, or until stop() (on disk, so the replay at start stores it)."""
-        while True:
-            try:
-                closed = self._read.get(timeout=self._flush_interval_s)
-            except queue.Empty:  # idle
-                self._compact()
-                continue
-            self._taken.set()
-            if closed is None:
-                self._compact()
+                flushed = self._store(self._read_closed(path, live=True))
+            except (OSError, duckdb.Error) as exc:
+                if not self._store_failing:
+                    log.error("could not store spool segment %s (%s); trying again", path.name, exc)
+                self._store_failing = True
                 return
-            while not self._store_live(closed):
-                self._retry.wait(self._flush_interval_s)
-                self._retry.clear()
-                if self._halt.is_set():
-                    return
-            if self._flushes_uncompacted >= COMPACT_EVERY:
-                self._compact()
+            self._store_failing = False
+            self._unstored.pop(0)
+            if len(self._listeners):
+                self._listeners.notify(flushed)
+            with self._stored:
+                self._stored_count += records
+                self._stored.notify_all()
 
     def _compact(self) -> None:
         """Merge the hourly rollups' rows appended since the last time (`rollups.compact`)."""
@@ -365,7 +334,7 @@ class Recorder:
             return
         try:
             rollups.compact(self._db.cursor(), since)
-        except duckdb.Error as exc:  # a purge's transaction on the same rows: the next idle turn
+        except duckdb.Error as exc:  # a purge's transaction on the same rows: a later turn
             log.warning("could not compact the hourly rollups (%s); trying again later", exc)
             return
         self._uncompacted, self._flushes_uncompacted = None, 0
@@ -378,23 +347,6 @@ class Recorder:
         if first is not None:
             self._uncompacted = first if self._uncompacted is None else min(self._uncompacted, first)
             self._flushes_uncompacted += 1
-
-    def _store_live(self, closed: _Closed) -> bool:
-        """Store one live segment and tell its listeners and flush(); False when DuckDB could not."""
-        try:
-            flushed = self._store(closed)
-        except (OSError, duckdb.Error) as exc:
-            if not self._store_failing:
-                log.error("could not store spool segment %s (%s); trying again", closed.path.name, exc)
-            self._store_failing = True
-            return False
-        self._store_failing = False
-        if len(self._listeners):
-            self._listeners.notify(flushed)
-        with self._stored:
-            self._stored_count += closed.records
-            self._stored.notify_all()
-        return True
 
     def _rotate(self) -> tuple[Path, int] | None:
         """Swap in a fresh segment (caller holds the lock); returns the closed one, or None when
@@ -427,7 +379,7 @@ class Recorder:
     def _segments(self) -> list[Path]:
         return sorted(self._spool_dir.glob(f"*{SEGMENT_SUFFIX}"), key=_segment_number)
 
-    def _read_closed(self, path: Path, records: int, live: bool) -> _Closed:
+    def _read_closed(self, path: Path, live: bool) -> _Closed:
         """Read a closed segment: its refused records to rejected/, a live one's write-once tables
         into Arrow batches (none when Arrow refuses one: those go the careful way), whose rows are
         dropped then (the careful way reads them again). The collector is paused meanwhile."""
@@ -438,7 +390,7 @@ class Recorder:
                 del segment.tables[table]
         for table, record, reason in segment.refused:
             self._reject(table, record, path.name, reason)
-        return _Closed(path, records, segment, batches, live)
+        return _Closed(path, segment, batches, live)
 
     def _batches(self, segment: Segment) -> dict[str, pa.Table]:
         """The write-once tables of a live segment as Arrow batches; none when Arrow refuses one."""
@@ -576,26 +528,12 @@ class Recorder:
 @dataclass(slots=True)
 class _Closed:
     """A closed segment read back: its records by table and, for a live one, the Arrow batches
-    of its write-once tables; `records` counts what flush() waits for."""
+    of its write-once tables (their rows dropped)."""
 
     path: Path
-    records: int
     segment: Segment
     batches: dict[str, pa.Table]
     live: bool
-
-
-def _insert_batch(cur: duckdb.DuckDBPyConnection, table: str, batch: pa.Table, plain: bool = False) -> None:
-    """INSERT OR <the table's conflict rule>, or a plain INSERT: the writer's own, on a cursor
-    with no transaction open, which stores every row of the batch or fails (so the rollups
-    take the batch as it is)."""
-    verb = "INSERT" if plain else f"INSERT OR {ON_CONFLICT[table]}"
-    cur.register("spool_batch", batch)
-    try:
-        sql = f"{verb} INTO {table} BY NAME SELECT * FROM spool_batch"
-        rollups.insert(cur, table, sql, stores_all=batch if plain else None, opened=False if plain else None)
-    finally:
-        cur.unregister("spool_batch")
 
 
 @contextlib.contextmanager
@@ -614,6 +552,19 @@ def _collector_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def _insert_batch(cur: duckdb.DuckDBPyConnection, table: str, batch: pa.Table, plain: bool = False) -> None:
+    """INSERT OR <the table's conflict rule>, or a plain INSERT: the writer's own, on a cursor
+    with no transaction open, which stores every row of the batch or fails (so the rollups
+    take the batch as it is)."""
+    verb = "INSERT" if plain else f"INSERT OR {ON_CONFLICT[table]}"
+    cur.register("spool_batch", batch)
+    try:
+        sql = f"{verb} INTO {table} BY NAME SELECT * FROM spool_batch"
+        rollups.insert(cur, table, sql, stores_all=batch if plain else None, opened=False if plain else None)
+    finally:
+        cur.unregister("spool_batch")
 
 
 def _audit_event(row: dict[str, Any]) -> audit.AuditEvent:
