@@ -7,6 +7,7 @@ within a bucket's width: at most 10 % of the value.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from collections.abc import Iterator
@@ -266,3 +267,25 @@ def test_a_store_made_before_the_rollups_is_backfilled_when_opened(tmp_path: Pat
         assert assert_panes_match(database.cursor(), *span(database.cursor())) > 50
     finally:
         database.close()
+
+
+def test_flushes_append_partial_sums_and_compacting_them_changes_no_answer(tmp_path: Path) -> None:
+    first = generated_traces(random.Random(7), 600)
+    again = [dataclasses.replace(t, request_id=f"{t.request_id}-again") for t in first]  # the same keys
+    settings = Settings(data_dir=tmp_path / "data", recorder_flush_interval_s=3600)  # never idle here
+    keys = f"SELECT count(*) FROM (SELECT DISTINCT {', '.join(rollups.HOURLY_DIMS)} FROM rollup_hourly)"
+    with Engine(settings) as engine:
+        engine.start_recorder()
+        cur = engine.db.cursor()
+        record_all(engine, first, [])
+        record_all(engine, again, [])
+        (rows,), (distinct,) = (
+            cur.execute("SELECT count(*) FROM rollup_hourly").fetchall(),
+            cur.execute(keys).fetchall(),
+        )
+        assert rows > distinct, "each flush appended its own partial sums"
+        assert assert_panes_match(cur, *span(cur)) > 100
+        rollups.compact(cur, START)
+        assert cur.execute("SELECT count(*) FROM rollup_hourly").fetchall() == cur.execute(keys).fetchall()
+        assert cur.execute("SELECT sum(calls) FROM rollup_hourly").fetchall() == [(1200,)]
+        assert assert_panes_match(cur, *span(cur)) > 100

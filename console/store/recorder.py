@@ -15,7 +15,12 @@ INSERT. The writer's Python work is the decode and the arrays, per column rather
 value; the insert itself is DuckDB's. A live segment holds new keys only, so its write-once
 tables (traces, payloads, evals, stored responses) and their rollups go in one transaction of
 plain INSERTs, the rollups reading the batch itself: DuckDB's cost per statement, not per
-row, is most of a flush's, so a flush runs as few statements as it can.
+row, is most of a flush's, so a flush runs as few statements as it can. The hourly rollups
+get each flush's partial sums appended; a turn with nothing to store (or every
+COMPACT_EVERY flushes under load) compacts them (`rollups.compact`).
+
+The garbage collector is paused while a segment is decoded (`_collector_paused`): the rows
+are short-lived lists that would otherwise set off collections walking the whole heap.
 
 A row DuckDB refuses is never dropped: it is written to `spool/rejected/` with the
 reason, and the rest of its batch is stored.
@@ -39,11 +44,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -83,6 +90,7 @@ BATCH_ERRORS = (duckdb.Error, pa.ArrowException, ValueError, TypeError)
 # DuckDB errors that are about the disk or the database, not about a row: the batch is not
 # stored row by row (no row is to blame), its segment waits for a later turn.
 STORE_ERRORS = (duckdb.IOException, duckdb.FatalException)
+COMPACT_EVERY = 64  # flushes after which the hourly rollups are compacted even under load
 
 
 class RecorderUnavailable(Unavailable):
@@ -130,6 +138,8 @@ class Recorder:
         self._writer: threading.Thread | None = None
         self._columns: dict[str, _Columns] = {}
         self._listeners = FlushListeners()
+        self._uncompacted: datetime | None = None  # the first hour with rollup rows not compacted
+        self._flushes_uncompacted = 0
 
     def on_flush(self, listener: Listener) -> Callable[[], None]:
         """Call `listener` on the writer's thread after each committed flush (a `Flushed`);
@@ -144,7 +154,7 @@ class Recorder:
         cur = self._db.cursor()
         self._columns = {table: _Columns.of(cur, table) for table in KEYS}
         leftovers = self._segments()
-        replayed = sum(self._store_segment(path).trace_count for path in leftovers)
+        replayed = sum(self._store(self._read_closed(path, live=False)).trace_count for path in leftovers)
         if leftovers:
             log.info("replayed %d spooled traces from %d segments", replayed, len(leftovers))
             self._segment_seq = max(self._segment_seq, _segment_number(leftovers[-1]))
@@ -285,11 +295,15 @@ class Recorder:
                 os.close(closed[1])
             if self._unstored:
                 self._store_unstored()
-            elif self._fsync_interval_s and time.monotonic() - last_fsync >= self._fsync_interval_s:
-                with self._lock:
-                    if self._fd is not None:
-                        os.fsync(self._fd)
-                last_fsync = time.monotonic()
+                if self._flushes_uncompacted >= COMPACT_EVERY:
+                    self._compact()
+            else:
+                self._compact()  # idle
+                if self._fsync_interval_s and time.monotonic() - last_fsync >= self._fsync_interval_s:
+                    with self._lock:
+                        if self._fd is not None:
+                            os.fsync(self._fd)
+                    last_fsync = time.monotonic()
             if self._stopping and not pending:
                 return  # a segment still unstored is replayed at the next start
 
@@ -299,7 +313,7 @@ class Recorder:
         while self._unstored:
             path, records = self._unstored[0]
             try:
-                flushed = self._store_segment(path, live=True)
+                flushed = self._store(self._read_closed(path, live=True))
             except (OSError, duckdb.Error) as exc:
                 if not self._store_failing:
                     log.error("could not store spool segment %s (%s); trying again", path.name, exc)
@@ -312,6 +326,27 @@ class Recorder:
             with self._stored:
                 self._stored_count += records
                 self._stored.notify_all()
+
+    def _compact(self) -> None:
+        """Merge the hourly rollups' rows appended since the last time (`rollups.compact`)."""
+        since = self._uncompacted
+        if since is None:
+            return
+        try:
+            rollups.compact(self._db.cursor(), since)
+        except duckdb.Error as exc:  # a purge's transaction on the same rows: a later turn
+            log.warning("could not compact the hourly rollups (%s); trying again later", exc)
+            return
+        self._uncompacted, self._flushes_uncompacted = None, 0
+
+    def _appended_rollups(self, traces: pa.Table | None) -> None:
+        """Note the hours whose rollups got rows from stored traces, for `_compact`."""
+        if traces is None or not traces.num_rows:
+            return
+        first = pc.min(traces.column("ts_start")).as_py()
+        if first is not None:
+            self._uncompacted = first if self._uncompacted is None else min(self._uncompacted, first)
+            self._flushes_uncompacted += 1
 
     def _rotate(self) -> tuple[Path, int] | None:
         """Swap in a fresh segment (caller holds the lock); returns the closed one, or None when
@@ -344,44 +379,63 @@ class Recorder:
     def _segments(self) -> list[Path]:
         return sorted(self._spool_dir.glob(f"*{SEGMENT_SUFFIX}"), key=_segment_number)
 
-    def _store_segment(self, path: Path, live: bool = False) -> Flushed:
-        """Load one closed segment into DuckDB, then delete it. Returns what it stored."""
-        segment = read_segment(path, self._legacy_names)
+    def _read_closed(self, path: Path, live: bool) -> _Closed:
+        """Read a closed segment: its refused records to rejected/, a live one's write-once tables
+        into Arrow batches (none when Arrow refuses one: those go the careful way), whose rows are
+        dropped then (the careful way reads them again). The collector is paused meanwhile."""
+        with _collector_paused():
+            segment = read_segment(path, self._legacy_names)
+            batches = self._batches(segment) if live else {}
+            for table in batches:
+                del segment.tables[table]
         for table, record, reason in segment.refused:
             self._reject(table, record, path.name, reason)
+        return _Closed(path, segment, batches, live)
+
+    def _batches(self, segment: Segment) -> dict[str, pa.Table]:
+        """The write-once tables of a live segment as Arrow batches; none when Arrow refuses one."""
+        tables = [t for t in KEYS if ON_CONFLICT[t] == "IGNORE" and segment.tables.get(t)]
+        try:
+            return {table: self._columns[table].arrow(segment.tables[table]) for table in tables}
+        except BATCH_ERRORS:
+            return {}
+
+    def _store(self, closed: _Closed) -> Flushed:
+        """Load one read segment into DuckDB, then delete it. Returns what it stored."""
+        segment, name = closed.segment, closed.path.name
         cur = self._db.cursor()
-        fresh = self._store_fresh(cur, segment) if live else {}
+        fresh = self._store_fresh(cur, closed.batches)
+        if closed.batches and not fresh:  # DuckDB refused a row: the careful way needs them all
+            segment = read_segment(closed.path, self._legacy_names)
         counts = {table: batch.num_rows for table, batch in fresh.items()}
         traces = fresh.get("traces")
         for table in KEYS:
             spooled = segment.tables.get(table)
             if spooled and table not in fresh:
-                stored = self._insert(cur, table, spooled, path.name, live)
+                stored = self._insert(cur, table, spooled, name, closed.live)
                 counts[table] = stored.num_rows
                 if table == "traces":
                     traces = stored
         events = segment.tables.get(AUDIT)
         if events:
-            counts[AUDIT] = self._append_audit(cur, events.records(), path.name)
-        path.unlink()
+            counts[AUDIT] = self._append_audit(cur, events.records(), name)
+        self._appended_rollups(traces)
+        closed.path.unlink()
         return Flushed(counts, traces)
 
-    def _store_fresh(self, cur: duckdb.DuckDBPyConnection, segment: Segment) -> dict[str, pa.Table]:
+    def _store_fresh(
+        self, cur: duckdb.DuckDBPyConnection, batches: dict[str, pa.Table]
+    ) -> dict[str, pa.Table]:
         """A live segment's write-once tables (traces, payloads, …) in one transaction of plain
         INSERTs with their rollups; returns each table's rows stored. A fresh segment holds new keys
         only, so this is the usual path: one commit per flush, no conflict checks, no RETURNING.
-        Whatever DuckDB (or Arrow) refuses rolls it all back, and the tables go the careful way
-        (`_insert`: a conflict rule, then row by row), which sets aside only the refused rows."""
-        tables = tuple(t for t in KEYS if ON_CONFLICT[t] == "IGNORE" and segment.tables.get(t))
-        if not tables:
-            return {}
-        try:
-            batches = [(table, self._columns[table].arrow(segment.tables[table])) for table in tables]
-        except BATCH_ERRORS:
+        Whatever DuckDB refuses rolls it all back, and the tables go the careful way (`_insert`:
+        a conflict rule, then row by row), which sets aside only the refused rows."""
+        if not batches:
             return {}
         cur.execute("BEGIN")
         try:
-            for table, batch in batches:
+            for table, batch in batches.items():
                 cur.register("spool_batch", batch)
                 try:
                     sql = f"INSERT INTO {table} BY NAME SELECT * FROM spool_batch"
@@ -395,7 +449,7 @@ class Recorder:
             if isinstance(refused, STORE_ERRORS):
                 raise  # the disk or the database, not a row: the segment waits
             return {}
-        return dict(batches)
+        return batches
 
     @property
     def _legacy_names(self) -> dict[str, tuple[str, ...]]:
@@ -469,6 +523,35 @@ class Recorder:
         entry = {"table": table, "row": row, "segment": segment, "error": reason}
         with (self._rejected_dir / f"{table}.jsonl").open("ab") as f:
             f.write(orjson.dumps(entry, default=str) + b"\n")
+
+
+@dataclass(slots=True)
+class _Closed:
+    """A closed segment read back: its records by table and, for a live one, the Arrow batches
+    of its write-once tables (their rows dropped)."""
+
+    path: Path
+    segment: Segment
+    batches: dict[str, pa.Table]
+    live: bool
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused while a segment is decoded. Its rows are new lists
+    (and the dicts of their JSON values), alive until their Arrow arrays are built: each
+    collection they set off would walk them and every other object of the process, and
+    those many times per segment cost more than the decode itself. They hold no cycles and
+    are freed by reference counting before it resumes. (Process-wide: meanwhile no thread's
+    allocations start a collection; one that is due runs once it resumes.)"""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _insert_batch(cur: duckdb.DuckDBPyConnection, table: str, batch: pa.Table, plain: bool = False) -> None:

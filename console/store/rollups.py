@@ -1,4 +1,4 @@
-"""Rollups of the traces, kept by the writer as rows land, read by the panes' named queries.
+"""Rollups of the traces, kept by the recorder as rows land, read by the panes' named queries.
 
 Three tables (migration 013):
 
@@ -12,8 +12,13 @@ Three tables (migration 013):
 - `rollup_tasks`: per task, its calls, judge calls, cost, judge cost, first call, first
   workflow, and its outcome (a later outcome replaces the earlier one, as in `outcomes`).
 
-Counts, tokens and spend are sums, so the rows of a flush are merged into the stored ones
-(MERGE for the hourly tables, ON CONFLICT for tasks). `insert` runs a writer's INSERT and
+Counts, tokens and spend are sums, and a bucket's least and greatest value a min and a max,
+so an hourly table's rows are partial sums: a flush appends its own (a plain INSERT costs
+about half a MERGE), the queries add them up (they sum rollup rows with single traces
+anyway), and `compact`, which the recorder runs when it is idle (or every so many flushes
+under load), merges the rows of the recent hours into one per key, to keep the tables
+small; it changes no answer. A task's row is merged into the stored one (ON CONFLICT),
+since the queries read one row per task. `insert` runs a writer's INSERT and
 the rollup update in one transaction, from the rows the INSERT really stored (RETURNING),
 so a replayed segment adds nothing twice. A retention purge deletes whole hours before its
 cutoff and recomputes the cutoff's own hour and the tasks that lost calls (`after_purge`);
@@ -126,27 +131,20 @@ def task_rows(source: str) -> str:
         GROUP BY task_id"""
 
 
-def _merge(target: str, rows: str, dims: tuple[str, ...], updates: list[str]) -> str:
-    match = " AND ".join(f"t.{d} IS NOT DISTINCT FROM d.{d}" for d in dims)
+def _append(target: str, rows: str) -> str:
+    return f"INSERT INTO {target} BY NAME {rows}"
+
+
+def _compacted_hourly(since: str) -> str:
+    sums = ", ".join(f"sum({s})::{'DOUBLE' if s == 'cost_usd' else 'BIGINT'} AS {s}" for s in HOURLY_SUMS)
+    return f"SELECT {', '.join(HOURLY_DIMS)}, {sums} FROM rollup_hourly WHERE hour >= {since} GROUP BY ALL"
+
+
+def _compacted_latency(since: str) -> str:
     return (
-        f"MERGE INTO {target} AS t USING ({rows}) AS d ON {match} "
-        f"WHEN MATCHED THEN UPDATE SET {', '.join(updates)} WHEN NOT MATCHED THEN INSERT BY NAME"
+        f"SELECT {', '.join(LATENCY_DIMS)}, sum(calls)::BIGINT AS calls, min(lowest) AS lowest, "
+        f"max(highest) AS highest FROM rollup_latency_hourly WHERE hour >= {since} GROUP BY ALL"
     )
-
-
-def _merge_hourly(source: str) -> str:
-    return _merge(
-        "rollup_hourly", hourly_rows(source), HOURLY_DIMS, [f"{s} = t.{s} + d.{s}" for s in HOURLY_SUMS]
-    )
-
-
-def _merge_latency(source: str) -> str:
-    updates = [
-        "calls = t.calls + d.calls",
-        "lowest = least(t.lowest, d.lowest)",
-        "highest = greatest(t.highest, d.highest)",
-    ]
-    return _merge("rollup_latency_hourly", latency_rows(source), LATENCY_DIMS, updates)
 
 
 def _upsert_tasks(source: str) -> str:
@@ -183,9 +181,9 @@ def statements(table: str, source: str, rows: pa.Table | None = None) -> list[st
     given the `rows` themselves, only those with something to add (a statement costs
     milliseconds even when it changes nothing)."""
     if table == "traces":
-        found = [_merge_hourly(source)]
+        found = [_append("rollup_hourly", hourly_rows(source))]
         if rows is None or _any_timed(rows):
-            found.append(_merge_latency(source))
+            found.append(_append("rollup_latency_hourly", latency_rows(source)))
         if rows is None or rows.column("task_id").null_count < rows.num_rows:
             found.append(_upsert_tasks(source))
         return found
@@ -266,6 +264,23 @@ def apply(cur: duckdb.DuckDBPyConnection, table: str, stored: pa.Table) -> None:
             cur.execute(sql)
     finally:
         cur.unregister("rollup_stored")
+
+
+def compact(cur: duckdb.DuckDBPyConnection, since: datetime) -> None:
+    """Merge the hourly rollups' rows of the hours from `since`'s on into one row per key: each
+    flush appends its own partial sums (cheaper than merging them in), which the queries add
+    up either way, so this changes no answer; it keeps the tables small. Its own transaction."""
+    params = {"since": since}
+    hour = "date_trunc('hour', $since::TIMESTAMP)"
+    with transaction(cur, opened=False):
+        for rollup, compacted in (
+            ("rollup_hourly", _compacted_hourly),
+            ("rollup_latency_hourly", _compacted_latency),
+        ):
+            cur.execute(f"CREATE OR REPLACE TEMP TABLE rollup_compacted AS {compacted(hour)}", params)
+            cur.execute(f"DELETE FROM {rollup} WHERE hour >= {hour}", params)
+            cur.execute(f"INSERT INTO {rollup} BY NAME SELECT * FROM rollup_compacted")
+        cur.execute("DROP TABLE rollup_compacted")
 
 
 # -- rebuilds and purges -------------------------------------------------------------------
