@@ -24,6 +24,34 @@ atexit.register(shutil.rmtree, os.environ["FLEETDECK_CONFIG_DIR"], True)
 pytest_plugins = ["gateway_fixtures"]  # tests/gateway_fixtures.py
 
 
+# The files that take longest (`--durations` on two workers), dispatched first: `make test`
+# hands whole files to its workers in collection order, and a long file near the end leaves
+# the other worker idle while it runs. The rest keep their order.
+LONGEST_FIRST = (
+    "test_cluster.py",
+    "test_classifier.py",
+    "test_injection_guard.py",
+    "test_gateway_faults.py",
+    "test_cache_shadow.py",
+    "test_lake_replicas.py",
+    "tui/test_snapshots.py",
+    "test_judge.py",
+    "test_prompts_optimize.py",
+    "test_cli_progress.py",
+    "tui/test_sql_pane.py",
+    "test_retention.py",
+    "test_drift.py",
+    "test_cli.py",
+    "test_recorder.py",
+)
+TESTS = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: n for n, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.relative_to(TESTS).as_posix(), len(rank)))
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data")
