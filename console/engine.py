@@ -388,7 +388,7 @@ class Engine:
     def _admin_handlers(self) -> dict[str, AdminHandler]:
         """What the admin API answers, by action (console/gateway/admin.py)."""
         return {
-            "query": lambda request: answer_query(self.db, request),
+            "query": self._answer_query,
             "keys": self._answer_keys,
             "audit_verify": self._answer_audit_verify,
             "oversight": self._answer_oversight,
@@ -410,6 +410,12 @@ class Engine:
         answer = self._admin_handlers()[action](request)
         assert isinstance(answer, dict), f"{action} answers a document"
         return answer
+
+    def _answer_query(self, request: Mapping[str, Any]) -> bytes:
+        """A query sees every call and event recorded before it: the spool is flushed first
+        (a CLI that has just added a prompt version reads its audit entry back)."""
+        self.recorder.flush()
+        return answer_query(self.db, request)
 
     def _answer_prompts(self, request: Mapping[str, Any]) -> dict[str, Any]:
         return self.prompts.answer(request)

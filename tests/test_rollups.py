@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from console.engine import Engine
 from console.settings import Settings
 from console.store import queries, rollups
 from console.store.db import Database
-from console.store.importer import import_files
+from console.store.importer import ImportProgress, import_files
 from console.store.retention import Retention, Windows
 from console.store.seed import sample_traces_dir
 from console.store.trace import Outcome, Trace
@@ -288,4 +289,31 @@ def test_flushes_append_partial_sums_and_compacting_them_changes_no_answer(tmp_p
         rollups.compact(cur, START)
         assert cur.execute("SELECT count(*) FROM rollup_hourly").fetchall() == cur.execute(keys).fetchall()
         assert cur.execute("SELECT sum(calls) FROM rollup_hourly").fetchall() == [(1200,)]
+        assert assert_panes_match(cur, *span(cur)) > 100
+
+
+def test_a_compaction_during_an_import_waits_for_it_and_the_import_commits(tmp_path: Path) -> None:
+    """The writer compacts on its idle turns, while the console's first-run import may be
+    rebuilding the rollups in its transaction: both delete the same rows, and the import's
+    commit failed on the conflict ("Conflict on tuple deletion"; the first run imported
+    nothing). A compaction now skips its turn while an import holds the rollups."""
+    settings = Settings(data_dir=tmp_path / "data", recorder_flush_interval_s=3600)
+    with Engine(settings) as engine:
+        engine.start_recorder()
+        record_all(engine, generated_traces(random.Random(3), 200), [])
+        compacted: list[bool] = []
+
+        def compact_meanwhile(step: ImportProgress) -> None:
+            if step.step == "inserted" and not compacted:  # inside the import's transaction
+                writer = threading.Thread(
+                    target=lambda: compacted.append(rollups.compact(engine.db.cursor(), START))
+                )
+                writer.start()
+                writer.join()
+
+        import_files(engine.db.cursor(), [sample_traces_dir()], progress=compact_meanwhile)
+        assert compacted == [False], "the compaction waited for a later turn"
+        cur = engine.db.cursor()
+        assert cur.execute("SELECT count(*) FROM traces").fetchall()[0][0] > 60_000
+        assert rollups.compact(cur, START)
         assert assert_panes_match(cur, *span(cur)) > 100

@@ -140,7 +140,7 @@ def _insert_all(
     shift: timedelta,
     inserted: Callable[[int, Path], None],
 ) -> list[FileImport]:
-    with audit.CHAIN_LOCK:
+    with audit.CHAIN_LOCK, rollups.REWRITE_LOCK:
         cur.execute("BEGIN")
         try:
             done = []

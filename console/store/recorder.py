@@ -333,8 +333,9 @@ class Recorder:
         if since is None:
             return
         try:
-            rollups.compact(self._db.cursor(), since)
-        except duckdb.Error as exc:  # a purge's transaction on the same rows: a later turn
+            if not rollups.compact(self._db.cursor(), since):
+                return  # an import or a purge rewrites them: a later turn
+        except duckdb.Error as exc:
             log.warning("could not compact the hourly rollups (%s); trying again later", exc)
             return
         self._uncompacted, self._flushes_uncompacted = None, 0

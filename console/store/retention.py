@@ -140,6 +140,13 @@ def purge(
 ) -> dict[str, int]:
     """Delete what retention no longer keeps, in one transaction; the rows taken per table.
     `progress` hears a step per table, then the rollups and the audit payloads."""
+    with rollups.REWRITE_LOCK:
+        return _purge(cur, cutoffs, progress)
+
+
+def _purge(
+    cur: duckdb.DuckDBPyConnection, cutoffs: Mapping[str, datetime], progress: Progress
+) -> dict[str, int]:
     rows: dict[str, int] = {}
     total = len(PURGES) + 2
     cur.execute("BEGIN")

@@ -31,6 +31,7 @@ window from `traces` itself, so their answers equal the naive queries' (queries/
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -39,6 +40,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 KEPT = ("traces", "outcomes")
+# Held from BEGIN to COMMIT by a transaction that deletes rollup rows (an import's rebuild, a
+# purge's recompute). The writer's compaction deletes them too: it skips its turn while the
+# lock is held, rather than make that transaction fail on a write conflict at its commit.
+REWRITE_LOCK = threading.RLock()
 JUDGE = "'fleetdeck-judge'"
 SERVED_STATUSES = ("ok", "partial", "error")
 SERVED = "(" + ", ".join(f"'{s}'" for s in SERVED_STATUSES) + ")"
@@ -266,10 +271,21 @@ def apply(cur: duckdb.DuckDBPyConnection, table: str, stored: pa.Table) -> None:
         cur.unregister("rollup_stored")
 
 
-def compact(cur: duckdb.DuckDBPyConnection, since: datetime) -> None:
+def compact(cur: duckdb.DuckDBPyConnection, since: datetime) -> bool:
     """Merge the hourly rollups' rows of the hours from `since`'s on into one row per key: each
     flush appends its own partial sums (cheaper than merging them in), which the queries add
-    up either way, so this changes no answer; it keeps the tables small. Its own transaction."""
+    up either way, so this changes no answer; it keeps the tables small. Its own transaction.
+    False (nothing done) while another transaction rewrites the rollups (`REWRITE_LOCK`)."""
+    if not REWRITE_LOCK.acquire(blocking=False):
+        return False
+    try:
+        _compact(cur, since)
+    finally:
+        REWRITE_LOCK.release()
+    return True
+
+
+def _compact(cur: duckdb.DuckDBPyConnection, since: datetime) -> None:
     params = {"since": since}
     hour = "date_trunc('hour', $since::TIMESTAMP)"
     with transaction(cur, opened=False):
