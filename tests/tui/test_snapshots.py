@@ -56,7 +56,7 @@ async def settle(pilot: Pilot[None]) -> None:
             widget.cursor_blink = False  # the cursor stays shown
         for area in screen.query(TextArea):
             area.cursor_blink = False
-    # Tables size their columns on idle: wait until no width changes between two looks.
+    # Tables size their columns on idle: wait until they have, and no width changes between two looks.
     widths = None
     for _ in range(60):
         await pilot.pause(0.1)
@@ -67,7 +67,10 @@ async def settle(pilot: Pilot[None]) -> None:
             if isinstance(t, DataTable)
         ]
         now = [[c.get_render_width(t) for c in t.columns.values()] for t in tables]
-        if now == widths:
+        # A table measures its new rows on its next idle: until then its columns are as wide
+        # as their labels, and look settled to a busy app (a pane mounted just before a dialog).
+        measured = not any(t._require_update_dimensions for t in tables)
+        if now == widths and measured:
             break
         widths = now
     await pilot.wait_for_scheduled_animations()
