@@ -208,17 +208,22 @@ def test_a_stream_cut_after_its_first_chunk_ends_with_an_error_event(
     assert trace["status"] == "partial" and trace["error_type"] == "connection"
 
 
+def streamed(served: Served, model: str) -> list[str]:
+    """The `data:` lines of one streamed chat call."""
+    next(requests_sent)
+    body = {"model": model, "messages": HELLO, "stream": True}
+    with httpx.stream(
+        "POST", f"{served.base_url}/chat/completions", json=body, headers=served.auth, timeout=30
+    ) as response:
+        return [line for line in response.iter_lines() if line.startswith("data: ")]
+
+
 def test_a_stream_outliving_the_deadline_ends_with_an_error_that_says_so(
     gateway: Served, upstreams: tuple[FakeOpenAI, FakeOpenAI]
 ) -> None:
     primary, _ = upstreams
     primary.fail_always(Fault(chunk_delay_s=1.2, stream=True))  # within idle_s 2, past total_s 3
-    body = {"model": "route:alone", "messages": HELLO, "stream": True}
-    next(requests_sent)
-    with httpx.stream(
-        "POST", f"{gateway.base_url}/chat/completions", json=body, headers=gateway.auth, timeout=30
-    ) as response:
-        events = [line for line in response.iter_lines() if line.startswith("data: ")]
+    events = streamed(gateway, "route:alone")
     assert "data: [DONE]" not in events
     assert "the request's deadline passed mid-stream" in events[-1]
 
@@ -228,12 +233,7 @@ def test_a_stream_going_quiet_past_its_idle_timeout_ends_with_an_error_that_says
 ) -> None:
     primary, _ = upstreams
     primary.fail_always(Fault(stall_at=2, stall_s=2.5, stream=True))  # past idle_s 1, well within total_s
-    body = {"model": "route:patient", "messages": HELLO, "stream": True}
-    next(requests_sent)
-    with httpx.stream(
-        "POST", f"{gateway.base_url}/chat/completions", json=body, headers=gateway.auth, timeout=30
-    ) as response:
-        events = [line for line in response.iter_lines() if line.startswith("data: ")]
+    events = streamed(gateway, "route:patient")
     assert "data: [DONE]" not in events
     assert "the stream went quiet for 1.0s" in events[-1]
 
