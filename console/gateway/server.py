@@ -113,6 +113,16 @@ def build_app(
         body = {"task_id": outcome.task_id, "status": outcome.status, "recorded": True}
         return _json(body, headers=traced)
 
+    async def crashed(request: Request, exc: Exception) -> Response:
+        """An error that escaped an endpoint: 500 in the caller's envelope and, under /v1/ (a
+        call of the user's apps), the trace the endpoint did not get to record."""
+        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+        error, traced = _internal_error(), {}
+        if request.url.path.startswith("/v1/"):
+            with contextlib.suppress(RecorderUnavailable):  # then the 500 goes out untraced
+                traced = gateway.record_request(operation_of(request), request.headers, error)
+        return _error(error, traced, request)
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
@@ -156,7 +166,7 @@ def build_app(
         routes.append(Route("/mcp", mcp))  # the MCP gateway (console/mcp/endpoint.py)
     app = Starlette(
         routes=routes,
-        exception_handlers={HTTPException: http_error, RecorderUnavailable: _unrecorded, Exception: _crash},
+        exception_handlers={HTTPException: http_error, RecorderUnavailable: _unrecorded, Exception: crashed},
         lifespan=(lambda app: mcp.running()) if mcp is not None else None,
     )
     return ModelCalls(calls, app, _unrecorded, _crash)
@@ -168,7 +178,7 @@ def handoffs_endpoint(gateway: Gateway) -> Callable[[Request], Awaitable[Respons
     handoff, recorded as refused); one held by its gate is 202."""
 
     async def endpoint(request: Request) -> Response:
-        operation = "handoff" if request.method == "POST" else "handoff_get"
+        operation = operation_of(request)
         try:
             found = await _handoff(gateway, request)
         except ApiError as error:
@@ -218,8 +228,7 @@ def stored_response(gateway: Gateway) -> Callable[[Request], Awaitable[Response]
 
     async def endpoint(request: Request) -> Response:
         response_id, headers = request.path_params["response_id"], request.headers
-        listing = request.url.path.endswith("/input_items")
-        operation = "response_input_items" if listing else f"response_{request.method.lower()}"
+        listing, operation = request.url.path.endswith("/input_items"), operation_of(request)
         try:
             if listing:
                 body = await stored_responses.input_items(gateway, headers, response_id, request.query_params)
@@ -232,6 +241,16 @@ def stored_response(gateway: Gateway) -> Callable[[Request], Awaitable[Response]
         return _json(body, headers=gateway.record_request(operation, headers))
 
     return endpoint
+
+
+def operation_of(request: Request) -> str:
+    """The trace's operation for a request under /v1/ that calls no model."""
+    path, method = request.url.path, request.method
+    if path.startswith("/v1/responses/"):
+        return "response_input_items" if path.endswith("/input_items") else f"response_{method.lower()}"
+    if path.startswith("/v1/handoffs"):
+        return "handoff" if method == "POST" else "handoff_get"
+    return {"/v1/models": "models", "/v1/outcomes": "outcome"}.get(path, "unknown")
 
 
 async def _read_body(request: Request) -> bytes:
@@ -267,10 +286,13 @@ async def _unrecorded(request: Request, exc: Exception) -> Response:
 
 
 async def _crash(request: Request, exc: Exception) -> Response:
+    """An error that escaped a model call (whose trace the call records itself)."""
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return _error(
-        ApiError(500, "internal error in Fleetdeck; see its log", type_="api_error"), request=request
-    )
+    return _error(_internal_error(), request=request)
+
+
+def _internal_error() -> ApiError:
+    return ApiError(500, "internal error in Fleetdeck; see its log", type_="api_error")
 
 
 def _outcome(body: dict[str, Any]) -> Outcome:
