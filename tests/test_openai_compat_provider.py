@@ -17,7 +17,12 @@ import pytest
 from fakes.openai_upstream import FakeOpenAI, Fault
 
 from console.providers.base import ErrorType, Provider, ProviderError, Usage
-from console.providers.openai_compat import OpenAICompatProvider, Redactor, parse_retry_after
+from console.providers.openai_compat import (
+    OpenAICompatProvider,
+    Redactor,
+    environment_proxy,
+    parse_retry_after,
+)
 from console.providers.sse import SSEDecoder, SSEEvent
 
 KEY = "sk-test-Zq8dK2vN4mXr7TfB0pLs"
@@ -102,6 +107,33 @@ def test_chat_sends_the_model_and_key_and_returns_the_completion(fake: FakeOpenA
     assert sent.body["stream"] is False
     assert "stream_options" not in sent.body  # OpenAI rejects it without stream
     assert sent.body["temperature"] == 0.2
+
+
+def test_a_cookie_an_upstream_sets_is_never_sent_with_a_later_call(fake: FakeOpenAI) -> None:
+    """One provider carries many tenants' calls: nothing an answer sets may ride on the next."""
+    fake.answer_headers = {"set-cookie": "session=tenant-a; Path=/"}
+
+    async def twice(provider: OpenAICompatProvider) -> None:
+        await provider.chat(MODEL, BODY)
+        await provider.chat(MODEL, BODY)
+
+    with_provider(fake, twice)
+    assert len(fake.requests) == 2
+    assert "cookie" not in fake.requests[-1].headers
+
+
+def test_the_environments_proxy_is_the_providers_unless_no_proxy_names_its_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert environment_proxy("https://api.openai.com/v1") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    found = environment_proxy("https://api.openai.com/v1")
+    assert found is not None and str(found.url) == "http://proxy.corp:3128"
+    assert environment_proxy("http://vllm.lan:8000/v1") is None  # HTTPS_PROXY is for https only
+    monkeypatch.setenv("NO_PROXY", "openai.com")
+    assert environment_proxy("https://api.openai.com/v1") is None
 
 
 def test_stream_yields_chunks_and_a_final_usage_chunk(fake: FakeOpenAI) -> None:

@@ -1,9 +1,13 @@
 """Any OpenAI-compatible HTTP API: OpenAI, vLLM, llama.cpp server, Ollama, OpenRouter, ….
 
-One `httpx.AsyncClient` per provider, on httpx-aiohttp's transport (aiohttp's connection
-pool underneath, much faster than httpx's own), with pooled keep-alive connections. The
-client's aiohttp session is created on the first request and is bound to that event
-loop: use a provider on one loop (the gateway's) and `aclose` it there.
+One httpx-aiohttp transport per provider (aiohttp's connection pool underneath, much faster
+than httpx's own), with pooled keep-alive connections; each call is an `httpx.Request` sent
+on it. Not through an `httpx.AsyncClient`: a proxy of many tenants' calls must not keep a
+cookie jar across them nor follow redirects, and the client's machinery for both (and its
+per-request merging) cost more CPU than the rest of the call. The environment's proxy
+(HTTPS_PROXY, NO_PROXY, …) is honoured as the client would. The transport's aiohttp session
+is created on the first request and is bound to that event loop: use a provider on one
+loop (the gateway's) and `aclose` it there.
 
 Every failure becomes a `ProviderError` (see `base.ErrorType`); messages carry the
 upstream's own error message, with the provider's secrets redacted.
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -27,7 +32,7 @@ from typing import Any, NoReturn
 import aiohttp
 import httpx
 import orjson
-from httpx_aiohttp import HttpxAiohttpClient
+from httpx_aiohttp.transport import AiohttpTransport
 
 from console.providers.base import UPSTREAM_HEADERS, Body, ErrorType, ProviderError
 from console.providers.sse import SSEDecoder
@@ -38,6 +43,14 @@ DONE = b"[DONE]"
 _DRAIN_S = 0.1
 _MAX_MESSAGE = 500
 _TRANSPORT_ERRORS = (httpx.HTTPError, aiohttp.ClientError, OSError)
+# What httpx's client sends unless told otherwise; a provider's own headers come after.
+_DEFAULT_HEADERS = {
+    "accept": "*/*",
+    "accept-encoding": "gzip, deflate",
+    "connection": "keep-alive",
+    "user-agent": f"python-httpx/{httpx.__version__}",
+    "content-type": "application/json",
+}
 
 _CONTEXT_RE = re.compile(
     r"context[ _]length|maximum context|context window|exceeds? the (?:available )?context"
@@ -199,14 +212,16 @@ class HttpProvider:
         self._max_connections = max_connections
         self._redact = Redactor(secrets)
         self.limits: UpstreamLimits | None = None  # what the upstream last said of its rate limits
-        self._client = HttpxAiohttpClient(
-            headers={"content-type": "application/json", **headers},
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
+        self._headers = {**_DEFAULT_HEADERS, **{name.lower(): value for name, value in headers.items()}}
+        timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
+        self._extensions = {"timeout": timeout.as_dict()}
+        self._transport = AiohttpTransport(
             limits=httpx.Limits(
                 max_connections=max_connections,
                 max_keepalive_connections=max_connections,
                 keepalive_expiry=keepalive_s,
             ),
+            proxy=environment_proxy(self.base_url),
         )
 
     def url(self, path: str) -> httpx.URL:
@@ -227,13 +242,32 @@ class HttpProvider:
         }
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
+
+    async def _send(self, url: httpx.URL, payload: Body, headers: Mapping[str, str] | None) -> httpx.Response:
+        """The upstream's response, its body not read yet (`aclose` it)."""
+        request = httpx.Request(
+            "POST",
+            url,
+            headers=self._with_headers(_with_call_headers(headers)),
+            content=self._encode(payload),
+            extensions=self._extensions,
+        )
+        return await self._transport.handle_async_request(request)
+
+    def _with_headers(self, headers: Mapping[str, str] | None) -> dict[str, str]:
+        if not headers:
+            return self._headers
+        return {**self._headers, **{name.lower(): value for name, value in headers.items()}}
 
     async def post_json(self, url: httpx.URL, payload: Body, headers: Mapping[str, str] | None = None) -> Any:
         """`headers`: this request's own, beside the provider's (e.g. a client's anthropic-beta)."""
-        content = self._encode(payload)
         try:
-            response = await self._client.post(url, content=content, headers=_with_call_headers(headers))
+            response = await self._send(url, payload, headers)
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
         except _TRANSPORT_ERRORS as exc:
             raise self.transport_error(exc) from None  # the cause holds the request headers
         self._learn(response.headers)
@@ -249,20 +283,22 @@ class HttpProvider:
         self, url: httpx.URL, payload: Body, headers: Mapping[str, str] | None = None
     ) -> AsyncIterator[httpx.Response]:
         """The upstream response of a streaming request, checked for its status; closed on exit."""
-        content = self._encode(payload)
         try:
-            async with self._client.stream(
-                "POST", url, content=content, headers=_with_call_headers(headers)
-            ) as response:
-                self._learn(response.headers)
-                if response.status_code >= 300:
-                    await response.aread()
-                    raise self.status_error(response.status_code, response.headers, response.content)
-                if response.headers.get("content-type", "").startswith("application/json"):
-                    raise self._not_a_stream(await response.aread())
-                yield response
+            response = await self._send(url, payload, headers)
         except _TRANSPORT_ERRORS as exc:
             raise self.transport_error(exc) from None  # the cause holds the request headers
+        try:
+            self._learn(response.headers)
+            if response.status_code >= 300:
+                await response.aread()
+                raise self.status_error(response.status_code, response.headers, response.content)
+            if response.headers.get("content-type", "").startswith("application/json"):
+                raise self._not_a_stream(await response.aread())
+            yield response
+        except _TRANSPORT_ERRORS as exc:
+            raise self.transport_error(exc) from None
+        finally:
+            await response.aclose()
 
     def _learn(self, headers: Mapping[str, str]) -> None:
         found = read_limits(headers)
@@ -330,6 +366,17 @@ def _with_call_headers(headers: Mapping[str, str] | None) -> Mapping[str, str] |
     if not call_headers:
         return headers
     return {**call_headers, **headers} if headers else call_headers
+
+
+def environment_proxy(base_url: str) -> httpx.Proxy | None:
+    """The proxy the environment names for `base_url` (HTTPS_PROXY, HTTP_PROXY, ALL_PROXY, unless
+    NO_PROXY covers its host), as httpx's client with `trust_env` would pick it."""
+    url = httpx.URL(base_url)
+    if urllib.request.proxy_bypass(url.host):
+        return None
+    proxies = urllib.request.getproxies_environment()
+    found = proxies.get(url.scheme) or proxies.get("all")
+    return httpx.Proxy(found) if found else None
 
 
 async def drain(chunks: AsyncIterator[bytes]) -> None:
