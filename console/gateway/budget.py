@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from typing import Literal, Protocol
 
 import orjson
 
-from console.clock import utc_now
+from console.clock import new_local_id, utc_now
 from console.gateway.executor import Plan
 from console.gateway.keys import VirtualKey
 from console.gateway.openai_api import ApiError
@@ -70,7 +69,7 @@ class Reservation:
     buckets: tuple[tuple[str, str], ...]
     nanos: int
     open: bool = True
-    reservation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    reservation_id: str = field(default_factory=new_local_id)
 
 
 @dataclass(frozen=True, slots=True)
