@@ -467,9 +467,17 @@ def test_cancelling_a_stream_closes_the_upstream_connection(fake: FakeAnthropic)
     fake.fail_always(Fault(chunk_delay_s=0.05))
 
     async def use(provider: AnthropicProvider) -> bool:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(0.15):
-                await collect(provider.chat_stream(MODEL, chat("a b c d e f g h i j k l")))
+        started = asyncio.Event()
+
+        async def consume() -> None:
+            async for _ in provider.chat_stream(MODEL, chat("a b c d e f g h i j k l")):
+                started.set()
+
+        consuming = asyncio.create_task(consume())
+        await started.wait()  # cancelled mid-stream, however slow the box
+        consuming.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consuming
         return await fake.await_until(lambda: fake.streams_disconnected == 1 and fake.open_connections == 0)
 
     assert with_provider(fake, use)

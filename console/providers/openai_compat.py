@@ -4,7 +4,8 @@ One httpx-aiohttp transport per provider (aiohttp's connection pool underneath, 
 than httpx's own), with pooled keep-alive connections; each call is an `httpx.Request` sent
 on it. Not through an `httpx.AsyncClient`: a proxy of many tenants' calls must not keep a
 cookie jar across them nor follow redirects, and the client's machinery for both (and its
-per-request merging) cost more CPU than the rest of the call. The environment's proxy
+per-request merging) cost more CPU than the rest of the call; its aiohttp session has no
+cookie jar either. The environment's proxy
 (HTTPS_PROXY, NO_PROXY, …) is honoured as the client would. The transport's aiohttp session
 is created on the first request and is bound to that event loop: use a provider on one
 loop (the gateway's) and `aclose` it there.
@@ -216,12 +217,8 @@ class HttpProvider:
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
         self._extensions = {"timeout": timeout.as_dict()}
         self._transport = AiohttpTransport(
-            limits=httpx.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                keepalive_expiry=keepalive_s,
-            ),
             proxy=environment_proxy(self.base_url),
+            client=lambda: _session(max_connections, keepalive_s),
         )
 
     def url(self, path: str) -> httpx.URL:
@@ -366,6 +363,17 @@ def _with_call_headers(headers: Mapping[str, str] | None) -> Mapping[str, str] |
     if not call_headers:
         return headers
     return {**call_headers, **headers} if headers else call_headers
+
+
+def _session(max_connections: int, keepalive_s: float) -> aiohttp.ClientSession:
+    """The transport's aiohttp session (made on the first request, on the gateway's loop): a
+    pool of keep-alive connections, and no cookie jar (aiohttp's keeps what any answer sets)."""
+    connector = aiohttp.TCPConnector(
+        limit=max_connections,
+        keepalive_timeout=keepalive_s,
+        ssl=httpx.create_ssl_context(trust_env=True),  # SSL_CERT_FILE / SSL_CERT_DIR, as httpx
+    )
+    return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 
 def environment_proxy(base_url: str) -> httpx.Proxy | None:
