@@ -4,7 +4,7 @@ A segment opens with a header line that names, per table, the fields of its reco
 order; every other line is one record as a JSON array: its table, then its values in
 that order (`["traces", "01J…", "2026-11-01T12:30:15.250000", "ok", null, …]`). Such a
 line is less than half the size of a `{"t": …, "r": {…}}` object, cheaper to write (one
-`attrgetter`, one `orjson.dumps` of a tuple) and to decode, and a table's rows come apart
+tuple of its fields, one `orjson.dumps`) and to decode, and a table's rows come apart
 into columns with one `zip`. The header travels with its segment, so a segment written
 by another version of Fleetdeck (fields added or reordered) replays by its own names; a
 segment of the earlier object format (no header) replays too.
@@ -17,8 +17,7 @@ wrong number of values) is handed back as refused, to be kept in `spool/rejected
 from __future__ import annotations
 
 import logging
-import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -44,14 +43,27 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
     )
 }
 HEADER = orjson.dumps({"spool": FORMAT, "layouts": LAYOUTS}, option=orjson.OPT_APPEND_NEWLINE)
-_VALUES = {table: operator.attrgetter(*names) for table, names in LAYOUTS.items()}
 
 Record = Trace | Payload | Outcome | Eval | StoredResponse | AuditEvent
 
 
+def _values_of(table: str, names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """A function returning `(table, record.<name>, …)` in `names`' order: one tuple display of
+    plain attribute reads, a quarter of the cost of `(table, *attrgetter(*names)(record))` for a
+    trace's 55 fields (record() runs it once per call). The names are the dataclass's own fields."""
+    if not all(name.isidentifier() for name in names):
+        raise ValueError(f"not field names: {names}")
+    source = f"lambda r: ({table!r}, {', '.join(f'r.{name}' for name in names)})"
+    values: Callable[[Any], tuple[Any, ...]] = eval(source, {})
+    return values
+
+
+_VALUES = {table: _values_of(table, names) for table, names in LAYOUTS.items()}
+
+
 def spool_line(table: str, record: Record) -> bytes:
     """One record as a spool line: its table, then its fields' values in LAYOUTS order."""
-    return orjson.dumps((table, *_VALUES[table](record)), option=orjson.OPT_APPEND_NEWLINE)
+    return orjson.dumps(_VALUES[table](record), option=orjson.OPT_APPEND_NEWLINE)
 
 
 @dataclass(slots=True)
