@@ -56,6 +56,7 @@ COLUMNS = {
     ),
     "outcomes": "task_id, workflow_id, status",
 }
+READ = {table: tuple(name.strip() for name in columns.split(",")) for table, columns in COLUMNS.items()}
 HOURLY_DIMS = (
     "hour",
     "environment",
@@ -263,6 +264,7 @@ def apply(cur: duckdb.DuckDBPyConnection, table: str, stored: pa.Table) -> None:
     """Add rows just stored in `table` (only those: replayed ones would count twice)."""
     if table not in KEPT or stored.num_rows == 0:
         return
+    stored = stored.select(READ[table])  # the columns read, no more: each statement binds them all
     cur.register("rollup_stored", stored)
     try:
         for sql in statements(table, "rollup_stored", stored):
