@@ -44,6 +44,15 @@ _PROCESS = os.urandom(6).hex()
 _SEQUENCE = itertools.count()
 
 
+def _new_process() -> None:
+    """A forked child is a process of its own: its own prefix for local ids."""
+    global _PROCESS, _SEQUENCE
+    _PROCESS, _SEQUENCE = os.urandom(6).hex(), itertools.count()
+
+
+os.register_at_fork(after_in_child=_new_process)
+
+
 def utc_now() -> datetime:
     """Now, as a naive UTC datetime (how every timestamp is stored)."""
     return datetime.now(UTC).replace(tzinfo=None)

@@ -3,6 +3,7 @@ were made, from any thread; local ids are unique UUIDs (PostgreSQL's ledger keys
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 import uuid
@@ -42,3 +43,10 @@ def test_local_ids_are_unique_uuids() -> None:
     ids = [new_local_id() for _ in range(10_000)]
     assert len(set(ids)) == len(ids)
     assert all(str(uuid.UUID(found)) == found for found in ids)
+
+
+def test_a_forked_child_makes_local_ids_of_its_own() -> None:
+    made_here = new_local_id()
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        made_there = pool.apply(new_local_id)
+    assert made_there.split("-")[:2] != made_here.split("-")[:2]
