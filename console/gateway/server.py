@@ -80,7 +80,7 @@ def build_app(
         try:
             gateway.authenticate(request.headers)
         except ApiError as error:
-            return _error(error, gateway.record_request("models", request.headers, error))
+            return _error(error, gateway.record_request(operation_of(request), request.headers, error))
         data = [
             {
                 "id": name,
@@ -90,7 +90,7 @@ def build_app(
             }
             for name in gateway.router.known_models()
         ]
-        traced = gateway.record_request("models", request.headers)
+        traced = gateway.record_request(operation_of(request), request.headers)
         return _json({"object": "list", "data": data}, headers=traced)
 
     async def healthz(request: Request) -> Response:
@@ -106,10 +106,10 @@ def build_app(
             gateway.authenticate(request.headers)
             outcome = _outcome(parse_body(await _read_body(request)))
         except ApiError as error:
-            return _error(error, gateway.record_request("outcome", request.headers, error))
+            return _error(error, gateway.record_request(operation_of(request), request.headers, error))
         gateway.recorder.record_outcome(outcome)
         traced = gateway.record_request(
-            "outcome", request.headers, task_id=outcome.task_id, workflow_id=outcome.workflow_id
+            operation_of(request), request.headers, task_id=outcome.task_id, workflow_id=outcome.workflow_id
         )
         body = {"task_id": outcome.task_id, "status": outcome.status, "recorded": True}
         return _json(body, headers=traced)

@@ -5,10 +5,9 @@ than httpx's own), with pooled keep-alive connections; each call is an `httpx.Re
 on it. Not through an `httpx.AsyncClient`: a proxy of many tenants' calls must not keep a
 cookie jar across them nor follow redirects, and the client's machinery for both (and its
 per-request merging) cost more CPU than the rest of the call; its aiohttp session has no
-cookie jar either. The environment's proxy
-(HTTPS_PROXY, NO_PROXY, …) is honoured as the client would. The transport's aiohttp session
-is created on the first request and is bound to that event loop: use a provider on one
-loop (the gateway's) and `aclose` it there.
+cookie jar either. The environment's proxy (HTTPS_PROXY, NO_PROXY, …) is honoured as the
+client would. The transport's aiohttp session is created on the first request and is bound
+to that event loop: use a provider on one loop (the gateway's) and `aclose` it there.
 
 Every failure becomes a `ProviderError` (see `base.ErrorType`); messages carry the
 upstream's own error message, with the provider's secrets redacted.
@@ -23,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import ssl
 import urllib.request
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
@@ -216,9 +216,10 @@ class HttpProvider:
         self._headers = {**_DEFAULT_HEADERS, **{name.lower(): value for name, value in headers.items()}}
         timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
         self._extensions = {"timeout": timeout.as_dict()}
+        tls = httpx.create_ssl_context(trust_env=True)  # here, not on the loop: it reads the CA files
         self._transport = AiohttpTransport(
             proxy=environment_proxy(self.base_url),
-            client=lambda: _session(max_connections, keepalive_s),
+            client=lambda: _session(max_connections, keepalive_s, tls),
         )
 
     def url(self, path: str) -> httpx.URL:
@@ -246,16 +247,20 @@ class HttpProvider:
         request = httpx.Request(
             "POST",
             url,
-            headers=self._with_headers(_with_call_headers(headers)),
+            headers=self._headers_for(headers),
             content=self._encode(payload),
             extensions=self._extensions,
         )
         return await self._transport.handle_async_request(request)
 
-    def _with_headers(self, headers: Mapping[str, str] | None) -> dict[str, str]:
-        if not headers:
-            return self._headers
-        return {**self._headers, **{name.lower(): value for name, value in headers.items()}}
+    def _headers_for(self, headers: Mapping[str, str] | None) -> dict[str, str]:
+        """The provider's headers, then the call's (providers.base.UPSTREAM_HEADERS), then this
+        request's own; names lower-cased so a later one replaces an earlier one."""
+        merged = self._headers
+        for more in (UPSTREAM_HEADERS.get(), headers):
+            if more:
+                merged = {**merged, **{name.lower(): value for name, value in more.items()}}
+        return merged
 
     async def post_json(self, url: httpx.URL, payload: Body, headers: Mapping[str, str] | None = None) -> Any:
         """`headers`: this request's own, beside the provider's (e.g. a client's anthropic-beta)."""
@@ -357,22 +362,10 @@ class HttpProvider:
         raise self.bad_response(f"JSON that is not {what}")
 
 
-def _with_call_headers(headers: Mapping[str, str] | None) -> Mapping[str, str] | None:
-    """A request's own headers, after the call's (providers.base.UPSTREAM_HEADERS)."""
-    call_headers = UPSTREAM_HEADERS.get()
-    if not call_headers:
-        return headers
-    return {**call_headers, **headers} if headers else call_headers
-
-
-def _session(max_connections: int, keepalive_s: float) -> aiohttp.ClientSession:
+def _session(max_connections: int, keepalive_s: float, tls: ssl.SSLContext) -> aiohttp.ClientSession:
     """The transport's aiohttp session (made on the first request, on the gateway's loop): a
     pool of keep-alive connections, and no cookie jar (aiohttp's keeps what any answer sets)."""
-    connector = aiohttp.TCPConnector(
-        limit=max_connections,
-        keepalive_timeout=keepalive_s,
-        ssl=httpx.create_ssl_context(trust_env=True),  # SSL_CERT_FILE / SSL_CERT_DIR, as httpx
-    )
+    connector = aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=keepalive_s, ssl=tls)
     return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
 
